@@ -1,0 +1,204 @@
+import AMQPProtocol
+import Logging
+import NIOCore
+
+/// One open AMQP channel: assembles its frames into commands and carries them out against the
+/// broker, and holds what the channel owns (consumers, unacked deliveries, confirm and tx state).
+///
+/// Errors are thrown as `AMQPError`; the connection closes this channel for soft ones and the
+/// whole connection for hard ones.
+public final class ChannelSession {
+    enum State {
+        case open
+        /// We sent channel.close and wait for close-ok; frames in between are dropped.
+        case closing
+        case closed
+    }
+
+    public let number: UInt16
+    unowned let connection: AMQPConnection
+    var state: State = .open
+    var assembler: CommandAssembler
+
+    /// channel.flow from the client: false pauses deliveries to this channel.
+    var flowActive = true
+    public internal(set) var consumers: [String: Consumer] = [:]
+    /// basic.qos global=false: the prefetch given to consumers created from now on.
+    var consumerPrefetch = 0
+    /// basic.qos global=true: the limit on unacked deliveries across the channel.
+    var channelPrefetch = 0
+    var unacked = UnackedLedger()
+    var nextDeliveryTag: UInt64 = 1
+    var confirmMode = false
+    var confirms = ConfirmTracker()
+    /// Set while this channel waits in the connection's list of confirms to announce.
+    var confirmFlushPending = false
+    var transaction: Transaction?
+    /// The last queue this channel declared, for the empty-name shortcuts.
+    var lastDeclaredQueue: String?
+
+    init(number: UInt16, connection: AMQPConnection, maxBodySize: UInt64) {
+        self.number = number
+        self.connection = connection
+        self.assembler = CommandAssembler(maxBodySize: maxBodySize)
+    }
+
+    var broker: Broker { connection.broker }
+    var vhost: VirtualHost { connection.vhost! }
+
+    /// Unacked deliveries on this channel.
+    public var unackedCount: Int { unacked.count }
+    public var prefetchCount: Int { consumerPrefetch }
+    public var globalPrefetchCount: Int { channelPrefetch }
+    public var isInConfirmMode: Bool { confirmMode }
+    public var isTransactional: Bool { transaction != nil }
+
+    /// Whether deliveries may be written to this channel now.
+    var acceptsDeliveries: Bool {
+        state == .open && flowActive && connection.isWritable
+    }
+
+    var globalPrefetchHasRoom: Bool {
+        channelPrefetch == 0 || unacked.count < channelPrefetch
+    }
+
+    // MARK: frames
+
+    /// Handles one frame for this channel. Returns false once the channel is finished (close-ok
+    /// exchanged) so the connection can free its number.
+    func handle(_ frame: AMQPFrame) throws(AMQPError) -> Bool {
+        switch state {
+        case .closing:
+            // Only the close handshake matters now (spec: discard everything else).
+            if case .method(_, let m) = frame {
+                switch m {
+                case .channelCloseOk:
+                    state = .closed
+                    return false
+                case .channelClose:
+                    connection.send(number, .channelCloseOk(ChannelCloseOk()))
+                    state = .closed
+                    return false
+                default:
+                    break
+                }
+            }
+            return true
+        case .closed:
+            return false
+        case .open:
+            break
+        }
+        let command: AMQPCommand?
+        switch frame {
+        case .method(_, let m): command = try assembler.method(m)
+        case .header(_, let h): command = try assembler.header(h)
+        case .body(_, let b): command = try assembler.body(b)
+        case .heartbeat, .protocolHeader: command = nil
+        }
+        guard let command else { return true }
+        return try execute(command)
+    }
+
+    /// Carries out one command. Returns false when the client closed the channel.
+    func execute(_ command: AMQPCommand) throws(AMQPError) -> Bool {
+        let method = command.method
+        do throws(AMQPError) {
+            switch method {
+            case .basicPublish(let m): try publish(m, header: command.header!, body: command.body)
+            case .basicAck(let m): try acknowledge(tag: m.deliveryTag, multiple: m.multiple, outcome: .ack)
+            case .basicNack(let m):
+                try acknowledge(tag: m.deliveryTag, multiple: m.multiple, outcome: m.requeue ? .requeue : .drop)
+            case .basicReject(let m):
+                try acknowledge(tag: m.deliveryTag, multiple: false, outcome: m.requeue ? .requeue : .drop)
+            case .basicConsume(let m): try consume(m)
+            case .basicCancel(let m): cancel(m)
+            case .basicGet(let m): try get(m)
+            case .basicQos(let m): try qos(m)
+            case .basicRecover(let m):
+                try recover(requeue: m.requeue)
+                connection.send(number, .basicRecoverOk(BasicRecoverOk()))
+            case .basicRecoverAsync(let m): try recover(requeue: m.requeue)
+            case .queueDeclare(let m): try declareQueue(m)
+            case .queueBind(let m): try bindQueue(m)
+            case .queueUnbind(let m): try unbindQueue(m)
+            case .queuePurge(let m): try purgeQueue(m)
+            case .queueDelete(let m): try deleteQueue(m)
+            case .exchangeDeclare(let m): try declareExchange(m)
+            case .exchangeDelete(let m): try deleteExchange(m)
+            case .exchangeBind(let m): try bindExchange(m)
+            case .exchangeUnbind(let m): try unbindExchange(m)
+            case .confirmSelect(let m): try selectConfirm(m)
+            case .txSelect: try selectTransaction()
+            case .txCommit: try commitTransaction()
+            case .txRollback: try rollbackTransaction()
+            case .channelFlow(let m): flow(active: m.active)
+            case .channelFlowOk: break  // we never send channel.flow
+            case .channelClose:
+                release(requeue: true)
+                state = .closed
+                connection.send(number, .channelCloseOk(ChannelCloseOk()))
+                return false
+            case .channelCloseOk: break  // nothing of ours was closing
+            case .channelOpen:
+                throw AMQPError(.channelError, "second 'channel.open' seen")
+            case .accessRequest:
+                connection.send(number, .accessRequestOk(AccessRequestOk(ticket: 1)))
+            default:
+                throw AMQPError.commandInvalid("unimplemented method")
+            }
+        } catch {
+            throw error.with(classID: method.classID, methodID: method.methodID)
+        }
+        return true
+    }
+
+    // MARK: closing
+
+    /// Closes the channel from the server side with a soft error.
+    func close(with error: AMQPError) {
+        guard state == .open else { return }
+        release(requeue: true)
+        state = .closing
+        assembler.reset()
+        connection.send(
+            number,
+            .channelClose(
+                ChannelClose(replyCode: error.code.rawValue, replyText: error.text, classID: error.classID, methodID: error.methodID)))
+    }
+
+    /// Lets go of everything the channel holds: consumers are cancelled (auto-delete queues may
+    /// go) and unacked deliveries return to their queues, in order, marked redelivered.
+    func release(requeue: Bool) {
+        let cancelled = Array(consumers.values)
+        consumers.removeAll()
+        transaction = nil
+        let outstanding = unacked.takeAll()
+        for c in cancelled where c.queue.removeConsumer(c) {
+            c.queue.vhost.removeQueue(c.queue)
+        }
+        settle(outstanding, .requeue)
+    }
+
+    // MARK: flow
+
+    func flow(active: Bool) {
+        flowActive = active
+        connection.send(number, .channelFlowOk(ChannelFlowOk(active: active)))
+        if active { dispatchConsumerQueues() }
+    }
+
+    /// Gives every queue this channel consumes from a chance to deliver.
+    func dispatchConsumerQueues() {
+        for c in consumers.values { c.queue.dispatch() }
+    }
+
+    // MARK: helpers
+
+    /// The queue name a method names, expanding "" to the last queue this channel declared.
+    func resolveQueueName(_ name: String) throws(AMQPError) -> String {
+        if !name.isEmpty { return name }
+        guard let last = lastDeclaredQueue else { throw .notFound("no previously declared queue") }
+        return last
+    }
+}

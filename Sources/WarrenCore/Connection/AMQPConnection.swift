@@ -1,0 +1,472 @@
+public import AMQPProtocol
+public import Logging
+public import NIOCore
+
+/// What a connection needs from the socket it runs on. The server shell implements it with a
+/// NIO channel; tests implement it with a recorder.
+public protocol ConnectionTransport: AnyObject {
+    /// Output was produced outside a read (a delivery caused by another connection's publish):
+    /// take it with `takeOutbound()` and write it soon.
+    func outputPending()
+    /// Write what is pending, then close the socket.
+    func disconnect()
+    /// Call `heartbeatTick()` every `intervalSeconds` from now on.
+    func startHeartbeatTimer(intervalSeconds: Int)
+    /// We sent connection.close: call `closeTimedOut()` if close-ok does not come in time.
+    func startCloseTimer()
+}
+
+/// Who is on the other end, as the socket reports it.
+public struct PeerInfo: Sendable, Hashable {
+    public var address: String
+    public var isLoopback: Bool
+    public init(address: String, isLoopback: Bool) {
+        self.address = address
+        self.isLoopback = isLoopback
+    }
+}
+
+/// One client connection: bytes in, frames out, with the whole AMQP session in between.
+///
+/// Pure of IO: the shell feeds received bytes to `receive(_:)`, calls `receiveComplete()` at
+/// the end of each read batch, and writes what `takeOutbound()` returns. Everything runs on the
+/// broker's event loop.
+public final class AMQPConnection {
+    public let broker: Broker
+    public let peer: PeerInfo
+    public private(set) var id: ConnectionID = 0
+    public weak var transport: (any ConnectionTransport)?
+    public private(set) var logger: Logger
+
+    var machine: ConnectionStateMachine
+    private var decoder: AMQPFrameDecoder
+    private var pending = ByteBuffer()
+    private var outbound = ByteBuffer()
+    var channels: [UInt16: ChannelSession] = [:]
+
+    public private(set) var user: User?
+    public private(set) var vhost: VirtualHost?
+    public private(set) var limits: ConnectionStateMachine.Limits
+    public private(set) var clientProperties: FieldTable = [:]
+    var clientSupportsCancelNotify = false
+    var exclusiveQueues: [MessageQueue] = []
+    public private(set) var isWritable = true
+
+    private var inReceive = false
+    private var outputNotified = false
+    private var confirmChannels: [ChannelSession] = []
+    private var ticksSinceReceive = 0
+    private var ticksSinceSend = 0
+    private var released = false
+    private var routeScratch: [MessageQueue] = []
+
+    /// Frames allowed before tune-ok fixes frame_max (RabbitMQ refuses larger ones too).
+    public static let preTuneFrameMax: UInt32 = 8192
+    /// Heartbeat ticks (each half the negotiated interval) without input before giving up on the
+    /// peer: five ticks is more than two missed heartbeats.
+    static let silentTicksBeforeDisconnect = 5
+
+    public init(broker: Broker, peer: PeerInfo, logger: Logger? = nil) {
+        self.broker = broker
+        self.peer = peer
+        var logger = logger ?? broker.logger
+        logger[metadataKey: "peer"] = "\(peer.address)"
+        self.logger = logger
+        let config = broker.configuration
+        let serverLimits = ConnectionStateMachine.Limits(
+            channelMax: config.channelMax, frameMax: config.frameMax, heartbeat: config.heartbeat)
+        self.limits = serverLimits
+        self.machine = ConnectionStateMachine(serverLimits: serverLimits, serverProperties: Self.serverProperties(config))
+        self.decoder = AMQPFrameDecoder(maxFrameSize: Self.preTuneFrameMax, expectsProtocolHeader: true)
+    }
+
+    /// Joins the broker; call once, before the first `receive`.
+    public func start(transport: any ConnectionTransport) {
+        self.transport = transport
+        self.id = broker.register(self)
+        logger[metadataKey: "connection"] = "\(id)"
+        logger.info("accepting AMQP connection")
+    }
+
+    public var state: ConnectionStateMachine.State { machine.state }
+    public var channelCount: Int { channels.count }
+    public var channelNumbers: [UInt16] { channels.keys.sorted() }
+    public func channel(_ number: UInt16) -> ChannelSession? { channels[number] }
+
+    /// The server properties of connection.start, advertising only what Warren implements.
+    static func serverProperties(_ config: BrokerConfiguration) -> FieldTable {
+        let capabilities: FieldTable = [
+            "publisher_confirms": true,
+            "exchange_exchange_bindings": true,
+            "basic.nack": true,
+            "consumer_cancel_notify": true,
+            "authentication_failure_close": true,
+            "per_consumer_qos": true,
+        ]
+        return [
+            "capabilities": .table(capabilities),
+            "cluster_name": .string(config.clusterName),
+            "copyright": "Copyright (c) the Warren authors",
+            "information": "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients",
+            "platform": "Swift",
+            "product": "Warren",
+            "version": .string(config.productVersion),
+        ]
+    }
+
+    // MARK: input
+
+    /// Feeds bytes read from the socket.
+    public func receive(_ bytes: ByteBuffer) {
+        guard machine.state != .closed else { return }
+        inReceive = true
+        defer { inReceive = false }
+        ticksSinceReceive = 0
+        if pending.readableBytes == 0 {
+            pending = bytes
+        } else {
+            // Copy only the partial frame left over, never the storage that decoded bodies share.
+            var merged = ByteBufferAllocator().buffer(capacity: pending.readableBytes + bytes.readableBytes)
+            merged.writeImmutableBuffer(pending)
+            merged.writeImmutableBuffer(bytes)
+            pending = merged
+        }
+        do throws(AMQPError) {
+            while let frame = try decoder.next(&pending) {
+                handle(frame)
+                if machine.state == .closed { break }
+            }
+        } catch {
+            hardError(error)
+        }
+        if machine.state == .closed || pending.readableBytes == 0 { pending = ByteBuffer() }
+    }
+
+    /// The end of a read batch: announce publisher confirms gathered during it.
+    public func receiveComplete() {
+        guard !confirmChannels.isEmpty else { return }
+        let channels = confirmChannels
+        confirmChannels.removeAll(keepingCapacity: true)
+        for ch in channels where ch.state == .open {
+            ch.confirmFlushPending = false
+            ch.flushConfirms()
+        }
+    }
+
+    private func handle(_ frame: AMQPFrame) {
+        switch frame {
+        case .protocolHeader(let header):
+            run(machine.protocolHeaderReceived(header))
+        case .heartbeat:
+            break
+        case .method(0, let method):
+            if case .connectionStartOk(let m) = method { noteClientProperties(m.clientProperties) }
+            run(machine.methodReceived(method))
+        case .header(0, _), .body(0, _):
+            hardError(.unexpectedFrame("content frame on channel 0"))
+        default:
+            channelFrame(frame)
+        }
+    }
+
+    private func channelFrame(_ frame: AMQPFrame) {
+        guard machine.isOpen else {
+            if machine.state == .closing || machine.state == .closed { return }
+            hardError(.commandInvalid("channel frame received before the connection was opened"))
+            return
+        }
+        let number = frame.channel
+        let (classID, methodID): (UInt16, UInt16) = {
+            if case .method(_, let m) = frame { return (m.classID, m.methodID) }
+            return (0, 0)
+        }()
+        if number > limits.channelMax {
+            hardError(
+                AMQPError(
+                    .channelError, "channel \(number) is higher than the negotiated channel_max \(limits.channelMax)",
+                    classID: classID, methodID: methodID))
+            return
+        }
+        if let session = channels[number] {
+            do throws(AMQPError) {
+                if try !session.handle(frame) { channels[number] = nil }
+            } catch {
+                if error.isHard {
+                    hardError(error)
+                } else {
+                    logger.warning(
+                        "channel error",
+                        metadata: ["channel": "\(number)", "operation": "\(AMQPMethod.name(classID: error.classID, methodID: error.methodID))", "reason": "\(error.text)"])
+                    session.close(with: error)
+                }
+            }
+            return
+        }
+        guard case .method(_, .channelOpen) = frame else {
+            hardError(AMQPError(.channelError, "expected 'channel.open'", classID: classID, methodID: methodID))
+            return
+        }
+        channels[number] = ChannelSession(number: number, connection: self, maxBodySize: broker.configuration.maxMessageSize)
+        send(number, .channelOpenOk(ChannelOpenOk()))
+    }
+
+    // MARK: actions
+
+    private func run(_ action: ConnectionStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .rejectProtocolHeader:
+            logger.warning("unsupported protocol header; answering with AMQP 0-9-1 and closing")
+            prepareOutbound()
+            outbound.writeAMQPProtocolHeader()
+            didWrite()
+            release()
+            transport?.disconnect()
+        case .send(let method):
+            send(0, method)
+        case .authenticate(let mechanism, let response):
+            authenticate(mechanism: mechanism, response: response)
+        case .applyLimits(let limits):
+            self.limits = limits
+            decoder.maxFrameSize = limits.frameMax
+            if limits.heartbeat > 0 {
+                transport?.startHeartbeatTimer(intervalSeconds: max(1, Int(limits.heartbeat) / 2))
+            }
+        case .openVirtualHost(let name):
+            if let v = broker.vhosts[name] {
+                vhost = v
+                logger.info("connection opened", metadata: ["user": "\(user?.name ?? "")", "vhost": "\(name)"])
+                run(machine.virtualHostOpened())
+            } else {
+                logger.error("vhost not found", metadata: ["vhost": "\(name)"])
+                run(machine.virtualHostRefused(.notAllowed("vhost \(name) not found")))
+            }
+        case .close(let error):
+            logger.error("closing AMQP connection", metadata: ["code": "\(error.code.rawValue)", "reason": "\(error.text)"])
+            release()
+            send(
+                0,
+                .connectionClose(
+                    ConnectionClose(
+                        replyCode: error.code.rawValue, replyText: error.text, classID: error.classID, methodID: error.methodID)))
+            transport?.startCloseTimer()
+        case .sendCloseOkAndDisconnect:
+            logger.info("client closed the connection")
+            release()
+            send(0, .connectionCloseOk(ConnectionCloseOk()))
+            transport?.disconnect()
+        case .disconnect:
+            release()
+            transport?.disconnect()
+        }
+    }
+
+    private func authenticate(mechanism: String, response: [UInt8]) {
+        let refused = AMQPError.accessRefused(
+            "Login was refused using authentication mechanism \(mechanism). For details see the broker logfile.")
+        guard let credentials = SASL.parse(mechanism: mechanism, response: response) else {
+            logger.error("\(mechanism) login refused: malformed response")
+            run(machine.authenticationFailed(refused))
+            return
+        }
+        guard let user = broker.users[credentials.username], user.password == credentials.password else {
+            logger.error("\(mechanism) login refused: user '\(credentials.username)' - invalid credentials")
+            run(machine.authenticationFailed(refused))
+            return
+        }
+        if broker.configuration.loopbackUsers.contains(user.name) && !peer.isLoopback {
+            logger.error("\(mechanism) login refused: user '\(user.name)' can only connect via localhost")
+            run(machine.authenticationFailed(refused))
+            return
+        }
+        self.user = user
+        run(machine.authenticated())
+    }
+
+    /// The client's start-ok properties arrive with the first method; capture what we use.
+    func noteClientProperties(_ properties: FieldTable) {
+        clientProperties = properties
+        let caps = properties["capabilities"]?.tableValue
+        clientSupportsCancelNotify = caps?["consumer_cancel_notify"]?.boolValue ?? false
+    }
+
+    /// A connection-level error: tell the peer with connection.close and drop all channels.
+    func hardError(_ error: AMQPError) {
+        run(machine.closeRequested(error))
+        if machine.state == .closed {
+            release()
+            transport?.disconnect()
+        }
+    }
+
+    /// Lets go of everything the connection holds, once: channels (requeueing their unacked
+    /// messages), exclusive queues, and its registration with the broker.
+    private func release() {
+        guard !released else { return }
+        released = true
+        let open = channels.values
+        channels.removeAll()
+        for ch in open {
+            ch.release(requeue: true)
+            ch.state = .closed
+        }
+        for q in exclusiveQueues { q.vhost.removeQueue(q) }
+        exclusiveQueues.removeAll()
+        confirmChannels.removeAll()
+        if id != 0 { broker.unregister(id) }
+    }
+
+    // MARK: events from the shell
+
+    /// The socket closed (by either side).
+    public func transportClosed() {
+        if machine.state != .closed && machine.state != .closing && machine.isOpen {
+            logger.warning("client unexpectedly closed TCP connection")
+        }
+        machine.transportClosed()
+        release()
+    }
+
+    /// Called every half heartbeat interval once heartbeats are on.
+    public func heartbeatTick() {
+        guard machine.isOpen, limits.heartbeat > 0 else { return }
+        ticksSinceReceive += 1
+        if ticksSinceReceive >= Self.silentTicksBeforeDisconnect {
+            logger.error("missed heartbeats from client, timeout: \(limits.heartbeat)s")
+            machine.transportClosed()
+            release()
+            transport?.disconnect()
+            return
+        }
+        if ticksSinceSend >= 1 {
+            prepareOutbound()
+            outbound.writeAMQPHeartbeatFrame()
+            didWrite()
+        }
+        ticksSinceSend += 1
+    }
+
+    /// The handshake did not finish in time.
+    public func handshakeTimedOut() {
+        guard !machine.isOpen, machine.state != .closed else { return }
+        logger.error("closing AMQP connection: handshake timeout", metadata: ["state": "\(machine.state)"])
+        machine.transportClosed()
+        release()
+        transport?.disconnect()
+    }
+
+    /// The peer never answered our connection.close.
+    public func closeTimedOut() {
+        guard machine.state == .closing else { return }
+        logger.warning("no connection.close-ok from client; closing socket")
+        machine.transportClosed()
+        transport?.disconnect()
+    }
+
+    /// Closes the connection from the server side (shutdown, operator request).
+    public func close(reason: String) {
+        hardError(.connectionForced("broker forced connection closure with reason '\(reason)'"))
+    }
+
+    /// The socket's writability changed: deliveries pause while it cannot take more.
+    public func setWritable(_ writable: Bool) {
+        guard writable != isWritable else { return }
+        isWritable = writable
+        if writable {
+            for ch in channels.values { ch.dispatchConsumerQueues() }
+        }
+    }
+
+    // MARK: output
+
+    /// Hands over everything written since the last call.
+    public func takeOutbound() -> ByteBuffer? {
+        outputNotified = false
+        guard outbound.readableBytes > 0 else { return nil }
+        let out = outbound
+        outbound.moveReaderIndex(forwardBy: outbound.readableBytes)
+        return out
+    }
+
+    /// Before writing: reuse the buffer if the last batch has been written out, or start a new
+    /// one if it is still in flight (clear() allocates only then). Oversized buffers are dropped
+    /// so idle connections stay small.
+    @inline(__always)
+    private func prepareOutbound() {
+        if outbound.readableBytes == 0 && outbound.writerIndex > 0 {
+            if outbound.capacity > 256 * 1024 {
+                outbound = ByteBuffer()
+            } else {
+                outbound.clear()
+            }
+        }
+    }
+
+    private func didWrite() {
+        ticksSinceSend = 0
+        if !inReceive && !outputNotified {
+            outputNotified = true
+            transport?.outputPending()
+        }
+    }
+
+    func send(_ channel: UInt16, _ method: AMQPMethod) {
+        prepareOutbound()
+        outbound.writeAMQPMethodFrame(channel: channel, method)
+        didWrite()
+    }
+
+    func sendContent(_ channel: UInt16, _ method: AMQPMethod, _ message: Message) {
+        prepareOutbound()
+        outbound.writeAMQPMethodFrame(channel: channel, method)
+        writeContent(channel, message)
+        didWrite()
+    }
+
+    func sendDeliver(_ channel: UInt16, consumerTag: String, deliveryTag: UInt64, redelivered: Bool, message: Message) {
+        prepareOutbound()
+        outbound.writeAMQPMethodFrame(
+            channel: channel,
+            .basicDeliver(
+                BasicDeliver(
+                    consumerTag: consumerTag, deliveryTag: deliveryTag, redelivered: redelivered,
+                    exchange: message.exchange, routingKey: message.routingKey)))
+        writeContent(channel, message)
+        didWrite()
+    }
+
+    private func writeContent(_ channel: UInt16, _ message: Message) {
+        let size = UInt64(message.body.readableBytes)
+        if let raw = message.encodedProperties {
+            outbound.writeAMQPHeaderFrame(channel: channel, bodySize: size, encodedProperties: raw)
+        } else {
+            outbound.writeAMQPHeaderFrame(channel: channel, ContentHeader(bodySize: size, properties: message.properties))
+        }
+        outbound.writeAMQPBodyFrames(channel: channel, message.body, maxFrameSize: limits.frameMax)
+    }
+
+    /// A channel has confirms to announce at the end of this read batch.
+    func confirmsPending(on channel: ChannelSession) {
+        if !inReceive {
+            channel.flushConfirms()
+            return
+        }
+        if !channel.confirmFlushPending {
+            channel.confirmFlushPending = true
+            confirmChannels.append(channel)
+        }
+    }
+
+    func takeRouteScratch() -> [MessageQueue] {
+        let s = routeScratch
+        routeScratch = []
+        return s
+    }
+
+    func returnRouteScratch(_ s: [MessageQueue]) {
+        var s = s
+        s.removeAll(keepingCapacity: true)
+        routeScratch = s
+    }
+}

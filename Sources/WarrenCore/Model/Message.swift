@@ -1,0 +1,34 @@
+public import AMQPProtocol
+public import NIOCore
+
+/// A published message, shared by every queue it is routed to (fanout never copies it).
+///
+/// Immutable once built. The body is the slice the frame decoder produced; the encoded property
+/// bytes are kept so a delivery writes them back without encoding the properties again.
+public final class Message {
+    public let exchange: String
+    public let routingKey: String
+    public let properties: BasicProperties
+    /// The property section as received, when unchanged since; nil forces a re-encode.
+    public let encodedProperties: ByteBuffer?
+    public let body: ByteBuffer
+
+    public init(
+        exchange: String,
+        routingKey: String,
+        properties: BasicProperties,
+        encodedProperties: ByteBuffer? = nil,
+        body: ByteBuffer
+    ) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.properties = properties
+        self.encodedProperties = encodedProperties
+        self.body = body
+    }
+
+    public var bodySize: Int { body.readableBytes }
+
+    /// delivery_mode 2 marks a message persistent.
+    public var isPersistent: Bool { properties.deliveryMode == 2 }
+}

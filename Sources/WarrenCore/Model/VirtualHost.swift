@@ -1,0 +1,237 @@
+public import AMQPProtocol
+
+/// A virtual host: an isolated namespace of exchanges, queues and bindings.
+///
+/// These are the operations behind the AMQP methods and, later, the management API. They check
+/// the rules RabbitMQ applies to objects (reserved names, equivalence, in-use checks); who may
+/// call them is decided by the caller.
+public final class VirtualHost {
+    public let name: String
+    public unowned let broker: Broker
+    public internal(set) var exchanges: [String: Exchange] = [:]
+    public internal(set) var queues: [String: MessageQueue] = [:]
+
+    /// The exchanges every vhost starts with, by name and type.
+    public static let builtInExchanges: [(String, ExchangeKind)] = [
+        ("amq.direct", .direct), ("amq.fanout", .fanout), ("amq.topic", .topic),
+        ("amq.headers", .headers), ("amq.match", .headers),
+    ]
+
+    init(name: String, broker: Broker) {
+        self.name = name
+        self.broker = broker
+        let defaultRouter = DefaultExchangeRouter()
+        exchanges[""] = Exchange(
+            name: "", type: "direct", router: defaultRouter, durable: true, autoDelete: false, internal: false,
+            arguments: [:], isBuiltIn: true)
+        for (xname, kind) in Self.builtInExchanges {
+            exchanges[xname] = Exchange(
+                name: xname, type: kind.rawValue, router: kind.makeRouter(), durable: true, autoDelete: false,
+                internal: false, arguments: [:], isBuiltIn: true)
+        }
+        defaultRouter.vhost = self
+    }
+
+    public var defaultExchange: Exchange { exchanges[""]! }
+
+    func describe(exchange name: String) -> String { "exchange '\(name)' in vhost '\(self.name)'" }
+    func describe(queue name: String) -> String { "queue '\(name)' in vhost '\(self.name)'" }
+
+    // MARK: exchanges
+
+    public func exchange(named name: String) throws(AMQPError) -> Exchange {
+        guard let x = exchanges[name] else { throw .notFound("no \(describe(exchange: name))") }
+        return x
+    }
+
+    /// Declares an exchange, or checks an existing one is equivalent. The caller has already
+    /// refused the default exchange.
+    @discardableResult
+    public func declareExchange(
+        name: String, type: String, durable: Bool, autoDelete: Bool, internal isInternal: Bool, arguments: FieldTable
+    ) throws(AMQPError) -> Exchange {
+        guard let kind = ExchangeKind(rawValue: type) else {
+            throw .commandInvalid("unknown exchange type '\(type)'")
+        }
+        if let existing = exchanges[name] {
+            try assertEquivalent(existing, type: type, durable: durable, autoDelete: autoDelete, internal: isInternal, arguments: arguments)
+            return existing
+        }
+        if name.hasPrefix("amq.") {
+            throw .accessRefused("exchange name '\(name)' contains reserved prefix 'amq.*'")
+        }
+        let x = Exchange(
+            name: name, type: kind.rawValue, router: kind.makeRouter(), durable: durable, autoDelete: autoDelete,
+            internal: isInternal, arguments: arguments)
+        exchanges[name] = x
+        return x
+    }
+
+    private func assertEquivalent(
+        _ x: Exchange, type: String, durable: Bool, autoDelete: Bool, internal isInternal: Bool, arguments: FieldTable
+    ) throws(AMQPError) {
+        let what = describe(exchange: x.name)
+        func differ(_ arg: String, _ received: String, _ current: String) -> AMQPError {
+            .preconditionFailed("inequivalent arg '\(arg)' for \(what): received '\(received)' but current is '\(current)'")
+        }
+        if x.type != type { throw differ("type", type, x.type) }
+        if x.durable != durable { throw differ("durable", "\(durable)", "\(x.durable)") }
+        if x.autoDelete != autoDelete { throw differ("auto_delete", "\(autoDelete)", "\(x.autoDelete)") }
+        if x.internal != isInternal { throw differ("internal", "\(isInternal)", "\(x.internal)") }
+        if arguments["alternate-exchange"] != x.arguments["alternate-exchange"] {
+            let received = arguments["alternate-exchange"].map(QueueArguments.display) ?? "none"
+            let current = x.arguments["alternate-exchange"].map(QueueArguments.display) ?? "none"
+            throw differ("alternate-exchange", received, current)
+        }
+    }
+
+    /// Deletes an exchange and every binding to or from it. Missing exchanges are fine, as in
+    /// RabbitMQ; built-in ones are refused.
+    public func deleteExchange(named name: String, ifUnused: Bool) throws(AMQPError) {
+        if name.isEmpty { throw .accessRefused("operation not permitted on the default exchange") }
+        guard let x = exchanges[name] else { return }
+        if x.isBuiltIn { throw .accessRefused("deletion of system \(describe(exchange: name)) not allowed") }
+        if ifUnused && !x.bindings.isEmpty { throw .preconditionFailed("\(describe(exchange: name)) in use") }
+        removeExchange(x)
+    }
+
+    private func removeExchange(_ x: Exchange) {
+        exchanges[x.name] = nil
+        for b in x.bindings { _ = removeBinding(b, autoDelete: true) }
+        for b in x.incoming { _ = removeBinding(b, autoDelete: true) }
+    }
+
+    // MARK: queues
+
+    /// `no queue 'x' in vhost 'v'`, or 405 when another connection owns it exclusively.
+    public func queue(named name: String, for connection: ConnectionID?) throws(AMQPError) -> MessageQueue {
+        guard let q = queues[name] else { throw .notFound("no \(describe(queue: name))") }
+        try checkExclusiveAccess(q, connection: connection)
+        return q
+    }
+
+    func checkExclusiveAccess(_ q: MessageQueue, connection: ConnectionID?) throws(AMQPError) {
+        if let owner = q.exclusiveOwner, owner != connection { throw lockedError(q.name) }
+    }
+
+    func lockedError(_ name: String) -> AMQPError {
+        .resourceLocked(
+            "cannot obtain exclusive access to locked \(describe(queue: name)). It could be originally declared on another connection or the exclusive property value does not match that of the original declaration."
+        )
+    }
+
+    /// Declares a queue, or checks an existing one is equivalent. Returns it and whether it is new.
+    public func declareQueue(
+        name: String, durable: Bool, exclusive: Bool, autoDelete: Bool, arguments: FieldTable,
+        owner: ConnectionID?, serverNamed: Bool = false
+    ) throws(AMQPError) -> (queue: MessageQueue, created: Bool) {
+        if let q = queues[name] {
+            try checkExclusiveAccess(q, connection: owner)
+            if q.isExclusive != exclusive { throw lockedError(name) }
+            let what = describe(queue: name)
+            if q.durable != durable {
+                throw .preconditionFailed("inequivalent arg 'durable' for \(what): received '\(durable)' but current is '\(q.durable)'")
+            }
+            if q.autoDelete != autoDelete {
+                throw .preconditionFailed(
+                    "inequivalent arg 'auto_delete' for \(what): received '\(autoDelete)' but current is '\(q.autoDelete)'")
+            }
+            try QueueArguments.assertEquivalent(current: q.arguments, received: arguments, resource: what)
+            return (q, false)
+        }
+        if name.hasPrefix("amq.") && !serverNamed {
+            throw .accessRefused("queue name '\(name)' contains reserved prefix 'amq.*'")
+        }
+        try QueueArguments.validate(arguments, queue: name, vhost: self.name)
+        let q = MessageQueue(
+            name: name, vhost: self, durable: durable, autoDelete: autoDelete,
+            exclusiveOwner: exclusive ? owner : nil, arguments: arguments)
+        queues[name] = q
+        // Every queue is bound to the default exchange implicitly; the default router looks
+        // queues up by name, so nothing is stored.
+        return (q, true)
+    }
+
+    /// Deletes a queue after the if-unused / if-empty checks; returns the ready messages dropped.
+    public func deleteQueue(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) -> Int {
+        if ifUnused && q.consumerCount > 0 { throw .preconditionFailed("\(q.resourceDescription) in use") }
+        if ifEmpty && q.messageCount > 0 { throw .preconditionFailed("\(q.resourceDescription) not empty") }
+        return removeQueue(q)
+    }
+
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, vhost deletion).
+    @discardableResult
+    func removeQueue(_ q: MessageQueue) -> Int {
+        guard !q.isDeleted, queues[q.name] === q else { return 0 }
+        queues[q.name] = nil
+        for b in q.bindings { _ = removeBinding(b, autoDelete: true) }
+        return q.markDeleted()
+    }
+
+    // MARK: bindings
+
+    /// Adds a binding; binding twice is not an error.
+    public func bind(source: Exchange, destination: BindingDestination, routingKey: String, arguments: FieldTable)
+        throws(AMQPError)
+    {
+        if source.isDefault || { if case .exchange(let d) = destination { return d.isDefault } else { return false } }() {
+            throw .accessRefused("operation not permitted on the default exchange")
+        }
+        let b = Binding(source: source, destination: destination, routingKey: routingKey, arguments: arguments)
+        guard source.addBinding(b) else { return }
+        switch destination {
+        case .queue(let q): q.bindings.insert(b)
+        case .exchange(let x): x.incoming.insert(b)
+        }
+    }
+
+    /// Removes a binding; a binding that does not exist is not an error, as in RabbitMQ.
+    public func unbind(source: Exchange, destination: BindingDestination, routingKey: String, arguments: FieldTable)
+        throws(AMQPError)
+    {
+        if source.isDefault { throw .accessRefused("operation not permitted on the default exchange") }
+        let b = Binding(source: source, destination: destination, routingKey: routingKey, arguments: arguments)
+        _ = removeBinding(b, autoDelete: true)
+    }
+
+    private func removeBinding(_ b: Binding, autoDelete: Bool) -> Bool {
+        guard b.source.removeBinding(b) else { return false }
+        switch b.destination {
+        case .queue(let q): q.bindings.remove(b)
+        case .exchange(let x): x.incoming.remove(b)
+        }
+        // An auto-delete exchange goes when its last binding as a source goes.
+        if autoDelete && b.source.autoDelete && b.source.bindings.isEmpty && exchanges[b.source.name] === b.source {
+            removeExchange(b.source)
+        }
+        return true
+    }
+
+    // MARK: routing
+
+    /// The queues a message published to `exchange` reaches, each once, following
+    /// exchange-to-exchange bindings (cycles are cut).
+    public func route(_ exchange: Exchange, routingKey: String, headers: FieldTable?, into queues: inout [MessageQueue]) {
+        var destinations: [BindingDestination] = []
+        exchange.router.route(routingKey: routingKey, headers: headers, into: &destinations)
+        if destinations.isEmpty { return }
+        if destinations.count == 1, case .queue(let q) = destinations[0] {
+            queues.append(q)
+            return
+        }
+        var seenQueues = Set<ObjectIdentifier>()
+        var seenExchanges: Set<ObjectIdentifier> = [ObjectIdentifier(exchange)]
+        var i = 0
+        while i < destinations.count {
+            switch destinations[i] {
+            case .queue(let q):
+                if seenQueues.insert(ObjectIdentifier(q)).inserted { queues.append(q) }
+            case .exchange(let x):
+                if seenExchanges.insert(ObjectIdentifier(x)).inserted {
+                    x.router.route(routingKey: routingKey, headers: headers, into: &destinations)
+                }
+            }
+            i += 1
+        }
+    }
+}

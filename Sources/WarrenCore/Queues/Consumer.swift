@@ -1,0 +1,37 @@
+public import AMQPProtocol
+
+/// A subscription of a channel to a queue (`basic.consume`).
+public final class Consumer {
+    public let tag: String
+    public unowned let channel: ChannelSession
+    public unowned let queue: MessageQueue
+    public let noAck: Bool
+    public let exclusive: Bool
+    /// Per-consumer prefetch (`basic.qos` with global=false, fixed at consume time); 0 = unlimited.
+    public let prefetchCount: Int
+    public let arguments: FieldTable
+    /// Messages delivered to this consumer and not yet settled.
+    public internal(set) var unacked = 0
+
+    init(
+        tag: String, channel: ChannelSession, queue: MessageQueue, noAck: Bool, exclusive: Bool,
+        prefetchCount: Int, arguments: FieldTable
+    ) {
+        self.tag = tag
+        self.channel = channel
+        self.queue = queue
+        self.noAck = noAck
+        self.exclusive = exclusive
+        self.prefetchCount = prefetchCount
+        self.arguments = arguments
+    }
+
+    /// True when a message may be delivered to this consumer now. Auto-ack consumers ignore
+    /// prefetch, as in RabbitMQ.
+    var hasRoom: Bool {
+        guard channel.acceptsDeliveries else { return false }
+        if noAck { return true }
+        if prefetchCount > 0 && unacked >= prefetchCount { return false }
+        return channel.globalPrefetchHasRoom
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+public import Logging
+public import WarrenCore
+
+/// Everything a node is configured with, loaded with one rule for every setting:
+/// command-line flag, then environment variable, then config file, then default.
+///
+/// A setting named `amqp-port` is the flag `--amqp-port`, the variable `WARREN_AMQP_PORT` and
+/// the config key `amqp_port`. Later subsystems add their settings to `NodeConfiguration.settings`.
+public struct NodeConfiguration: Sendable {
+    public var dataDirectory: String?
+    public var amqpPort = 5672
+    public var bindAddress = "0.0.0.0"
+    public var configFile: String?
+    public var logLevel: Logger.Level = .info
+    public var handshakeTimeoutSeconds = 10
+    public var shutdownTimeoutSeconds = 10
+    public var broker = BrokerConfiguration()
+
+    public init() {}
+
+    /// One configurable value.
+    public struct Setting: Sendable {
+        public let name: String
+        public let help: String
+        let apply: @Sendable (inout NodeConfiguration, String) throws -> Void
+
+        public var environmentVariable: String { "WARREN_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+        public var configKey: String { name.replacingOccurrences(of: "-", with: "_") }
+    }
+
+    public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
+    public static let settings: [Setting] = [
+        Setting(name: "data-dir", help: "Directory for the node's data (created if missing).") { c, v in
+            c.dataDirectory = v
+        },
+        Setting(name: "amqp-port", help: "AMQP port; 0 picks a free one and the log says which (default 5672).") { c, v in
+            c.amqpPort = try port(v, "amqp-port")
+        },
+        Setting(name: "bind", help: "Address to listen on (default 0.0.0.0).") { c, v in c.bindAddress = v },
+        Setting(name: "log-level", help: "trace, debug, info, notice, warning, error or critical (default info).") { c, v in
+            guard let level = Logger.Level(rawValue: v) else { throw Error("log-level: unknown level '\(v)'") }
+            c.logLevel = level
+        },
+        Setting(name: "default-user", help: "User created at boot (default guest).") { c, v in c.broker.defaultUser = v },
+        Setting(name: "default-pass", help: "Password of the default user (default guest).") { c, v in
+            c.broker.defaultPassword = v
+        },
+        Setting(name: "default-vhost", help: "Virtual host created at boot (default /).") { c, v in
+            c.broker.defaultVirtualHost = v
+        },
+        Setting(
+            name: "loopback-users",
+            help: "Comma-separated users allowed to log in from loopback only; 'none' for nobody (default guest)."
+        ) { c, v in
+            c.broker.loopbackUsers = v == "none" ? [] : Set(v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        },
+        Setting(name: "heartbeat", help: "Heartbeat interval the server proposes, seconds (default 60; 0 disables).") { c, v in
+            c.broker.heartbeat = try number(v, "heartbeat", max: Int(UInt16.max))
+        },
+        Setting(name: "frame-max", help: "Largest frame, bytes (default 131072; at least 4096).") { c, v in
+            let n: UInt32 = try number(v, "frame-max", max: Int(UInt32.max))
+            guard n >= 4096 else { throw Error("frame-max: must be at least 4096, got \(n)") }
+            c.broker.frameMax = n
+        },
+        Setting(name: "channel-max", help: "Most channels per connection (default 2047).") { c, v in
+            c.broker.channelMax = try number(v, "channel-max", max: Int(UInt16.max))
+        },
+        Setting(name: "max-message-size", help: "Largest message body, bytes (default 16777216).") { c, v in
+            c.broker.maxMessageSize = try number(v, "max-message-size", max: 512 * 1024 * 1024)
+        },
+        Setting(name: "handshake-timeout", help: "Seconds a client has to complete the AMQP handshake (default 10).") { c, v in
+            c.handshakeTimeoutSeconds = try number(v, "handshake-timeout", max: 3600)
+        },
+        Setting(name: "shutdown-timeout", help: "Seconds to wait for clients to close at shutdown (default 10).") { c, v in
+            c.shutdownTimeoutSeconds = try number(v, "shutdown-timeout", max: 3600)
+        },
+    ]
+
+    static func port(_ v: String, _ name: String) throws -> Int {
+        guard let n = Int(v), (0...65535).contains(n) else { throw Error("\(name): not a port number: '\(v)'") }
+        return n
+    }
+
+    static func number<T: FixedWidthInteger>(_ v: String, _ name: String, max: Int) throws -> T {
+        guard let n = Int(v), n >= 0, n <= max else { throw Error("\(name): expected a number from 0 to \(max), got '\(v)'") }
+        return T(n)
+    }
+
+    /// Loads the configuration. `flags` maps setting names (and "config") to values given on the
+    /// command line; `environment` is the process environment.
+    public static func load(flags: [String: String], environment: [String: String]) throws -> NodeConfiguration {
+        var config = NodeConfiguration()
+        let file = flags["config"] ?? environment["WARREN_CONFIG"]
+        var fileValues: [String: String] = [:]
+        if let file {
+            config.configFile = file
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw Error("config: cannot read '\(file)'")
+            }
+            fileValues = try ConfigFile.parse(text, known: Set(settings.map(\.configKey)))
+        }
+        for s in settings {
+            if let v = flags[s.name] ?? environment[s.environmentVariable] ?? fileValues[s.configKey] {
+                try s.apply(&config, v)
+            }
+        }
+        return config
+    }
+
+    /// The data directory to use: the configured one, or `~/.local/share/warren`.
+    public func resolvedDataDirectory(home: String? = nil) -> String {
+        if let d = dataDirectory { return d }
+        return ((home ?? NSHomeDirectory()) as NSString).appendingPathComponent(".local/share/warren")
+    }
+}
+
+/// The config file format: one `key = value` per line, `#` starts a comment. Keys are the
+/// settings' names with `_` (or `-`); an unknown key is an error, so typos do not pass silently.
+public enum ConfigFile {
+    public static func parse(_ text: String, known: Set<String>) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else {
+                throw NodeConfiguration.Error("config line \(i + 1): expected 'key = value', got '\(trimmed)'")
+            }
+            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "-", with: "_")
+            let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            guard known.contains(key) else {
+                throw NodeConfiguration.Error("config line \(i + 1): unknown key '\(key)'")
+            }
+            values[key] = value
+        }
+        return values
+    }
+}

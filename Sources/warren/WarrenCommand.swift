@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WarrenNode
+
+@main
+struct WarrenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "warren",
+        abstract: "Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.",
+        discussion: """
+            Every option can also be set by the environment variable WARREN_<NAME> (e.g. \
+            WARREN_AMQP_PORT) or by the key <name> in the config file (e.g. amqp_port = 5672). \
+            Flags win over the environment, the environment over the file.
+            """)
+
+    @Option(name: .long, help: "Config file: 'key = value' lines.") var config: String?
+    @Option(name: .customLong("data-dir"), help: "Directory for the node's data (created if missing).") var dataDir: String?
+    @Option(name: .customLong("amqp-port"), help: "AMQP port; 0 picks a free one (default 5672).") var amqpPort: String?
+    @Option(name: .long, help: "Address to listen on (default 0.0.0.0).") var bind: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: String?
+    @Option(name: .customLong("default-user"), help: "User created at boot (default guest).") var defaultUser: String?
+    @Option(name: .customLong("default-pass"), help: "Password of the default user (default guest).") var defaultPass: String?
+    @Option(name: .customLong("default-vhost"), help: "Virtual host created at boot (default /).") var defaultVhost: String?
+    @Option(name: .customLong("loopback-users"), help: "Users limited to loopback logins; 'none' for nobody.") var loopbackUsers: String?
+    @Option(name: .long, help: "Heartbeat the server proposes, seconds (default 60).") var heartbeat: String?
+    @Option(name: .customLong("frame-max"), help: "Largest frame, bytes (default 131072).") var frameMax: String?
+    @Option(name: .customLong("channel-max"), help: "Most channels per connection (default 2047).") var channelMax: String?
+    @Option(name: .customLong("max-message-size"), help: "Largest message body, bytes (default 16 MiB).") var maxMessageSize: String?
+    @Option(name: .customLong("handshake-timeout"), help: "Seconds to complete the AMQP handshake (default 10).") var handshakeTimeout: String?
+    @Option(name: .customLong("shutdown-timeout"), help: "Seconds to wait for clients at shutdown (default 10).") var shutdownTimeout: String?
+
+    func run() async throws {
+        var flags: [String: String] = [:]
+        let given: [(String, String?)] = [
+            ("config", config), ("data-dir", dataDir), ("amqp-port", amqpPort), ("bind", bind), ("log-level", logLevel),
+            ("default-user", defaultUser), ("default-pass", defaultPass), ("default-vhost", defaultVhost),
+            ("loopback-users", loopbackUsers), ("heartbeat", heartbeat), ("frame-max", frameMax),
+            ("channel-max", channelMax), ("max-message-size", maxMessageSize),
+            ("handshake-timeout", handshakeTimeout), ("shutdown-timeout", shutdownTimeout),
+        ]
+        for (name, value) in given { if let value { flags[name] = value } }
+
+        let configuration: NodeConfiguration
+        do {
+            configuration = try NodeConfiguration.load(flags: flags, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("warren: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "warren")
+        do {
+            let node = try WarrenNode(configuration: configuration, logger: logger)
+            try await node.run()
+        } catch let error as DataDirectory.Error {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        }
+    }
+}
