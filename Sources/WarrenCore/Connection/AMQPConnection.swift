@@ -39,8 +39,7 @@ public final class AMQPConnection {
     public private(set) var logger: Logger
 
     var machine: ConnectionStateMachine
-    private var decoder: AMQPFrameDecoder
-    private var pending = ByteBuffer()
+    private var reader: AMQPFrameReader
     private var outbound = ByteBuffer()
     var channels: [UInt16: ChannelSession] = [:]
 
@@ -77,7 +76,7 @@ public final class AMQPConnection {
             channelMax: config.channelMax, frameMax: config.frameMax, heartbeat: config.heartbeat)
         self.limits = serverLimits
         self.machine = ConnectionStateMachine(serverLimits: serverLimits, serverProperties: Self.serverProperties(config))
-        self.decoder = AMQPFrameDecoder(maxFrameSize: Self.preTuneFrameMax, expectsProtocolHeader: true)
+        self.reader = AMQPFrameReader(decoder: AMQPFrameDecoder(maxFrameSize: Self.preTuneFrameMax, expectsProtocolHeader: true))
     }
 
     /// Joins the broker; call once, before the first `receive`.
@@ -122,24 +121,17 @@ public final class AMQPConnection {
         inReceive = true
         defer { inReceive = false }
         ticksSinceReceive = 0
-        if pending.readableBytes == 0 {
-            pending = bytes
-        } else {
-            // Copy only the partial frame left over, never the storage that decoded bodies share.
-            var merged = ByteBufferAllocator().buffer(capacity: pending.readableBytes + bytes.readableBytes)
-            merged.writeImmutableBuffer(pending)
-            merged.writeImmutableBuffer(bytes)
-            pending = merged
-        }
+        reader.append(bytes)
         do throws(AMQPError) {
-            while let frame = try decoder.next(&pending) {
+            while let frame = try reader.next() {
                 handle(frame)
                 if machine.state == .closed { break }
             }
         } catch {
+            reader.discard()
             hardError(error)
         }
-        if machine.state == .closed || pending.readableBytes == 0 { pending = ByteBuffer() }
+        if machine.state == .closed { reader.discard() }
     }
 
     /// The end of a read batch: announce publisher confirms gathered during it.
@@ -229,7 +221,7 @@ public final class AMQPConnection {
             authenticate(mechanism: mechanism, response: response)
         case .applyLimits(let limits):
             self.limits = limits
-            decoder.maxFrameSize = limits.frameMax
+            reader.decoder.maxFrameSize = limits.frameMax
             if limits.heartbeat > 0 {
                 transport?.startHeartbeatTimer(intervalSeconds: max(1, Int(limits.heartbeat) / 2))
             }

@@ -1,0 +1,77 @@
+public import AMQPProtocol
+public import NIOCore
+public import NIOPosix
+
+/// A connection to an AMQP 0-9-1 broker.
+///
+/// All methods may be called from any task; the work runs on the connection's event loop.
+/// Synchronous AMQP methods return when the broker has answered; errors from the broker arrive
+/// as `AMQPClientError.channelClosed` or `.connectionClosed` carrying its reply code and text.
+public final class AMQPClientConnection: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<ClientHandler>
+    /// The broker's connection.start properties (product, version, capabilities).
+    public let serverProperties: FieldTable
+
+    public var eventLoop: any EventLoop { channel.eventLoop }
+    /// Completes when the socket has closed.
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    private init(channel: any Channel, handler: NIOLoopBound<ClientHandler>, serverProperties: FieldTable) {
+        self.channel = channel
+        self.handler = handler
+        self.serverProperties = serverProperties
+    }
+
+    /// Connects, authenticates and opens the virtual host.
+    public static func connect(
+        _ configuration: AMQPClientConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> AMQPClientConnection {
+        let loop = eventLoopGroup.next()
+        let promise = loop.makePromise(of: FieldTable.self)
+        let channel = try await ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ClientHandler(configuration: configuration, connectPromise: promise))
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port).get()
+        let handler = try await loop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: loop)
+        }.get()
+        do {
+            let properties = try await promise.futureResult.get()
+            return AMQPClientConnection(channel: channel, handler: handler, serverProperties: properties)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    /// Opens a new channel.
+    public func openChannel() async throws -> AMQPClientChannel {
+        let (stream, continuation) = AsyncStream.makeStream(of: AMQPReturnedMessage.self, bufferingPolicy: .bufferingNewest(10_000))
+        let promise = eventLoop.makePromise(of: AMQPCommand.self)
+        let handler = self.handler
+        let number = try await eventLoop.submit { handler.value.openChannel(returns: continuation, promise: promise) }.get()
+        _ = try await promise.futureResult.get()
+        return AMQPClientChannel(number: number!, connection: self, returns: stream)
+    }
+
+    /// Closes the connection with connection.close and waits for close-ok.
+    public func close() async throws {
+        let promise = eventLoop.makePromise(of: Void.self)
+        let handler = self.handler
+        eventLoop.execute { handler.value.close(promise: promise) }
+        try await promise.futureResult.get()
+        try? await channel.close()
+    }
+
+    /// The reason the connection closed, once it has.
+    public func closeReason() async -> AMQPClientError? {
+        let handler = self.handler
+        return try? await eventLoop.submit { handler.value.closeError }.get()
+    }
+}

@@ -1,0 +1,101 @@
+"""Fixtures that start a real Warren node (the built binary) on a free port, per test module."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ARTIFACTS = os.path.join(ROOT, "test-artifacts")
+
+
+def warren_binary():
+    return os.environ.get("WARREN_BIN") or os.path.join(ROOT, ".build", "debug", "warren")
+
+
+class Node:
+    """A warren process bound to 127.0.0.1 on a port it picked."""
+
+    def __init__(self, name, extra_args=()):
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        self.data_dir = tempfile.mkdtemp(prefix="warren-test-")
+        self.log_path = os.path.join(ARTIFACTS, f"{name}.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [warren_binary(), "--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", self.data_dir, *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.host = "127.0.0.1"
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self, timeout=30):
+        deadline = time.time() + timeout
+        pattern = re.compile(r"AMQP listener started on [^ ]+:(\d+)")
+        while time.time() < deadline:
+            with open(self.log_path) as f:
+                m = pattern.search(f.read())
+            if m:
+                return int(m.group(1))
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"warren exited with {self.proc.returncode}; see {self.log_path}")
+            time.sleep(0.05)
+        raise RuntimeError(f"warren did not start listening; see {self.log_path}")
+
+    def env(self):
+        """Environment for child programs: where the broker is."""
+        e = dict(os.environ)
+        e["AMQP_HOST"] = self.host
+        e["AMQP_PORT"] = str(self.port)
+        e["PYTHONUNBUFFERED"] = "1"
+        return e
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        """SIGTERM, as an operator would; the node must exit cleanly."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+class ExternalBroker(Node):
+    """A broker someone else runs (WARREN_TEST_BROKER=host:port), e.g. RabbitMQ, to check that
+    the suite asserts RabbitMQ's behaviour and not just Warren's."""
+
+    def __init__(self, address):
+        host, port = address.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.log_path = None
+
+    def log_text(self):
+        return ""
+
+    def stop(self):
+        return 0
+
+
+@pytest.fixture(scope="module")
+def warren(request):
+    external = os.environ.get("WARREN_TEST_BROKER")
+    node = ExternalBroker(external) if external else Node(request.module.__name__.split(".")[-1])
+    yield node
+    code = node.stop()
+    assert code == 0, f"warren exited with {code}; see {node.log_path}"
+
+
+def against_warren():
+    """False when the suite runs against an external broker."""
+    return not os.environ.get("WARREN_TEST_BROKER")
