@@ -314,6 +314,41 @@ def gen_properties(spec):
     return "".join(out)
 
 
+def sample_value(amqp_type, swift_t, name, variant, index):
+    """A non-default value for a field, different between the two variants."""
+    if amqp_type == "bit":
+        return "true" if (index + variant) % 2 == 0 else "false"
+    if swift_t == "[UInt8]":
+        return "[0, 1, 2, 255]" if variant == 0 else "Array(\"\\u{0}user\\u{0}pässword\".utf8)"
+    if swift_t == "String":
+        return json.dumps(f"{name}-{variant}-é", ensure_ascii=False) if variant == 0 else json.dumps("x" * 200 if amqp_type == "longstr" else "")
+    if swift_t == "FieldTable":
+        return "sampleTable" if variant == 0 else "[:]"
+    n = {"octet": (7, 255), "short": (0x1234, 65535), "long": (0x12345678, 4294967295),
+         "longlong": (0x123456789ABCDEF0, 18446744073709551615), "timestamp": (1700000000, 0)}[amqp_type]
+    return str(n[variant])
+
+
+def gen_test_samples(spec):
+    domains = {d[0]: d[1] for d in spec["domains"]}
+    out = [HEADER, "import AMQPProtocol\n\n"]
+    out.append("/// Two samples of every method: every field set, and the bits of the two samples complementary.\n")
+    out.append("let allMethodSamples: [AMQPMethod] = [\n")
+    for cls in spec["classes"]:
+        for m in cls["methods"]:
+            sname = camel(cls["name"], True) + camel(m["name"], True)
+            case = camel(cls["name"]) + camel(m["name"], True)
+            for variant in (0, 1):
+                args = []
+                for i, a in enumerate(m["arguments"]):
+                    at = resolve_type(domains, a)
+                    st = swift_type(cls["name"], m["name"], a, at)
+                    args.append(f"{plain(a['name'])}: {sample_value(at, st, a['name'], variant, i)}")
+                out.append(f"    .{case}({sname}({', '.join(args)})),\n")
+    out.append("]\n")
+    return "".join(out)
+
+
 def main():
     with open(SPEC) as f:
         spec = json.load(f)
@@ -327,6 +362,11 @@ def main():
         with open(os.path.join(OUT, name), "w") as f:
             f.write(text)
         print(f"wrote {os.path.join(OUT, name)}")
+    tests = os.path.join(ROOT, "Tests", "AMQPProtocolTests", "Generated")
+    os.makedirs(tests, exist_ok=True)
+    with open(os.path.join(tests, "MethodSamples.swift"), "w") as f:
+        f.write(gen_test_samples(spec))
+    print(f"wrote {os.path.join(tests, 'MethodSamples.swift')}")
 
 
 if __name__ == "__main__":

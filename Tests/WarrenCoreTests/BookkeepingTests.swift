@@ -1,0 +1,81 @@
+import AMQPProtocol
+import NIOCore
+import Testing
+
+@testable import WarrenCore
+
+@Suite("Unacked ledger and confirm tracker")
+struct BookkeepingTests {
+    func delivery(_ tag: UInt64, _ q: MessageQueue) -> Delivery {
+        Delivery(tag: tag, entry: QueueEntry(message: Message(exchange: "", routingKey: "", properties: .empty, body: ByteBuffer()), redelivered: false, seq: tag), queue: q, consumer: nil)
+    }
+
+    @Test("acks in order, out of order, multiple, and unknown tags")
+    func ledger() throws {
+        let v = Broker().vhosts["/"]!
+        let (q, _) = try v.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        var l = UnackedLedger()
+        for t in [1, 2, 3, 5, 8] as [UInt64] { l.append(delivery(t, q)) }
+        #expect(try l.take(tag: 3, multiple: false).map(\.tag) == [3])
+        #expect(throws: AMQPError.preconditionFailed("unknown delivery tag 3")) { try l.take(tag: 3, multiple: false) }
+        #expect(throws: AMQPError.preconditionFailed("unknown delivery tag 4")) { try l.take(tag: 4, multiple: true) }
+        #expect(try l.take(tag: 5, multiple: true).map(\.tag) == [1, 2, 5])
+        #expect(l.count == 1)
+        l.restore([delivery(2, q)])
+        #expect(try l.take(tag: 0, multiple: true).map(\.tag) == [2, 8])
+        #expect(l.isEmpty)
+    }
+
+    @Test("confirm runs coalesce; a pending publish holds back later ones")
+    func confirms() {
+        var t = ConfirmTracker()
+        let seqs = (0..<6).map { _ in t.nextPublish() }
+        #expect(seqs == [1, 2, 3, 4, 5, 6])
+        t.settle(1, .ack)
+        t.settle(2, .ack)
+        t.settle(4, .ack)
+        #expect(t.drainAnnouncements() == [.ack(2, multiple: true)])
+        t.settle(3, .nack)
+        t.settle(5, .ack)
+        #expect(t.drainAnnouncements() == [.nack(3, multiple: false), .ack(5, multiple: true)])
+        t.settle(6, .ack)
+        #expect(t.drainAnnouncements() == [.ack(6, multiple: false)])
+        #expect(!t.hasPending)
+    }
+}
+
+@Suite("Queue arguments and SASL")
+struct ArgumentTests {
+    @Test("invalid arguments are refused with RabbitMQ's texts", arguments: [
+        ("x-max-length", FieldValue.int64(-1), "{value_negative,-1}"),
+        ("x-message-ttl", .string("abc"), "\"expected integer, got longstr\""),
+        ("x-expires", .int32(0), "{value_zero,0}"),
+        ("x-max-priority", .int32(300), "{max_value_exceeded,300}"),
+        ("x-overflow", .string("bogus"), "invalid_overflow"),
+        ("x-queue-mode", .string("bogus"), "\"unsupported queue mode 'bogus'\""),
+        ("x-single-active-consumer", .string("yes"), "{unacceptable_type,longstr}"),
+    ])
+    func invalid(_ key: String, _ value: FieldValue, _ why: String) {
+        #expect(throws: AMQPError.preconditionFailed("invalid arg '\(key)' for queue 'q' in vhost '/': \(why)")) {
+            try QueueArguments.validate([key: value], queue: "q", vhost: "/")
+        }
+    }
+
+    @Test("equivalence compares known arguments by value and ignores the rest")
+    func equivalence() throws {
+        try QueueArguments.assertEquivalent(current: ["x-max-length": .int32(5), "foo": 1], received: ["x-max-length": .int64(5), "foo": 2], resource: "queue 'q' in vhost '/'")
+        #expect(throws: AMQPError.preconditionFailed("inequivalent arg 'x-max-length' for queue 'q' in vhost '/': received none but current is the value '5' of type 'signedint'")) {
+            try QueueArguments.assertEquivalent(current: ["x-max-length": .int32(5)], received: [:], resource: "queue 'q' in vhost '/'")
+        }
+    }
+
+    @Test("PLAIN and AMQPLAIN responses parse; malformed ones do not")
+    func sasl() {
+        #expect(SASL.parse(mechanism: "PLAIN", response: Array("\0user\0pa\0ss".utf8)) == Credentials(username: "user", password: "pa\0ss"))
+        #expect(SASL.parse(mechanism: "PLAIN", response: Array("nouser".utf8)) == nil)
+        var t = ByteBuffer()
+        t.amqpWriteFieldTable(["LOGIN": "u", "PASSWORD": "p"])
+        #expect(SASL.parse(mechanism: "AMQPLAIN", response: Array(t.readableBytesView.dropFirst(4))) == Credentials(username: "u", password: "p"))
+        #expect(SASL.parse(mechanism: "AMQPLAIN", response: [1, 2, 3]) == nil)
+    }
+}
