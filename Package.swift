@@ -106,6 +106,7 @@ let package = Package(
             dependencies: [
                 "WarrenNode", "AMQPClient", "AMQPProtocol", "WarrenCore",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

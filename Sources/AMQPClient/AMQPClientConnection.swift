@@ -38,16 +38,21 @@ public final class AMQPClientConnection: Sendable {
                 }
             }
             .connect(host: configuration.host, port: configuration.port).get()
-        let handler = try await loop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: loop)
-        }.get()
+        // The handshake's outcome first: a refused login may close the socket (and empty the
+        // pipeline) before we could look the handler up.
+        let properties: FieldTable
         do {
-            let properties = try await promise.futureResult.get()
-            return AMQPClientConnection(channel: channel, handler: handler, serverProperties: properties)
+            properties = try await promise.futureResult.get()
         } catch {
             try? await channel.close()
             throw error
         }
+        guard
+            let handler = try? await loop.submit({
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientHandler.self), eventLoop: loop)
+            }).get()
+        else { throw AMQPClientError.connectionClosed(nil) }
+        return AMQPClientConnection(channel: channel, handler: handler, serverProperties: properties)
     }
 
     /// Opens a new channel.
@@ -67,6 +72,18 @@ public final class AMQPClientConnection: Sendable {
         eventLoop.execute { handler.value.close(promise: promise) }
         try await promise.futureResult.get()
         try? await channel.close()
+    }
+
+    /// Writes a frame as is, outside the channel bookkeeping: a low-level escape hatch for tests
+    /// of how a broker handles frames a well-behaved client never sends.
+    public func sendFrame(_ frame: AMQPFrame) async throws {
+        let handler = self.handler
+        try await eventLoop.submit { handler.value.sendRaw(frame) }.get()
+    }
+
+    /// Closes the TCP connection without an AMQP close, as a crashing client would.
+    public func dropSocket() async throws {
+        try await channel.close()
     }
 
     /// The reason the connection closed, once it has.

@@ -94,6 +94,8 @@ final class ClientHandler: ChannelInboundHandler {
     private var heartbeatTask: Scheduled<Void>?
     private var sentSinceTick = false
     var channels: [UInt16: ClientChannelState] = [:]
+    /// Why each closed channel closed, so calls made after the close report the broker's reason.
+    private var closedChannels: [UInt16: AMQPClientError] = [:]
     private var nextChannel: UInt16 = 1
     private var serverProperties: FieldTable = [:]
 
@@ -245,9 +247,11 @@ final class ClientHandler: ChannelInboundHandler {
             let error = AMQPError(code: AMQPReplyCode(rawValue: c.replyCode), text: c.replyText, classID: c.classID, methodID: c.methodID)
             send(ch.number, .channelCloseOk(ChannelCloseOk()))
             channels[ch.number] = nil
+            closedChannels[ch.number] = .channelClosed(error)
             ch.fail(.channelClosed(error))
         case .channelCloseOk:
             channels[ch.number] = nil
+            closedChannels[ch.number] = .channelClosed(AMQPError(.replySuccess, "channel closed by client"))
             ch.fail(.channelClosed(AMQPError(.replySuccess, "channel closed by client")))
         case .channelFlow(let f):
             send(ch.number, .channelFlowOk(ChannelFlowOk(active: f.active)))
@@ -286,6 +290,7 @@ final class ClientHandler: ChannelInboundHandler {
             return nil
         }
         nextChannel = candidate >= channelMax ? 1 : candidate + 1
+        closedChannels[candidate] = nil
         let state = ClientChannelState(number: candidate, returns: returns)
         channels[candidate] = state
         state.rpcs.append(.init(promise: promise, effect: .none))
@@ -302,7 +307,7 @@ final class ClientHandler: ChannelInboundHandler {
     /// Sends a method with no reply (ack, nack, reject, recover-async, nowait forms).
     func cast(channel: UInt16, _ method: AMQPMethod) -> AMQPClientError? {
         guard phase == .open else { return closeError ?? .connectionClosed(nil) }
-        guard let ch = channels[channel] else { return .channelClosed(AMQPError(.channelError, "channel \(channel) is closed")) }
+        guard let ch = channels[channel] else { return closedReason(channel) }
         if let e = ch.closedError { return e }
         send(channel, method)
         return nil
@@ -311,7 +316,7 @@ final class ClientHandler: ChannelInboundHandler {
     /// Publishes; returns the confirm sequence number in confirm mode (else 0).
     func publish(channel: UInt16, _ publish: BasicPublish, properties: BasicProperties, body: ByteBuffer) throws(AMQPClientError) -> UInt64 {
         guard phase == .open else { throw closeError ?? .connectionClosed(nil) }
-        guard let ch = channels[channel] else { throw .channelClosed(AMQPError(.channelError, "channel \(channel) is closed")) }
+        guard let ch = channels[channel] else { throw closedReason(channel) }
         if let e = ch.closedError { throw e }
         prepareOut()
         out.writeAMQPCommand(channel: channel, .basicPublish(publish), properties: properties, body: body, maxFrameSize: frameMax)
@@ -325,7 +330,7 @@ final class ClientHandler: ChannelInboundHandler {
 
     func waitForConfirms(channel: UInt16, upTo: UInt64?, promise: EventLoopPromise<Void>) {
         guard let ch = channels[channel] else {
-            promise.fail(closeError ?? AMQPClientError.channelClosed(AMQPError(.channelError, "channel \(channel) is closed")))
+            promise.fail(closeError ?? closedReason(channel))
             return
         }
         let target = upTo ?? (ch.nextPublishSeq - 1)
@@ -354,13 +359,17 @@ final class ClientHandler: ChannelInboundHandler {
         flushNow()
     }
 
+    private func closedReason(_ channel: UInt16) -> AMQPClientError {
+        closedChannels[channel] ?? .channelClosed(AMQPError(.channelError, "channel \(channel) is closed"))
+    }
+
     private func usableChannel(_ channel: UInt16, _ promise: EventLoopPromise<AMQPCommand>) -> ClientChannelState? {
         guard phase == .open else {
             promise.fail(closeError ?? .connectionClosed(nil))
             return nil
         }
         guard let ch = channels[channel] else {
-            promise.fail(AMQPClientError.channelClosed(AMQPError(.channelError, "channel \(channel) is closed")))
+            promise.fail(closedReason(channel))
             return nil
         }
         if let e = ch.closedError {
@@ -377,6 +386,12 @@ final class ClientHandler: ChannelInboundHandler {
         phase = .closing
         closeError = .protocolViolation(error.text)
         send(0, .connectionClose(ConnectionClose(replyCode: error.code.rawValue, replyText: error.text, classID: error.classID, methodID: error.methodID)))
+        flushNow()
+    }
+
+    func sendRaw(_ frame: AMQPFrame) {
+        prepareOut()
+        out.writeAMQPFrame(frame)
         flushNow()
     }
 
