@@ -111,8 +111,8 @@ final class AMQPConnectionHandler: ChannelInboundHandler, ConnectionTransport {
         }
     }
 
-    func startHeartbeatTimer(intervalSeconds: Int) {
-        scheduleHeartbeat(.seconds(Int64(intervalSeconds)))
+    func startHeartbeatTimer(intervalMilliseconds: Int) {
+        scheduleHeartbeat(.milliseconds(Int64(intervalMilliseconds)))
     }
 
     private func scheduleHeartbeat(_ interval: TimeAmount) {

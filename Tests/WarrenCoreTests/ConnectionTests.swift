@@ -109,7 +109,7 @@ struct ConnectionTests {
     func heartbeats() {
         let c = TestClient(Broker())
         c.handshake(heartbeat: 10)
-        #expect(c.transport.heartbeatInterval == 5)
+        #expect(c.transport.heartbeatInterval == 5000)
         c.connection.heartbeatTick()  // something was just sent (open-ok): no heartbeat yet
         c.connection.heartbeatTick()
         #expect(c.unread().contains(.heartbeat))

@@ -13,7 +13,7 @@ final class RecordingTransport: ConnectionTransport {
 
     func outputPending() { outputPendingCalls += 1 }
     func disconnect() { disconnected = true }
-    func startHeartbeatTimer(intervalSeconds: Int) { heartbeatInterval = intervalSeconds }
+    func startHeartbeatTimer(intervalMilliseconds: Int) { heartbeatInterval = intervalMilliseconds }
     func startCloseTimer() { closeTimerStarted = true }
 }
 

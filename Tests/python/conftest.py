@@ -22,6 +22,7 @@ class Node:
     """A warren process bound to 127.0.0.1 on a port it picked."""
 
     def __init__(self, name, extra_args=()):
+        name = name.replace('/', '_')
         os.makedirs(ARTIFACTS, exist_ok=True)
         self.data_dir = tempfile.mkdtemp(prefix="warren-test-")
         self.log_path = os.path.join(ARTIFACTS, f"{name}.log")

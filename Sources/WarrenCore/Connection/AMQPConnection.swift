@@ -10,8 +10,8 @@ public protocol ConnectionTransport: AnyObject {
     func outputPending()
     /// Write what is pending, then close the socket.
     func disconnect()
-    /// Call `heartbeatTick()` every `intervalSeconds` from now on.
-    func startHeartbeatTimer(intervalSeconds: Int)
+    /// Call `heartbeatTick()` every `intervalMilliseconds` from now on.
+    func startHeartbeatTimer(intervalMilliseconds: Int)
     /// We sent connection.close: call `closeTimedOut()` if close-ok does not come in time.
     func startCloseTimer()
 }
@@ -223,7 +223,8 @@ public final class AMQPConnection {
             self.limits = limits
             reader.decoder.maxFrameSize = limits.frameMax
             if limits.heartbeat > 0 {
-                transport?.startHeartbeatTimer(intervalSeconds: max(1, Int(limits.heartbeat) / 2))
+                // Ticks at half the interval: heartbeats go out in time, and silence is noticed.
+                transport?.startHeartbeatTimer(intervalMilliseconds: Int(limits.heartbeat) * 500)
             }
         case .openVirtualHost(let name):
             if let v = broker.vhosts[name] {
