@@ -11,6 +11,24 @@ struct ConnectionStateMachineTests {
     let startOk = AMQPMethod.connectionStartOk(ConnectionStartOk(clientProperties: [:], mechanism: "PLAIN", response: Array("\0guest\0guest".utf8)))
     let tune = AMQPMethod.connectionTune(ConnectionTune(channelMax: 2047, frameMax: 131_072, heartbeat: 60))
 
+    /// A machine driven to the state after `authenticated()` (waiting for tune-ok).
+    func tuning() -> ConnectionStateMachine {
+        var m = machine()
+        _ = m.protocolHeaderReceived(.amqp091)
+        _ = m.methodReceived(startOk)
+        _ = m.authenticated()
+        return m
+    }
+
+    /// A machine with the connection open.
+    func opened() -> ConnectionStateMachine {
+        var m = tuning()
+        _ = m.methodReceived(.connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 0, heartbeat: 0)))
+        _ = m.methodReceived(.connectionOpen(ConnectionOpen()))
+        _ = m.virtualHostOpened()
+        return m
+    }
+
     @Test("a full handshake, then the client closes")
     func happyPath() {
         var m = machine()
@@ -35,10 +53,7 @@ struct ConnectionStateMachineTests {
 
     @Test("tune-ok: 0 means the server's limit; out-of-range values are 530")
     func tuneOk() {
-        var m = machine()
-        _ = m.protocolHeaderReceived(.amqp091)
-        _ = m.methodReceived(startOk)
-        _ = m.authenticated()
+        var m = tuning()
         #expect(m.methodReceived(.connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 0, heartbeat: 0)))
             == .applyLimits(.init(channelMax: 2047, frameMax: 131_072, heartbeat: 0)))
 
@@ -47,10 +62,7 @@ struct ConnectionStateMachineTests {
             (ConnectionTuneOk(channelMax: 10, frameMax: 200_000, heartbeat: 0), "NOT_ALLOWED - negotiated frame_max = 200000 is higher than the maximum allowed value (131072)"),
             (ConnectionTuneOk(channelMax: 3000, frameMax: 4096, heartbeat: 0), "NOT_ALLOWED - negotiated channel_max = 3000 is higher than the maximum allowed value (2047)"),
         ] {
-            var m2 = machine()
-            _ = m2.protocolHeaderReceived(.amqp091)
-            _ = m2.methodReceived(startOk)
-            _ = m2.authenticated()
+            var m2 = tuning()
             #expect(m2.methodReceived(.connectionTuneOk(tuneOk)) == .close(AMQPError(code: .notAllowed, text: text)))
             #expect(m2.state == .closing)
         }
@@ -81,13 +93,7 @@ struct ConnectionStateMachineTests {
 
     @Test("while closing only close-ok (or a crossing close) matters")
     func closing() {
-        var m = machine()
-        _ = m.protocolHeaderReceived(.amqp091)
-        _ = m.methodReceived(startOk)
-        _ = m.authenticated()
-        _ = m.methodReceived(.connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 0, heartbeat: 0)))
-        _ = m.methodReceived(.connectionOpen(ConnectionOpen()))
-        _ = m.virtualHostOpened()
+        var m = opened()
         let error = AMQPError.connectionForced("shutdown")
         #expect(m.closeRequested(error) == .close(error))
         #expect(m.closeRequested(error) == .none)
@@ -97,13 +103,7 @@ struct ConnectionStateMachineTests {
 
     @Test("methods out of place are errors with RabbitMQ's codes")
     func outOfPlace() {
-        var m = machine()
-        _ = m.protocolHeaderReceived(.amqp091)
-        _ = m.methodReceived(startOk)
-        _ = m.authenticated()
-        _ = m.methodReceived(.connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 0, heartbeat: 0)))
-        _ = m.methodReceived(.connectionOpen(ConnectionOpen()))
-        _ = m.virtualHostOpened()
+        var m = opened()
         #expect(m.methodReceived(.channelOpen(ChannelOpen()))
             == .close(AMQPError(.channelError, "unexpected method in connection state running", classID: 20, methodID: 10)))
     }

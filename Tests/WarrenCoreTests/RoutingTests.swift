@@ -40,12 +40,17 @@ struct TopicRoutingTests {
         }
     }
 
-    @Test("unbinding prunes the trie and stops routing")
-    func unbind() throws {
-        let broker = Broker()
-        let vhost = broker.vhosts["/"]!
+    /// A vhost with topic exchange "t" and queue "q", unbound.
+    func topicAndQueue() throws -> (VirtualHost, Exchange, MessageQueue) {
+        let vhost = Broker().vhosts["/"]!
         let x = try vhost.declareExchange(name: "t", type: "topic", durable: false, autoDelete: false, internal: false, arguments: [:])
         let (q, _) = try vhost.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        return (vhost, x, q)
+    }
+
+    @Test("unbinding prunes the trie and stops routing")
+    func unbind() throws {
+        let (vhost, x, q) = try topicAndQueue()
         try vhost.bind(source: x, destination: .queue(q), routingKey: "a.#.c", arguments: [:])
         try vhost.bind(source: x, destination: .queue(q), routingKey: "a.*.c", arguments: [:])
         try vhost.unbind(source: x, destination: .queue(q), routingKey: "a.#.c", arguments: [:])
@@ -58,10 +63,7 @@ struct TopicRoutingTests {
     }
 
     func matches(_ binding: String, _ key: String) -> Bool {
-        let broker = Broker()
-        let vhost = broker.vhosts["/"]!
-        let x = try! vhost.declareExchange(name: "t", type: "topic", durable: false, autoDelete: false, internal: false, arguments: [:])
-        let (q, _) = try! vhost.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        let (vhost, x, q) = try! topicAndQueue()
         try! vhost.bind(source: x, destination: .queue(q), routingKey: binding, arguments: [:])
         var out: [MessageQueue] = []
         vhost.route(x, routingKey: key, headers: nil, into: &out)

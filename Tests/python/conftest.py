@@ -97,6 +97,15 @@ def warren(request):
     assert code == 0, f"warren exited with {code}; see {node.log_path}"
 
 
+@pytest.fixture
+def progs(warren):
+    """Starts tutorial programs against the node and stops them after the test."""
+    from programs import Programs
+    p = Programs(warren)
+    yield p
+    p.stop_all()
+
+
 def against_warren():
     """False when the suite runs against an external broker."""
     return not os.environ.get("WARREN_TEST_BROKER")

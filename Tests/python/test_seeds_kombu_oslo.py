@@ -1,14 +1,4 @@
 """The kombu and oslo.messaging programs of the seed tutorials, run against a real Warren node."""
-import pytest
-
-from programs import Programs
-
-
-@pytest.fixture
-def progs(warren):
-    p = Programs(warren)
-    yield p
-    p.stop_all()
 
 
 def test_kombu_hello_world(progs):

@@ -1,14 +1,4 @@
 """Every pika program of the seed tutorials, run against a real Warren node."""
-import pytest
-
-from programs import Programs
-
-
-@pytest.fixture
-def progs(warren):
-    p = Programs(warren)
-    yield p
-    p.stop_all()
 
 
 def test_hello_world(progs):
