@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "warren", targets: ["warren"]),
+        .executable(name: "warren-perf", targets: ["warren-perf"]),
         .library(name: "AMQPProtocol", targets: ["AMQPProtocol"]),
         .library(name: "AMQPClient", targets: ["AMQPClient"]),
     ],
@@ -84,6 +85,30 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Load generator in the spirit of RabbitMQ's PerfTest; works against any 0-9-1 broker.
+        .executableTarget(
+            name: "warren-perf",
+            dependencies: [
+                "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        // Counts allocations; linked only into warren-microbench.
+        .target(name: "CMallocCounter"),
+        // The broker core without sockets: CPU time and allocations per message on the hot path.
+        .executableTarget(
+            name: "warren-microbench",
+            dependencies: [
+                "WarrenCore", "AMQPProtocol", "CMallocCounter",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),

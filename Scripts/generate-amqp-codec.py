@@ -271,45 +271,75 @@ def gen_properties(spec):
     basic = next(c for c in spec["classes"] if c["name"] == "basic")
     props = basic["properties"]
     out = [HEADER, "public import NIOCore\n\n"]
-    out.append("/// The 14 properties of a `basic` content header. `nil` means absent from the wire.\n")
-    out.append("public struct BasicProperties: Sendable, Hashable {\n")
     types = []
     for p in props:
         st = {"shortstr": "String", "table": "FieldTable", "octet": "UInt8", "timestamp": "UInt64"}[p["type"]]
         types.append((p, st))
-        out.append(f"    public var {ident(p['name'])}: {st}?\n")
-    params = ", ".join(f"{ident(p['name'])}: {st}? = nil" for p, st in types)
-    out.append(f"\n    @inlinable\n    public init({params}) {{\n")
+    out.append("/// The 14 properties of a `basic` content header. `nil` means absent from the wire.\n///\n")
+    out.append("/// Copy-on-write behind one reference: a message's properties travel through the broker by\n")
+    out.append("/// reference (one retain per copy), and messages without properties share one empty value.\n")
+    out.append("public struct BasicProperties: Sendable, Hashable {\n")
+    out.append("    @usableFromInline\n    final class Storage: @unchecked Sendable {\n")
     for p, st in types:
-        out.append(f"        self.{plain(p['name'])} = {ident(p['name'])}\n")
+        out.append(f"        @usableFromInline var {ident(p['name'])}: {st}?\n")
+    out.append("\n        @inlinable init() {}\n\n")
+    out.append("        @inlinable init(copying other: Storage) {\n")
+    for p, st in types:
+        n = plain(p["name"])
+        out.append(f"            self.{n} = other.{n}\n")
+    out.append("        }\n    }\n\n")
+    out.append("    /// Shared by every value with no property set.\n")
+    out.append("    @usableFromInline static let emptyStorage = Storage()\n\n")
+    out.append("    @usableFromInline var storage: Storage\n\n")
+    out.append("    @inlinable\n    mutating func uniqueStorage() -> Storage {\n")
+    out.append("        if !isKnownUniquelyReferenced(&storage) || storage === Self.emptyStorage { storage = Storage(copying: storage) }\n")
+    out.append("        return storage\n    }\n\n")
+    for p, st in types:
+        n = plain(p["name"])
+        out.append(f"    public var {ident(p['name'])}: {st}? {{\n")
+        out.append(f"        @inlinable get {{ storage.{n} }}\n")
+        out.append(f"        set {{ uniqueStorage().{n} = newValue }}\n    }}\n\n")
+    params = ", ".join(f"{ident(p['name'])}: {st}? = nil" for p, st in types)
+    out.append(f"    public init({params}) {{\n")
+    out.append("        self.storage = Self.emptyStorage\n")
+    for p, st in types:
+        n = plain(p["name"])
+        out.append(f"        if let v = {ident(p['name'])} {{ self.uniqueStorage().{n} = v }}\n")
     out.append("    }\n\n")
     out.append("    /// Properties with every field absent.\n    public static let empty = BasicProperties()\n\n")
     out.append("    /// True when no property is present (the flags word is zero).\n")
-    out.append("    @inlinable\n    public var isEmpty: Bool {\n        " + " && ".join(f"self.{plain(p['name'])} == nil" for p, _ in types) + "\n    }\n\n")
+    out.append("    public var isEmpty: Bool {\n        storage === Self.emptyStorage || (" + " && ".join(f"storage.{plain(p['name'])} == nil" for p, _ in types) + ")\n    }\n\n")
+    out.append("    public static func == (a: BasicProperties, b: BasicProperties) -> Bool {\n")
+    out.append("        if a.storage === b.storage { return true }\n        return " + "\n            && ".join(f"a.storage.{plain(p['name'])} == b.storage.{plain(p['name'])}" for p, _ in types) + "\n    }\n\n")
+    out.append("    public func hash(into hasher: inout Hasher) {\n")
+    for p, _ in types:
+        out.append(f"        hasher.combine(storage.{plain(p['name'])})\n")
+    out.append("    }\n\n")
     # decode
     out.append("    /// Decodes the property flags and the properties they announce. Continuation flag words\n")
     out.append("    /// (bit 0) are read and ignored, as no class defines more than 15 properties.\n")
     out.append("    @inlinable\n    public init(decodingFrom buffer: inout ByteBuffer) throws(AMQPError) {\n")
     out.append("        let flags = try buffer.amqpReadUInt16()\n        var more = flags & 1 != 0\n")
     out.append("        while more { more = try buffer.amqpReadUInt16() & 1 != 0 }\n")
-    out.append("        self.init()\n        if flags == 0 { return }\n")
+    out.append("        self.storage = Self.emptyStorage\n        if flags & 0xFFFE == 0 { return }\n")
+    out.append("        let s = Storage()\n        self.storage = s\n")
     reads = {"shortstr": "try buffer.amqpReadShortString()", "table": "try buffer.amqpReadFieldTable()",
              "octet": "try buffer.amqpReadUInt8()", "timestamp": "try buffer.amqpReadUInt64()"}
     for i, (p, st) in enumerate(types):
         bit = 15 - i
-        out.append(f"        if flags & {1 << bit} != 0 {{ self.{plain(p['name'])} = {reads[p['type']]} }}\n")
+        out.append(f"        if flags & {1 << bit} != 0 {{ s.{plain(p['name'])} = {reads[p['type']]} }}\n")
     out.append("    }\n\n")
-    # encode
     writes = {"shortstr": "buffer.amqpWriteShortString(v)", "table": "buffer.amqpWriteFieldTable(v)",
               "octet": "buffer.writeInteger(v)", "timestamp": "buffer.writeInteger(v)"}
     out.append("    /// Encodes the property flags followed by the present properties.\n")
     out.append("    @inlinable\n    public func encode(into buffer: inout ByteBuffer) {\n")
+    out.append("        let s = storage\n        if s === Self.emptyStorage {\n            buffer.writeInteger(UInt16(0))\n            return\n        }\n")
     out.append("        var flags: UInt16 = 0\n")
     for i, (p, st) in enumerate(types):
-        out.append(f"        if self.{plain(p['name'])} != nil {{ flags |= {1 << (15 - i)} }}\n")
+        out.append(f"        if s.{plain(p['name'])} != nil {{ flags |= {1 << (15 - i)} }}\n")
     out.append("        buffer.writeInteger(flags)\n        if flags == 0 { return }\n")
     for p, st in types:
-        out.append(f"        if let v = self.{plain(p['name'])} {{ {writes[p['type']]} }}\n")
+        out.append(f"        if let v = s.{plain(p['name'])} {{ {writes[p['type']]} }}\n")
     out.append("    }\n}\n")
     return "".join(out)
 

@@ -126,12 +126,39 @@ public final class AMQPClientChannel: Sendable {
         queue: String, consumerTag: String = "", noAck: Bool = false, exclusive: Bool = false, arguments: FieldTable = [:]
     ) async throws -> AMQPConsumer {
         let (stream, continuation) = AsyncStream.makeStream(of: AMQPDelivery.self)
-        let reply = try await call(
-            .basicConsume(BasicConsume(queue: queue, consumerTag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments)),
-            effect: .registerConsumer(continuation))
-        guard case .basicConsumeOk(let ok) = reply.method else { throw AMQPClientError.protocolViolation("expected basic.consume-ok") }
-        return AMQPConsumer(tag: ok.consumerTag, deliveries: stream)
+        let tag = try await consume(
+            BasicConsume(queue: queue, consumerTag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments),
+            sink: .stream(continuation))
+        return AMQPConsumer(tag: tag, deliveries: stream)
     }
+
+    /// Subscribes with a callback run on the connection's event loop for each delivery: no task
+    /// hop per message, for high-rate consumers. Returns the consumer tag.
+    public func basicConsume(
+        queue: String, consumerTag: String = "", noAck: Bool = false, exclusive: Bool = false, arguments: FieldTable = [:],
+        onDelivery: @escaping @Sendable (AMQPDelivery) -> Void
+    ) async throws -> String {
+        try await consume(
+            BasicConsume(queue: queue, consumerTag: consumerTag, noAck: noAck, exclusive: exclusive, arguments: arguments),
+            sink: .callback(onDelivery))
+    }
+
+    private func consume(_ m: BasicConsume, sink: ConsumerSink) async throws -> String {
+        let reply = try await call(.basicConsume(m), effect: .registerConsumer(sink))
+        guard case .basicConsumeOk(let ok) = reply.method else { throw AMQPClientError.protocolViolation("expected basic.consume-ok") }
+        return ok.consumerTag
+    }
+
+    /// Calls `listener(tag, multiple, ack)` on the event loop for every confirm the broker sends.
+    public func setConfirmListener(_ listener: @escaping @Sendable (UInt64, Bool, Bool) -> Void) async throws {
+        let handler = connection.handler
+        let n = number
+        try await eventLoop.submit { handler.value.channels[n]?.confirmListener = listener }.get()
+    }
+
+    /// Work on this channel from its connection's event loop, without a task hop per call.
+    /// Every member must be used on that event loop (it is checked).
+    public var onEventLoop: AMQPLoopChannel { AMQPLoopChannel(channel: self) }
 
     public func basicCancel(_ consumerTag: String) async throws {
         try await call(.basicCancel(BasicCancel(consumerTag: consumerTag)))

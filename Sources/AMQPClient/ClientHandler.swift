@@ -6,8 +6,25 @@ import NIOCore
 /// frames that follow it are handled (so no delivery can slip past a new consumer).
 enum ReplyEffect: Sendable {
     case none
-    case registerConsumer(AsyncStream<AMQPDelivery>.Continuation)
+    case registerConsumer(ConsumerSink)
     case enableConfirms
+}
+
+/// Where a consumer's deliveries go: an async stream, or a callback run on the event loop.
+enum ConsumerSink: Sendable {
+    case stream(AsyncStream<AMQPDelivery>.Continuation)
+    case callback(@Sendable (AMQPDelivery) -> Void)
+
+    func yield(_ d: AMQPDelivery) {
+        switch self {
+        case .stream(let c): c.yield(d)
+        case .callback(let f): f(d)
+        }
+    }
+
+    func finish() {
+        if case .stream(let c) = self { c.finish() }
+    }
 }
 
 /// Client-side state of one channel. Lives on the connection's event loop.
@@ -20,7 +37,7 @@ final class ClientChannelState {
     let number: UInt16
     var rpcs = Deque<RPC>()
     var assembler = CommandAssembler(maxBodySize: .max)
-    var consumers: [String: AsyncStream<AMQPDelivery>.Continuation] = [:]
+    var consumers: [String: ConsumerSink] = [:]
     let returns: AsyncStream<AMQPReturnedMessage>.Continuation
     var closedError: AMQPClientError?
     var closeOkPromise: EventLoopPromise<Void>?
@@ -31,6 +48,8 @@ final class ClientChannelState {
     var unconfirmed = Deque<UInt64>()
     var nacked: [UInt64] = []
     var confirmWaiters: [(upTo: UInt64, promise: EventLoopPromise<Void>)] = []
+    /// Told of every ack/nack (tag, multiple, ack), on the event loop.
+    var confirmListener: (@Sendable (UInt64, Bool, Bool) -> Void)?
 
     init(number: UInt16, returns: AsyncStream<AMQPReturnedMessage>.Continuation) {
         self.number = number
@@ -51,6 +70,7 @@ final class ClientChannelState {
 
     /// Resolves confirm waiters whose publishes are all settled.
     func settleConfirms(tag: UInt64, multiple: Bool, ack: Bool) {
+        defer { confirmListener?(tag, multiple, ack) }
         var settled: [UInt64] = []
         if multiple {
             while let first = unconfirmed.first, first <= tag { settled.append(unconfirmed.removeFirst()) }
@@ -142,6 +162,12 @@ final class ClientHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         shutdown(closeError ?? .connectionClosed(nil))
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        let writable = context.channel.isWritable
+        for l in writabilityListeners { l(writable) }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -263,8 +289,8 @@ final class ClientHandler: ChannelInboundHandler {
             }
             switch rpc.effect {
             case .none: break
-            case .registerConsumer(let continuation):
-                if case .basicConsumeOk(let ok) = command.method { ch.consumers[ok.consumerTag] = continuation }
+            case .registerConsumer(let sink):
+                if case .basicConsumeOk(let ok) = command.method { ch.consumers[ok.consumerTag] = sink }
             case .enableConfirms:
                 ch.confirmsEnabled = true
             }
@@ -335,8 +361,44 @@ final class ClientHandler: ChannelInboundHandler {
         }
         let target = upTo ?? (ch.nextPublishSeq - 1)
         ch.confirmWaiters.append((target, promise))
+        let listener = ch.confirmListener
+        ch.confirmListener = nil  // a re-check, not a confirm from the broker
         ch.settleConfirms(tag: 0, multiple: false, ack: true)
+        ch.confirmListener = listener
     }
+
+    /// Publishes with frames encoded once in `template`; `writeBody` writes exactly
+    /// `template.bodySize` bytes. Returns the confirm sequence number (0 outside confirm mode).
+    func publish(channel: UInt16, template: PublishTemplate, writeBody: (inout ByteBuffer) -> Void) throws(AMQPClientError) -> UInt64 {
+        guard phase == .open else { throw closeError ?? .connectionClosed(nil) }
+        guard let ch = channels[channel] else { throw closedReason(channel) }
+        if let e = ch.closedError { throw e }
+        guard template.channel == channel, template.bodySize + AMQPFrameType.overhead <= Int(frameMax) else {
+            throw .protocolViolation("publish template does not fit this channel or frame_max")
+        }
+        prepareOut()
+        out.writeImmutableBuffer(template.frames)
+        if template.bodySize > 0 {
+            out.writeMultipleIntegers(AMQPFrameType.body, channel, UInt32(template.bodySize))
+            let start = out.writerIndex
+            writeBody(&out)
+            precondition(out.writerIndex - start == template.bodySize, "writeBody wrote the wrong number of bytes")
+            out.writeInteger(AMQPFrameType.end)
+        }
+        scheduleFlush()
+        guard ch.confirmsEnabled else { return 0 }
+        let seq = ch.nextPublishSeq
+        ch.nextPublishSeq += 1
+        ch.unconfirmed.append(seq)
+        return seq
+    }
+
+    func unconfirmedCount(channel: UInt16) -> Int { channels[channel]?.unconfirmed.count ?? 0 }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    /// Told when the socket's writability changes, on the event loop.
+    var writabilityListeners: [@Sendable (Bool) -> Void] = []
 
     func closeChannel(_ channel: UInt16, promise: EventLoopPromise<Void>) {
         guard phase == .open, let ch = channels[channel], ch.closedError == nil else {

@@ -21,15 +21,12 @@ public struct AMQPCommand: Sendable {
 /// RabbitMQ's texts. A body larger than `maxBodySize` is refused at its header, before any body
 /// byte is buffered, with 406 PRECONDITION_FAILED (soft), as RabbitMQ words it.
 public struct CommandAssembler: Sendable {
-    @usableFromInline
-    enum State: Sendable {
-        case idle
-        case awaitingHeader(AMQPMethod)
-        case awaitingBody(AMQPMethod, ContentHeader, collected: ByteBuffer?, remaining: UInt64)
-    }
-
-    @usableFromInline
-    var state: State = .idle
+    // The command being assembled. Kept in optionals rather than an enum with payloads so each
+    // piece is moved in and taken out once (`Optional.take()`), not copied at every step.
+    @usableFromInline var method: AMQPMethod?
+    @usableFromInline var header: ContentHeader?
+    @usableFromInline var collected: ByteBuffer?
+    @usableFromInline var remaining: UInt64 = 0
 
     /// The largest message body accepted.
     public var maxBodySize: UInt64
@@ -39,41 +36,39 @@ public struct CommandAssembler: Sendable {
     }
 
     /// True while a content-bearing command is waiting for its header or body.
-    public var isAssembling: Bool {
-        if case .idle = state { return false }
-        return true
-    }
+    public var isAssembling: Bool { method != nil }
 
     /// Forgets a half-received command (used when the channel closes).
-    public mutating func reset() { self.state = .idle }
+    public mutating func reset() {
+        method = nil
+        header = nil
+        collected = nil
+    }
 
     /// Feeds a method frame; returns the command when it is complete (it is, unless it carries content).
     @inlinable
-    public mutating func method(_ method: AMQPMethod) throws(AMQPError) -> AMQPCommand? {
-        switch self.state {
-        case .idle:
-            if method.hasContent {
-                self.state = .awaitingHeader(method)
-                return nil
+    public mutating func method(_ method: consuming AMQPMethod) throws(AMQPError) -> AMQPCommand? {
+        if let pending = self.method {
+            if header == nil {
+                throw AMQPError(
+                    .unexpectedFrame,
+                    "expected content header for class \(pending.classID), got non content header frame instead",
+                    classID: pending.classID, methodID: pending.methodID)
             }
-            return AMQPCommand(method: method)
-        case .awaitingHeader(let pending):
-            throw AMQPError(
-                .unexpectedFrame,
-                "expected content header for class \(pending.classID), got non content header frame instead",
-                classID: pending.classID, methodID: pending.methodID)
-        case .awaitingBody(let pending, _, _, _):
             throw AMQPError(
                 .unexpectedFrame, "expected content body, got non content body frame instead",
                 classID: pending.classID, methodID: pending.methodID)
         }
+        if method.hasContent {
+            self.method = method
+            return nil
+        }
+        return AMQPCommand(method: method)
     }
 
     @inlinable
-    public mutating func header(_ header: ContentHeader) throws(AMQPError) -> AMQPCommand? {
-        guard case .awaitingHeader(let method) = self.state else {
-            throw self.unexpectedNonMethod()
-        }
+    public mutating func header(_ header: consuming ContentHeader) throws(AMQPError) -> AMQPCommand? {
+        guard let method = self.method, self.header == nil else { throw self.unexpectedNonMethod() }
         guard header.classID == method.classID else {
             throw AMQPError(
                 .unexpectedFrame,
@@ -81,66 +76,61 @@ public struct CommandAssembler: Sendable {
                 classID: method.classID, methodID: method.methodID)
         }
         guard header.bodySize <= self.maxBodySize else {
-            self.state = .idle
+            self.method = nil
             throw AMQPError(
                 .preconditionFailed,
                 "message size \(header.bodySize) is larger than configured max size \(self.maxBodySize)",
                 classID: method.classID, methodID: method.methodID)
         }
         if header.bodySize == 0 {
-            self.state = .idle
-            return AMQPCommand(method: method, header: header)
+            return AMQPCommand(method: self.method.take()!, header: header)
         }
-        self.state = .awaitingBody(method, header, collected: nil, remaining: header.bodySize)
+        self.remaining = header.bodySize
+        self.header = header
         return nil
     }
 
     @inlinable
-    public mutating func body(_ fragment: ByteBuffer) throws(AMQPError) -> AMQPCommand? {
-        guard case .awaitingBody(let method, let header, var collected, let remaining) = self.state else {
-            throw self.unexpectedNonMethod()
-        }
+    public mutating func body(_ fragment: consuming ByteBuffer) throws(AMQPError) -> AMQPCommand? {
+        guard header != nil else { throw self.unexpectedNonMethod() }
         let size = UInt64(fragment.readableBytes)
         guard size <= remaining else {
+            let m = method!
             throw AMQPError(
                 .unexpectedFrame,
                 "content body frame of \(size) bytes exceeds the \(remaining) bytes left of the declared body size",
-                classID: method.classID, methodID: method.methodID)
+                classID: m.classID, methodID: m.methodID)
         }
-        if size == remaining && collected == nil {
+        remaining -= size
+        if remaining == 0 && collected == nil {
             // The common case: the whole body in one frame, kept as a slice.
-            self.state = .idle
-            return AMQPCommand(method: method, header: header, body: fragment)
+            return AMQPCommand(method: method.take()!, header: header.take(), body: fragment)
         }
-        // Avoid holding a CoW reference in `state` while appending.
-        self.state = .idle
         if collected == nil {
-            var b = ByteBufferAllocator().buffer(capacity: Int(header.bodySize))
+            var b = ByteBufferAllocator().buffer(capacity: Int(header!.bodySize))
             b.writeImmutableBuffer(fragment)
             collected = b
         } else {
             collected!.writeImmutableBuffer(fragment)
         }
-        if size == remaining {
-            return AMQPCommand(method: method, header: header, body: collected!)
+        if remaining == 0 {
+            return AMQPCommand(method: method.take()!, header: header.take(), body: collected.take()!)
         }
-        self.state = .awaitingBody(method, header, collected: collected, remaining: remaining - size)
         return nil
     }
 
     @usableFromInline
     func unexpectedNonMethod() -> AMQPError {
-        switch self.state {
-        case .idle:
+        guard let m = method else {
             return .unexpectedFrame("expected method frame, got non method frame instead")
-        case .awaitingHeader(let m):
+        }
+        if header == nil {
             return AMQPError(
                 .unexpectedFrame, "expected content header for class \(m.classID), got non content header frame instead",
                 classID: m.classID, methodID: m.methodID)
-        case .awaitingBody(let m, _, _, _):
-            return AMQPError(
-                .unexpectedFrame, "expected content body, got non content body frame instead",
-                classID: m.classID, methodID: m.methodID)
         }
+        return AMQPError(
+            .unexpectedFrame, "expected content body, got non content body frame instead",
+            classID: m.classID, methodID: m.methodID)
     }
 }

@@ -123,6 +123,12 @@ final class AMQPConnectionHandler: ChannelInboundHandler, ConnectionTransport {
         }
     }
 
+    func setReading(_ enabled: Bool) {
+        guard let context else { return }
+        // With autoRead off NIO stops reading after the batch in hand; back on, it reads again.
+        try? context.channel.syncOptions?.setOption(.autoRead, value: enabled)
+    }
+
     func startCloseTimer() {
         guard let context else { return }
         closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: configuration.closeTimeout) {

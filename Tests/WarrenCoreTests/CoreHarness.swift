@@ -10,11 +10,13 @@ final class RecordingTransport: ConnectionTransport {
     var disconnected = false
     var heartbeatInterval: Int?
     var closeTimerStarted = false
+    var reading = true
 
     func outputPending() { outputPendingCalls += 1 }
     func disconnect() { disconnected = true }
     func startHeartbeatTimer(intervalMilliseconds: Int) { heartbeatInterval = intervalMilliseconds }
     func startCloseTimer() { closeTimerStarted = true }
+    func setReading(_ enabled: Bool) { reading = enabled }
 }
 
 /// A client driving an `AMQPConnection` through bytes, with no socket: frames in, frames out.

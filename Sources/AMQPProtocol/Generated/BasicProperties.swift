@@ -4,47 +4,187 @@
 public import NIOCore
 
 /// The 14 properties of a `basic` content header. `nil` means absent from the wire.
+///
+/// Copy-on-write behind one reference: a message's properties travel through the broker by
+/// reference (one retain per copy), and messages without properties share one empty value.
 public struct BasicProperties: Sendable, Hashable {
-    public var contentType: String?
-    public var contentEncoding: String?
-    public var headers: FieldTable?
-    public var deliveryMode: UInt8?
-    public var priority: UInt8?
-    public var correlationID: String?
-    public var replyTo: String?
-    public var expiration: String?
-    public var messageID: String?
-    public var timestamp: UInt64?
-    public var type: String?
-    public var userID: String?
-    public var appID: String?
-    public var clusterID: String?
+    @usableFromInline
+    final class Storage: @unchecked Sendable {
+        @usableFromInline var contentType: String?
+        @usableFromInline var contentEncoding: String?
+        @usableFromInline var headers: FieldTable?
+        @usableFromInline var deliveryMode: UInt8?
+        @usableFromInline var priority: UInt8?
+        @usableFromInline var correlationID: String?
+        @usableFromInline var replyTo: String?
+        @usableFromInline var expiration: String?
+        @usableFromInline var messageID: String?
+        @usableFromInline var timestamp: UInt64?
+        @usableFromInline var type: String?
+        @usableFromInline var userID: String?
+        @usableFromInline var appID: String?
+        @usableFromInline var clusterID: String?
+
+        @inlinable init() {}
+
+        @inlinable init(copying other: Storage) {
+            self.contentType = other.contentType
+            self.contentEncoding = other.contentEncoding
+            self.headers = other.headers
+            self.deliveryMode = other.deliveryMode
+            self.priority = other.priority
+            self.correlationID = other.correlationID
+            self.replyTo = other.replyTo
+            self.expiration = other.expiration
+            self.messageID = other.messageID
+            self.timestamp = other.timestamp
+            self.type = other.type
+            self.userID = other.userID
+            self.appID = other.appID
+            self.clusterID = other.clusterID
+        }
+    }
+
+    /// Shared by every value with no property set.
+    @usableFromInline static let emptyStorage = Storage()
+
+    @usableFromInline var storage: Storage
 
     @inlinable
+    mutating func uniqueStorage() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) || storage === Self.emptyStorage { storage = Storage(copying: storage) }
+        return storage
+    }
+
+    public var contentType: String? {
+        @inlinable get { storage.contentType }
+        set { uniqueStorage().contentType = newValue }
+    }
+
+    public var contentEncoding: String? {
+        @inlinable get { storage.contentEncoding }
+        set { uniqueStorage().contentEncoding = newValue }
+    }
+
+    public var headers: FieldTable? {
+        @inlinable get { storage.headers }
+        set { uniqueStorage().headers = newValue }
+    }
+
+    public var deliveryMode: UInt8? {
+        @inlinable get { storage.deliveryMode }
+        set { uniqueStorage().deliveryMode = newValue }
+    }
+
+    public var priority: UInt8? {
+        @inlinable get { storage.priority }
+        set { uniqueStorage().priority = newValue }
+    }
+
+    public var correlationID: String? {
+        @inlinable get { storage.correlationID }
+        set { uniqueStorage().correlationID = newValue }
+    }
+
+    public var replyTo: String? {
+        @inlinable get { storage.replyTo }
+        set { uniqueStorage().replyTo = newValue }
+    }
+
+    public var expiration: String? {
+        @inlinable get { storage.expiration }
+        set { uniqueStorage().expiration = newValue }
+    }
+
+    public var messageID: String? {
+        @inlinable get { storage.messageID }
+        set { uniqueStorage().messageID = newValue }
+    }
+
+    public var timestamp: UInt64? {
+        @inlinable get { storage.timestamp }
+        set { uniqueStorage().timestamp = newValue }
+    }
+
+    public var type: String? {
+        @inlinable get { storage.type }
+        set { uniqueStorage().type = newValue }
+    }
+
+    public var userID: String? {
+        @inlinable get { storage.userID }
+        set { uniqueStorage().userID = newValue }
+    }
+
+    public var appID: String? {
+        @inlinable get { storage.appID }
+        set { uniqueStorage().appID = newValue }
+    }
+
+    public var clusterID: String? {
+        @inlinable get { storage.clusterID }
+        set { uniqueStorage().clusterID = newValue }
+    }
+
     public init(contentType: String? = nil, contentEncoding: String? = nil, headers: FieldTable? = nil, deliveryMode: UInt8? = nil, priority: UInt8? = nil, correlationID: String? = nil, replyTo: String? = nil, expiration: String? = nil, messageID: String? = nil, timestamp: UInt64? = nil, type: String? = nil, userID: String? = nil, appID: String? = nil, clusterID: String? = nil) {
-        self.contentType = contentType
-        self.contentEncoding = contentEncoding
-        self.headers = headers
-        self.deliveryMode = deliveryMode
-        self.priority = priority
-        self.correlationID = correlationID
-        self.replyTo = replyTo
-        self.expiration = expiration
-        self.messageID = messageID
-        self.timestamp = timestamp
-        self.type = type
-        self.userID = userID
-        self.appID = appID
-        self.clusterID = clusterID
+        self.storage = Self.emptyStorage
+        if let v = contentType { self.uniqueStorage().contentType = v }
+        if let v = contentEncoding { self.uniqueStorage().contentEncoding = v }
+        if let v = headers { self.uniqueStorage().headers = v }
+        if let v = deliveryMode { self.uniqueStorage().deliveryMode = v }
+        if let v = priority { self.uniqueStorage().priority = v }
+        if let v = correlationID { self.uniqueStorage().correlationID = v }
+        if let v = replyTo { self.uniqueStorage().replyTo = v }
+        if let v = expiration { self.uniqueStorage().expiration = v }
+        if let v = messageID { self.uniqueStorage().messageID = v }
+        if let v = timestamp { self.uniqueStorage().timestamp = v }
+        if let v = type { self.uniqueStorage().type = v }
+        if let v = userID { self.uniqueStorage().userID = v }
+        if let v = appID { self.uniqueStorage().appID = v }
+        if let v = clusterID { self.uniqueStorage().clusterID = v }
     }
 
     /// Properties with every field absent.
     public static let empty = BasicProperties()
 
     /// True when no property is present (the flags word is zero).
-    @inlinable
     public var isEmpty: Bool {
-        self.contentType == nil && self.contentEncoding == nil && self.headers == nil && self.deliveryMode == nil && self.priority == nil && self.correlationID == nil && self.replyTo == nil && self.expiration == nil && self.messageID == nil && self.timestamp == nil && self.type == nil && self.userID == nil && self.appID == nil && self.clusterID == nil
+        storage === Self.emptyStorage || (storage.contentType == nil && storage.contentEncoding == nil && storage.headers == nil && storage.deliveryMode == nil && storage.priority == nil && storage.correlationID == nil && storage.replyTo == nil && storage.expiration == nil && storage.messageID == nil && storage.timestamp == nil && storage.type == nil && storage.userID == nil && storage.appID == nil && storage.clusterID == nil)
+    }
+
+    public static func == (a: BasicProperties, b: BasicProperties) -> Bool {
+        if a.storage === b.storage { return true }
+        return a.storage.contentType == b.storage.contentType
+            && a.storage.contentEncoding == b.storage.contentEncoding
+            && a.storage.headers == b.storage.headers
+            && a.storage.deliveryMode == b.storage.deliveryMode
+            && a.storage.priority == b.storage.priority
+            && a.storage.correlationID == b.storage.correlationID
+            && a.storage.replyTo == b.storage.replyTo
+            && a.storage.expiration == b.storage.expiration
+            && a.storage.messageID == b.storage.messageID
+            && a.storage.timestamp == b.storage.timestamp
+            && a.storage.type == b.storage.type
+            && a.storage.userID == b.storage.userID
+            && a.storage.appID == b.storage.appID
+            && a.storage.clusterID == b.storage.clusterID
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(storage.contentType)
+        hasher.combine(storage.contentEncoding)
+        hasher.combine(storage.headers)
+        hasher.combine(storage.deliveryMode)
+        hasher.combine(storage.priority)
+        hasher.combine(storage.correlationID)
+        hasher.combine(storage.replyTo)
+        hasher.combine(storage.expiration)
+        hasher.combine(storage.messageID)
+        hasher.combine(storage.timestamp)
+        hasher.combine(storage.type)
+        hasher.combine(storage.userID)
+        hasher.combine(storage.appID)
+        hasher.combine(storage.clusterID)
     }
 
     /// Decodes the property flags and the properties they announce. Continuation flag words
@@ -54,57 +194,64 @@ public struct BasicProperties: Sendable, Hashable {
         let flags = try buffer.amqpReadUInt16()
         var more = flags & 1 != 0
         while more { more = try buffer.amqpReadUInt16() & 1 != 0 }
-        self.init()
-        if flags == 0 { return }
-        if flags & 32768 != 0 { self.contentType = try buffer.amqpReadShortString() }
-        if flags & 16384 != 0 { self.contentEncoding = try buffer.amqpReadShortString() }
-        if flags & 8192 != 0 { self.headers = try buffer.amqpReadFieldTable() }
-        if flags & 4096 != 0 { self.deliveryMode = try buffer.amqpReadUInt8() }
-        if flags & 2048 != 0 { self.priority = try buffer.amqpReadUInt8() }
-        if flags & 1024 != 0 { self.correlationID = try buffer.amqpReadShortString() }
-        if flags & 512 != 0 { self.replyTo = try buffer.amqpReadShortString() }
-        if flags & 256 != 0 { self.expiration = try buffer.amqpReadShortString() }
-        if flags & 128 != 0 { self.messageID = try buffer.amqpReadShortString() }
-        if flags & 64 != 0 { self.timestamp = try buffer.amqpReadUInt64() }
-        if flags & 32 != 0 { self.type = try buffer.amqpReadShortString() }
-        if flags & 16 != 0 { self.userID = try buffer.amqpReadShortString() }
-        if flags & 8 != 0 { self.appID = try buffer.amqpReadShortString() }
-        if flags & 4 != 0 { self.clusterID = try buffer.amqpReadShortString() }
+        self.storage = Self.emptyStorage
+        if flags & 0xFFFE == 0 { return }
+        let s = Storage()
+        self.storage = s
+        if flags & 32768 != 0 { s.contentType = try buffer.amqpReadShortString() }
+        if flags & 16384 != 0 { s.contentEncoding = try buffer.amqpReadShortString() }
+        if flags & 8192 != 0 { s.headers = try buffer.amqpReadFieldTable() }
+        if flags & 4096 != 0 { s.deliveryMode = try buffer.amqpReadUInt8() }
+        if flags & 2048 != 0 { s.priority = try buffer.amqpReadUInt8() }
+        if flags & 1024 != 0 { s.correlationID = try buffer.amqpReadShortString() }
+        if flags & 512 != 0 { s.replyTo = try buffer.amqpReadShortString() }
+        if flags & 256 != 0 { s.expiration = try buffer.amqpReadShortString() }
+        if flags & 128 != 0 { s.messageID = try buffer.amqpReadShortString() }
+        if flags & 64 != 0 { s.timestamp = try buffer.amqpReadUInt64() }
+        if flags & 32 != 0 { s.type = try buffer.amqpReadShortString() }
+        if flags & 16 != 0 { s.userID = try buffer.amqpReadShortString() }
+        if flags & 8 != 0 { s.appID = try buffer.amqpReadShortString() }
+        if flags & 4 != 0 { s.clusterID = try buffer.amqpReadShortString() }
     }
 
     /// Encodes the property flags followed by the present properties.
     @inlinable
     public func encode(into buffer: inout ByteBuffer) {
+        let s = storage
+        if s === Self.emptyStorage {
+            buffer.writeInteger(UInt16(0))
+            return
+        }
         var flags: UInt16 = 0
-        if self.contentType != nil { flags |= 32768 }
-        if self.contentEncoding != nil { flags |= 16384 }
-        if self.headers != nil { flags |= 8192 }
-        if self.deliveryMode != nil { flags |= 4096 }
-        if self.priority != nil { flags |= 2048 }
-        if self.correlationID != nil { flags |= 1024 }
-        if self.replyTo != nil { flags |= 512 }
-        if self.expiration != nil { flags |= 256 }
-        if self.messageID != nil { flags |= 128 }
-        if self.timestamp != nil { flags |= 64 }
-        if self.type != nil { flags |= 32 }
-        if self.userID != nil { flags |= 16 }
-        if self.appID != nil { flags |= 8 }
-        if self.clusterID != nil { flags |= 4 }
+        if s.contentType != nil { flags |= 32768 }
+        if s.contentEncoding != nil { flags |= 16384 }
+        if s.headers != nil { flags |= 8192 }
+        if s.deliveryMode != nil { flags |= 4096 }
+        if s.priority != nil { flags |= 2048 }
+        if s.correlationID != nil { flags |= 1024 }
+        if s.replyTo != nil { flags |= 512 }
+        if s.expiration != nil { flags |= 256 }
+        if s.messageID != nil { flags |= 128 }
+        if s.timestamp != nil { flags |= 64 }
+        if s.type != nil { flags |= 32 }
+        if s.userID != nil { flags |= 16 }
+        if s.appID != nil { flags |= 8 }
+        if s.clusterID != nil { flags |= 4 }
         buffer.writeInteger(flags)
         if flags == 0 { return }
-        if let v = self.contentType { buffer.amqpWriteShortString(v) }
-        if let v = self.contentEncoding { buffer.amqpWriteShortString(v) }
-        if let v = self.headers { buffer.amqpWriteFieldTable(v) }
-        if let v = self.deliveryMode { buffer.writeInteger(v) }
-        if let v = self.priority { buffer.writeInteger(v) }
-        if let v = self.correlationID { buffer.amqpWriteShortString(v) }
-        if let v = self.replyTo { buffer.amqpWriteShortString(v) }
-        if let v = self.expiration { buffer.amqpWriteShortString(v) }
-        if let v = self.messageID { buffer.amqpWriteShortString(v) }
-        if let v = self.timestamp { buffer.writeInteger(v) }
-        if let v = self.type { buffer.amqpWriteShortString(v) }
-        if let v = self.userID { buffer.amqpWriteShortString(v) }
-        if let v = self.appID { buffer.amqpWriteShortString(v) }
-        if let v = self.clusterID { buffer.amqpWriteShortString(v) }
+        if let v = s.contentType { buffer.amqpWriteShortString(v) }
+        if let v = s.contentEncoding { buffer.amqpWriteShortString(v) }
+        if let v = s.headers { buffer.amqpWriteFieldTable(v) }
+        if let v = s.deliveryMode { buffer.writeInteger(v) }
+        if let v = s.priority { buffer.writeInteger(v) }
+        if let v = s.correlationID { buffer.amqpWriteShortString(v) }
+        if let v = s.replyTo { buffer.amqpWriteShortString(v) }
+        if let v = s.expiration { buffer.amqpWriteShortString(v) }
+        if let v = s.messageID { buffer.amqpWriteShortString(v) }
+        if let v = s.timestamp { buffer.writeInteger(v) }
+        if let v = s.type { buffer.amqpWriteShortString(v) }
+        if let v = s.userID { buffer.amqpWriteShortString(v) }
+        if let v = s.appID { buffer.amqpWriteShortString(v) }
+        if let v = s.clusterID { buffer.amqpWriteShortString(v) }
     }
 }

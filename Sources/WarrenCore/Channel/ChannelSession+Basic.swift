@@ -13,7 +13,7 @@ extension ChannelSession {
 
     // MARK: publish
 
-    func publish(_ m: BasicPublish, header: ContentHeader, body: ByteBuffer) throws(AMQPError) {
+    func publish(_ m: borrowing BasicPublish, header: borrowing ContentHeader, body: ByteBuffer) throws(AMQPError) {
         if m.immediate { throw .notImplemented("immediate=true") }
         guard let exchange = vhost.exchanges[m.exchange] else {
             throw .notFound("no exchange '\(m.exchange)' in vhost '\(vhost.name)'")
@@ -35,7 +35,12 @@ extension ChannelSession {
     func route(_ message: Message, via exchange: Exchange, mandatory: Bool) {
         let seq = confirmMode ? confirms.nextPublish() : 0
         var queues = connection.takeRouteScratch()
-        vhost.route(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
+        if exchange.isDefault {
+            // The default exchange: the queue named by the routing key, if any (most publishes).
+            if let q = vhost.queues[message.routingKey] { queues.append(q) }
+        } else {
+            vhost.route(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
+        }
         if queues.isEmpty {
             if mandatory {
                 connection.sendContent(
@@ -47,9 +52,12 @@ extension ChannelSession {
                     message)
             }
         } else {
-            for q in queues { q.enqueue(message) }
+            for q in queues {
+                q.enqueue(message)
+                if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
+            }
         }
-        connection.returnRouteScratch(queues)
+        connection.returnRouteScratch(consume queues)
         if confirmMode {
             // In memory, a routed message is safe as soon as its queues hold it.
             confirms.settle(seq, .ack)
@@ -124,8 +132,7 @@ extension ChannelSession {
             unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: consumer))
             consumer.unacked += 1
         }
-        connection.sendDeliver(
-            number, consumerTag: consumer.tag, deliveryTag: tag, redelivered: entry.redelivered, message: entry.message)
+        connection.sendDeliver(number, consumer: consumer, deliveryTag: tag, redelivered: entry.redelivered, message: entry.message)
     }
 
     func get(_ m: BasicGet) throws(AMQPError) {
@@ -149,6 +156,18 @@ extension ChannelSession {
     // MARK: settling
 
     func acknowledge(tag: UInt64, multiple: Bool, outcome: Settlement) throws(AMQPError) {
+        if !multiple && outcome == .ack && transaction == nil {
+            // The usual case, without building an array.
+            let d = try unacked.takeOne(tag: tag)
+            d.consumer?.unacked -= 1
+            d.queue.acknowledged(d.entry)
+            if channelPrefetch > 0 {
+                dispatchConsumerQueues()
+            } else if d.consumer != nil {
+                d.queue.dispatch()
+            }
+            return
+        }
         let deliveries = try unacked.take(tag: tag, multiple: multiple)
         if transaction != nil {
             transaction!.settlements.append((deliveries, outcome))

@@ -16,9 +16,9 @@ public final class ChannelSession {
     }
 
     public let number: UInt16
-    unowned let connection: AMQPConnection
+    unowned(unsafe) let connection: AMQPConnection
     var state: State = .open
-    var assembler: CommandAssembler
+    @exclusivity(unchecked) var assembler: CommandAssembler
 
     /// channel.flow from the client: false pauses deliveries to this channel.
     var flowActive = true
@@ -27,10 +27,10 @@ public final class ChannelSession {
     var consumerPrefetch = 0
     /// basic.qos global=true: the limit on unacked deliveries across the channel.
     var channelPrefetch = 0
-    var unacked = UnackedLedger()
-    var nextDeliveryTag: UInt64 = 1
+    @exclusivity(unchecked) var unacked = UnackedLedger()
+    @exclusivity(unchecked) var nextDeliveryTag: UInt64 = 1
     var confirmMode = false
-    var confirms = ConfirmTracker()
+    @exclusivity(unchecked) var confirms = ConfirmTracker()
     /// Set while this channel waits in the connection's list of confirms to announce.
     var confirmFlushPending = false
     var transaction: Transaction?
@@ -66,7 +66,7 @@ public final class ChannelSession {
 
     /// Handles one frame for this channel. Returns false once the channel is finished (close-ok
     /// exchanged) so the connection can free its number.
-    func handle(_ frame: AMQPFrame) throws(AMQPError) -> Bool {
+    func handle(_ frame: consuming AMQPFrame) throws(AMQPError) -> Bool {
         switch state {
         case .closing:
             // Only the close handshake matters now (spec: discard everything else).
@@ -90,7 +90,7 @@ public final class ChannelSession {
             break
         }
         let command: AMQPCommand?
-        switch frame {
+        switch consume frame {
         case .method(_, let m): command = try assembler.method(m)
         case .header(_, let h): command = try assembler.header(h)
         case .body(_, let b): command = try assembler.body(b)
@@ -101,7 +101,7 @@ public final class ChannelSession {
     }
 
     /// Carries out one command. Returns false when the client closed the channel.
-    func execute(_ command: AMQPCommand) throws(AMQPError) -> Bool {
+    func execute(_ command: consuming AMQPCommand) throws(AMQPError) -> Bool {
         let method = command.method
         do throws(AMQPError) {
             switch method {

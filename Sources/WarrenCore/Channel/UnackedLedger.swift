@@ -54,6 +54,17 @@ struct UnackedLedger {
         return out
     }
 
+    /// The usual ack: one tag, no array.
+    mutating func takeOne(tag: UInt64) throws(AMQPError) -> Delivery {
+        guard let i = index(of: tag), let d = slots[i] else {
+            throw .preconditionFailed("unknown delivery tag \(tag)")
+        }
+        slots[i] = nil
+        count -= 1
+        trimFront()
+        return d
+    }
+
     mutating func takeAll() -> [Delivery] {
         let out = slots.compactMap { $0 }
         slots.removeAll()

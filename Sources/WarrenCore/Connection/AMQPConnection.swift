@@ -14,6 +14,8 @@ public protocol ConnectionTransport: AnyObject {
     func startHeartbeatTimer(intervalMilliseconds: Int)
     /// We sent connection.close: call `closeTimedOut()` if close-ok does not come in time.
     func startCloseTimer()
+    /// Stop (false) or resume (true) reading from the socket: flow control.
+    func setReading(_ enabled: Bool)
 }
 
 /// Who is on the other end, as the socket reports it.
@@ -40,7 +42,7 @@ public final class AMQPConnection {
 
     var machine: ConnectionStateMachine
     private var reader: AMQPFrameReader
-    private var outbound = ByteBuffer()
+    @exclusivity(unchecked) private var outbound = ByteBuffer()
     var channels: [UInt16: ChannelSession] = [:]
 
     public private(set) var user: User?
@@ -58,6 +60,8 @@ public final class AMQPConnection {
     private var ticksSinceSend = 0
     private var released = false
     private var routeScratch: [MessageQueue] = []
+    /// Queues that paused this connection's reading (flow control); read again when none is left.
+    private var pausedBy: [ObjectIdentifier: MessageQueue] = [:]
 
     /// Frames allowed before tune-ok fixes frame_max (RabbitMQ refuses larger ones too).
     public static let preTuneFrameMax: UInt32 = 8192
@@ -145,7 +149,7 @@ public final class AMQPConnection {
         }
     }
 
-    private func handle(_ frame: AMQPFrame) {
+    private func handle(_ frame: consuming AMQPFrame) {
         switch frame {
         case .protocolHeader(let header):
             run(machine.protocolHeaderReceived(header))
@@ -161,7 +165,7 @@ public final class AMQPConnection {
         }
     }
 
-    private func channelFrame(_ frame: AMQPFrame) {
+    private func channelFrame(_ frame: consuming AMQPFrame) {
         guard machine.isOpen else {
             if machine.state == .closing || machine.state == .closed { return }
             hardError(.commandInvalid("channel frame received before the connection was opened"))
@@ -304,6 +308,8 @@ public final class AMQPConnection {
             ch.release(requeue: true)
             ch.state = .closed
         }
+        for q in pausedBy.values { q.forgetPausedPublisher(self) }
+        pausedBy.removeAll()
         for q in exclusiveQueues { q.vhost.removeQueue(q) }
         exclusiveQueues.removeAll()
         confirmChannels.removeAll()
@@ -371,6 +377,21 @@ public final class AMQPConnection {
         }
     }
 
+    /// True while some queue holds this connection's reading back.
+    public var isFlowPaused: Bool { !pausedBy.isEmpty }
+
+    func pauseReading(for queue: MessageQueue) {
+        guard pausedBy.updateValue(queue, forKey: ObjectIdentifier(queue)) == nil, pausedBy.count == 1 else { return }
+        logger.debug("flow control: pausing reads", metadata: ["queue": "\(queue.name)"])
+        transport?.setReading(false)
+    }
+
+    func resumeReading(for queue: MessageQueue) {
+        guard pausedBy.removeValue(forKey: ObjectIdentifier(queue)) != nil, pausedBy.isEmpty, !released else { return }
+        logger.debug("flow control: resuming reads")
+        transport?.setReading(true)
+    }
+
     // MARK: output
 
     /// Hands over everything written since the last call.
@@ -417,15 +438,12 @@ public final class AMQPConnection {
         didWrite()
     }
 
-    func sendDeliver(_ channel: UInt16, consumerTag: String, deliveryTag: UInt64, redelivered: Bool, message: Message) {
+    func sendDeliver(_ channel: UInt16, consumer: Consumer, deliveryTag: UInt64, redelivered: Bool, message: Message) {
         prepareOutbound()
-        outbound.writeAMQPMethodFrame(
-            channel: channel,
-            .basicDeliver(
-                BasicDeliver(
-                    consumerTag: consumerTag, deliveryTag: deliveryTag, redelivered: redelivered,
-                    exchange: message.exchange, routingKey: message.routingKey)))
-        writeContent(channel, message)
+        outbound.writeAMQPDelivery(
+            channel: channel, prefix: consumer.deliverPrefix, deliveryTag: deliveryTag, redelivered: redelivered,
+            exchange: message.exchange, routingKey: message.routingKey, encodedProperties: message.encodedPropertiesForDelivery,
+            body: message.body, maxFrameSize: limits.frameMax)
         didWrite()
     }
 
@@ -457,8 +475,9 @@ public final class AMQPConnection {
         return s
     }
 
-    func returnRouteScratch(_ s: [MessageQueue]) {
-        var s = s
+    /// Takes the array back, emptied. The caller hands it over with `consume`, so its storage is
+    /// unique here and emptying it keeps the capacity without a new allocation.
+    func returnRouteScratch(_ s: consuming [MessageQueue]) {
         s.removeAll(keepingCapacity: true)
         routeScratch = s
     }

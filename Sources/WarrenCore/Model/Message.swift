@@ -29,6 +29,15 @@ public final class Message {
 
     public var bodySize: Int { body.readableBytes }
 
+    /// The property bytes a delivery carries: as received, or encoded now when there are none
+    /// kept (a message the broker built or changed).
+    var encodedPropertiesForDelivery: ByteBuffer {
+        if let e = encodedProperties { return e }
+        var b = ByteBuffer()
+        properties.encode(into: &b)
+        return b
+    }
+
     /// delivery_mode 2 marks a message persistent.
     public var isPersistent: Bool { properties.deliveryMode == 2 }
 }

@@ -7,9 +7,11 @@ public import AMQPProtocol
 /// call them is decided by the caller.
 public final class VirtualHost {
     public let name: String
-    public unowned let broker: Broker
+    public unowned(unsafe) let broker: Broker
     public internal(set) var exchanges: [String: Exchange] = [:]
     public internal(set) var queues: [String: MessageQueue] = [:]
+    /// Reused by `route` so routing allocates nothing.
+    private var destinationScratch: [BindingDestination] = []
 
     /// The exchanges every vhost starts with, by name and type.
     public static let builtInExchanges: [(String, ExchangeKind)] = [
@@ -212,11 +214,21 @@ public final class VirtualHost {
     /// The queues a message published to `exchange` reaches, each once, following
     /// exchange-to-exchange bindings (cycles are cut).
     public func route(_ exchange: Exchange, routingKey: String, headers: FieldTable?, into queues: inout [MessageQueue]) {
-        var destinations: [BindingDestination] = []
+        var destinations = destinationScratch
+        destinationScratch = []
+        destinations.removeAll(keepingCapacity: true)
+        defer {
+            destinations.removeAll(keepingCapacity: true)
+            destinationScratch = destinations
+        }
         exchange.router.route(routingKey: routingKey, headers: headers, into: &destinations)
         if destinations.isEmpty { return }
-        if destinations.count == 1, case .queue(let q) = destinations[0] {
-            queues.append(q)
+        // Queues only, few of them (fanout to a handful of queues): de-duplicate by scanning.
+        if destinations.count <= 16 && !destinations.contains(where: { if case .exchange = $0 { return true } else { return false } }) {
+            for d in destinations {
+                guard case .queue(let q) = d else { continue }
+                if !queues.contains(where: { $0 === q }) { queues.append(q) }
+            }
             return
         }
         var seenQueues = Set<ObjectIdentifier>()

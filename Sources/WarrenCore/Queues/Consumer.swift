@@ -1,17 +1,20 @@
 public import AMQPProtocol
+import NIOCore
 
 /// A subscription of a channel to a queue (`basic.consume`).
 public final class Consumer {
     public let tag: String
-    public unowned let channel: ChannelSession
-    public unowned let queue: MessageQueue
+    public unowned(unsafe) let channel: ChannelSession
+    public unowned(unsafe) let queue: MessageQueue
     public let noAck: Bool
     public let exclusive: Bool
     /// Per-consumer prefetch (`basic.qos` with global=false, fixed at consume time); 0 = unlimited.
     public let prefetchCount: Int
     public let arguments: FieldTable
     /// Messages delivered to this consumer and not yet settled.
-    public internal(set) var unacked = 0
+    @exclusivity(unchecked) public internal(set) var unacked = 0
+    /// The head of this consumer's basic.deliver frames (ids and tag), encoded once.
+    let deliverPrefix: ByteBuffer
 
     init(
         tag: String, channel: ChannelSession, queue: MessageQueue, noAck: Bool, exclusive: Bool,
@@ -24,6 +27,7 @@ public final class Consumer {
         self.exclusive = exclusive
         self.prefetchCount = prefetchCount
         self.arguments = arguments
+        self.deliverPrefix = ByteBuffer.amqpDeliverPrefix(consumerTag: tag)
     }
 
     /// True when a message may be delivered to this consumer now. Auto-ack consumers ignore

@@ -19,7 +19,7 @@ public struct QueueEntry {
 /// a consumer room (ack, new consumer, qos, flow, writability) calls `dispatch()`.
 public final class MessageQueue {
     public let name: String
-    public unowned let vhost: VirtualHost
+    public unowned(unsafe) let vhost: VirtualHost
     public let durable: Bool
     public let autoDelete: Bool
     /// The connection that owns an exclusive queue; nil for shared queues.
@@ -29,20 +29,29 @@ public final class MessageQueue {
     /// Bindings with this queue as their destination.
     public internal(set) var bindings: Set<Binding> = []
 
-    private var ready = Deque<QueueEntry>()
-    private var readyBytes = 0
-    public private(set) var unackedCount = 0
+    @exclusivity(unchecked) private var ready = Deque<QueueEntry>()
+    @exclusivity(unchecked) private var readyBytes = 0
+    @exclusivity(unchecked) public private(set) var unackedCount = 0
     public private(set) var consumers: [Consumer] = []
-    private var roundRobin = 0
+    @exclusivity(unchecked) private var roundRobin = 0
     private var hadConsumer = false
-    private var nextSeq: UInt64 = 0
+    @exclusivity(unchecked) private var nextSeq: UInt64 = 0
     public private(set) var isDeleted = false
 
+    /// Connections whose reading this queue paused (flow control), by identity.
+    private var pausedPublishers: [ObjectIdentifier: AMQPConnection] = [:]
+
+    /// Flow control: with more ready messages than this, and consumers held back by their
+    /// sockets, publishers to the queue stop being read...
+    public static let flowHighWater = 4096
+    /// ...until the backlog is down to this.
+    public static let flowLowWater = 1024
+
     // Counters for the management view.
-    public private(set) var publishedCount: UInt64 = 0
-    public private(set) var deliveredCount: UInt64 = 0
-    public private(set) var redeliveredCount: UInt64 = 0
-    public private(set) var ackedCount: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var publishedCount: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var deliveredCount: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var redeliveredCount: UInt64 = 0
+    @exclusivity(unchecked) public private(set) var ackedCount: UInt64 = 0
 
     init(
         name: String, vhost: VirtualHost, durable: Bool, autoDelete: Bool, exclusiveOwner: ConnectionID?,
@@ -115,6 +124,39 @@ public final class MessageQueue {
         dispatch()
     }
 
+    // MARK: flow control
+
+    /// Whether a publisher that just enqueued here should pause: the backlog is over the high
+    /// water mark because consumers' sockets cannot take more (RabbitMQ's credit flow has the
+    /// same effect). A queue without consumers never pauses publishers, and neither does one a
+    /// publisher also consumes from: that client may be blocked writing to us while we wait for
+    /// it to read.
+    func pressures(_ publisher: AMQPConnection) -> Bool {
+        guard ready.count > Self.flowHighWater, !consumers.isEmpty else { return false }
+        var heldBySocket = false
+        for c in consumers {
+            let conn = c.channel.connection
+            if conn === publisher { return false }
+            if !conn.isWritable { heldBySocket = true }
+        }
+        return heldBySocket
+    }
+
+    func pausePublisher(_ connection: AMQPConnection) {
+        pausedPublishers[ObjectIdentifier(connection)] = connection
+        connection.pauseReading(for: self)
+    }
+
+    func forgetPausedPublisher(_ connection: AMQPConnection) {
+        pausedPublishers[ObjectIdentifier(connection)] = nil
+    }
+
+    private func releasePublishers() {
+        let paused = pausedPublishers.values
+        pausedPublishers.removeAll()
+        for c in paused { c.resumeReading(for: self) }
+    }
+
     // MARK: messages out
 
     /// Delivers ready messages while some consumer has room, round-robin across consumers.
@@ -124,6 +166,7 @@ public final class MessageQueue {
             readyBytes -= entry.message.bodySize
             deliver(entry, to: consumer)
         }
+        if !pausedPublishers.isEmpty && ready.count <= Self.flowLowWater { releasePublishers() }
     }
 
     private func deliver(_ entry: QueueEntry, to consumer: Consumer) {
@@ -173,6 +216,7 @@ public final class MessageQueue {
         let n = ready.count
         ready.removeAll()
         readyBytes = 0
+        if !pausedPublishers.isEmpty { releasePublishers() }
         return n
     }
 
@@ -190,6 +234,7 @@ public final class MessageQueue {
         guard let i = consumers.firstIndex(where: { $0 === consumer }) else { return false }
         consumers.remove(at: i)
         if roundRobin > i { roundRobin -= 1 }
+        if consumers.isEmpty && !pausedPublishers.isEmpty { releasePublishers() }
         return consumers.isEmpty && autoDelete && hadConsumer && !isDeleted
     }
 
