@@ -35,6 +35,9 @@ public struct AMQPClientConfiguration: Sendable {
     /// Parses `amqp://user:pass@host:port/vhost` (the vhost percent-decoded; `/` when absent).
     public init(url: String) throws(AMQPClientError) {
         self.init()
+        if url.hasPrefix("amqps://") {
+            throw .invalidURL("\(url) (amqps:// needs TLS, which AMQPClient does not have yet)")
+        }
         guard url.hasPrefix("amqp://") else { throw .invalidURL(url) }
         var rest = Substring(url.dropFirst("amqp://".count))
         var vhostPart: Substring?

@@ -43,7 +43,7 @@ public final class AMQPListener: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
-            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16384, maximum: 262_144))
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 262_144))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = AMQPConnection(broker: broker.value, peer: peerInfo(channel.remoteAddress))
