@@ -97,11 +97,20 @@ public final class ChannelSession {
         case .heartbeat, .protocolHeader: command = nil
         }
         guard let command else { return true }
-        return try execute(command)
+        return try execute(consume command)
     }
 
     /// Carries out one command. Returns false when the client closed the channel.
     func execute(_ command: consuming AMQPCommand) throws(AMQPError) -> Bool {
+        // Publishes first, taking the pieces straight from the command: the hot path.
+        if case .basicPublish(let m) = command.method, let header = command.header {
+            do throws(AMQPError) {
+                try publish(m, header: header, body: command.body)
+            } catch {
+                throw error.with(classID: 60, methodID: 40)
+            }
+            return true
+        }
         let method = command.method
         do throws(AMQPError) {
             switch method {
