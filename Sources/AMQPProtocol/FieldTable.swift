@@ -51,6 +51,15 @@ public indirect enum FieldValue: Sendable, Hashable {
         return nil
     }
 
+    /// The strings of an array of strings (CC and BCC headers); a lone string counts as one.
+    public var stringArray: [String] {
+        switch self {
+        case .array(let values): return values.compactMap(\.stringValue)
+        case .longString, .byteArray: return stringValue.map { [$0] } ?? []
+        default: return []
+        }
+    }
+
     public var tableValue: FieldTable? {
         if case .table(let t) = self { return t }
         return nil

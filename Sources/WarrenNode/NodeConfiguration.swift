@@ -15,6 +15,8 @@ public struct NodeConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     public var handshakeTimeoutSeconds = 10
     public var shutdownTimeoutSeconds = 10
+    /// A definitions file (RabbitMQ's JSON format) to import at boot.
+    public var loadDefinitions: String?
     public var broker = BrokerConfiguration()
 
     public init() {}
@@ -75,6 +77,9 @@ public struct NodeConfiguration: Sendable {
         },
         Setting(name: "handshake-timeout", help: "Seconds a client has to complete the AMQP handshake (default 10).") { c, v in
             c.handshakeTimeoutSeconds = try number(v, "handshake-timeout", max: 3600)
+        },
+        Setting(name: "load-definitions", help: "Definitions file (RabbitMQ's JSON export format) to import at boot.") { c, v in
+            c.loadDefinitions = v
         },
         Setting(name: "shutdown-timeout", help: "Seconds to wait for clients to close at shutdown (default 10).") { c, v in
             c.shutdownTimeoutSeconds = try number(v, "shutdown-timeout", max: 3600)

@@ -14,6 +14,7 @@ public final class WarrenNode: Sendable {
     public let dataDirectory: DataDirectory
     let group: MultiThreadedEventLoopGroup
     public let broker: NIOLoopBound<Broker>
+    private let tickTask: RepeatedTask
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -26,7 +27,17 @@ public final class WarrenNode: Sendable {
         var brokerLogger = logger
         brokerLogger[metadataKey: "subsystem"] = "amqp"
         let logger2 = brokerLogger
-        self.broker = try loop.submit { NIOLoopBound(Broker(configuration: brokerConfig, logger: logger2), eventLoop: loop) }.wait()
+        let definitions = configuration.loadDefinitions
+        let broker = try loop.submit {
+            let broker = Broker(configuration: brokerConfig, logger: logger2)
+            if let definitions { try broker.importDefinitions(file: definitions) }
+            return NIOLoopBound(broker, eventLoop: loop)
+        }.wait()
+        self.broker = broker
+        // Message TTL and queue expiry: expired heads and unused queues go within 50 ms.
+        self.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { _ in
+            broker.value.tick()
+        }
     }
 
     /// The services this node runs, in start order.
@@ -47,12 +58,19 @@ public final class WarrenNode: Sendable {
         let group = ServiceGroup(
             services: services(), gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
-        try await self.group.shutdownGracefully()
+        try await shutdownEventLoops()
         logger.notice("node stopped")
     }
 
     /// Stops the event loop when the node was driven through `services()` instead of `run()`.
     public func shutdownEventLoops() async throws {
+        tickTask.cancel()
         try await group.shutdownGracefully()
+    }
+
+    /// Runs `body` with the broker on its event loop (the admin interface's way in).
+    public func withBroker<T: Sendable>(_ body: @escaping @Sendable (Broker) throws -> T) async throws -> T {
+        let broker = self.broker
+        return try await broker.eventLoop.submit { try body(broker.value) }.get()
     }
 }

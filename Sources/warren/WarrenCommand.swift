@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import WarrenCore
 import WarrenNode
 
 @main
@@ -29,6 +30,7 @@ struct WarrenCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-message-size"), help: "Largest message body, bytes (default 16 MiB).") var maxMessageSize: String?
     @Option(name: .customLong("handshake-timeout"), help: "Seconds to complete the AMQP handshake (default 10).") var handshakeTimeout: String?
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to wait for clients at shutdown (default 10).") var shutdownTimeout: String?
+    @Option(name: .customLong("load-definitions"), help: "Definitions file (RabbitMQ's JSON format) to import at boot.") var loadDefinitions: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -38,6 +40,7 @@ struct WarrenCommand: AsyncParsableCommand {
             ("loopback-users", loopbackUsers), ("heartbeat", heartbeat), ("frame-max", frameMax),
             ("channel-max", channelMax), ("max-message-size", maxMessageSize),
             ("handshake-timeout", handshakeTimeout), ("shutdown-timeout", shutdownTimeout),
+            ("load-definitions", loadDefinitions),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 
@@ -60,6 +63,9 @@ struct WarrenCommand: AsyncParsableCommand {
             try await node.run()
         } catch let error as DataDirectory.Error {
             logger.critical("\(error.description)")
+            throw ExitCode(1)
+        } catch let error as AdminError {
+            logger.critical("cannot load definitions: \(error.description)")
             throw ExitCode(1)
         }
     }

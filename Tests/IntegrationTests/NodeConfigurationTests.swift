@@ -80,3 +80,17 @@ struct NodeConfigurationTests {
         _ = first
     }
 }
+
+import ArgumentParser
+@testable import warren
+
+@Suite("Command line")
+struct CommandLineTests {
+    @Test("every setting has a flag of the same name")
+    func everySettingHasAFlag() {
+        let help = WarrenCommand.helpMessage(columns: 400)
+        for s in NodeConfiguration.settings {
+            #expect(help.contains("--\(s.name)"), "warren --help does not list --\(s.name)")
+        }
+    }
+}

@@ -7,7 +7,7 @@ import Testing
 @Suite("Unacked ledger and confirm tracker")
 struct BookkeepingTests {
     func delivery(_ tag: UInt64, _ q: MessageQueue) -> Delivery {
-        Delivery(tag: tag, entry: QueueEntry(message: Message(exchange: "", routingKey: "", properties: .empty, body: ByteBuffer()), redelivered: false, seq: tag), queue: q, consumer: nil)
+        Delivery(tag: tag, entry: QueueEntry(message: Message(exchange: "", routingKey: "", properties: .empty, body: ByteBuffer()), redelivered: false, seq: tag, expiresAt: 0, priority: 0), queue: q, consumer: nil)
     }
 
     @Test("acks in order, out of order, multiple, and unknown tags")

@@ -130,4 +130,4 @@ def test_refused_connection(warren, params, code, text):
     assert_serving(warren)
     if against_warren():
         log = warren.log_text()
-        assert "login refused" in log or "vhost not found" in log
+        assert "login refused" in log or "vhost nope not found" in log

@@ -7,62 +7,153 @@ extension ChannelSession {
 
     /// A transaction's buffered work (tx.select): publishes and settlements wait for tx.commit.
     struct Transaction {
-        var publishes: [(exchange: Exchange, message: Message, mandatory: Bool)] = []
+        var publishes: [(exchange: Exchange, message: Message, mandatory: Bool, bcc: [String])] = []
         var settlements: [(deliveries: [Delivery], outcome: Settlement)] = []
     }
 
     // MARK: publish
 
+    static let replyToPseudoQueue = "amq.rabbitmq.reply-to"
+    static let replyToPrefix = "amq.rabbitmq.reply-to."
+
+    /// Write permission on an exchange, remembered per channel (RabbitMQ keeps a similar cache)
+    /// so a steady publisher pays the regex once.
+    func checkWriteCached(_ exchange: String) throws(AMQPError) {
+        if writeCacheVersion != broker.permissionsVersion {
+            writeCache.removeAll(keepingCapacity: true)
+            writeCacheVersion = broker.permissionsVersion
+        }
+        if writeCache.contains(exchange) { return }
+        try check(.write, .exchange(exchange))
+        if writeCache.count >= 16 { writeCache.removeFirst() }
+        writeCache.append(exchange)
+    }
+
     func publish(_ m: borrowing BasicPublish, header: borrowing ContentHeader, body: ByteBuffer) throws(AMQPError) {
         if m.immediate { throw .notImplemented("immediate=true") }
+        // RabbitMQ's order: permission, existence, internal, topic permission, then properties.
+        try checkWriteCached(m.exchange)
         guard let exchange = vhost.exchanges[m.exchange] else {
             throw .notFound("no exchange '\(m.exchange)' in vhost '\(vhost.name)'")
         }
         if exchange.internal {
             throw .accessRefused("cannot publish to internal exchange '\(m.exchange)' in vhost '\(vhost.name)'")
         }
-        let message = Message(
-            exchange: m.exchange, routingKey: m.routingKey, properties: header.properties,
-            encodedProperties: header.encodedProperties, body: body)
+        if exchange.type == ExchangeKind.topic.rawValue {
+            try broker.checkTopicAccess(.write, exchange: m.exchange, key: m.routingKey, user: userName, vhost: vhost.name)
+        }
+        var properties = header.properties
+        var encoded = header.encodedProperties
+        if !properties.isEmpty {
+            if let e = properties.expiration { try Self.validateExpiration(e) }
+            if let uid = properties.userID, uid != userName, connection.user?.hasTag("impersonator") != true {
+                throw .preconditionFailed("user_id property set to '\(uid)' but authenticated user was '\(userName)'")
+            }
+            if properties.replyTo == Self.replyToPseudoQueue {
+                guard let token = replyToken else { throw .preconditionFailed("fast reply consumer does not exist") }
+                properties.replyTo = token
+                encoded = nil
+            }
+            if properties.headers?["BCC"] != nil {
+                // BCC keys route the message but never reach consumers.
+                bccKeys = properties.headers!["BCC"]!.stringArray
+                properties.headers!["BCC"] = nil
+                encoded = nil
+            }
+        }
+        connection.notePublish()
+        let message = Message(exchange: m.exchange, routingKey: m.routingKey, properties: properties, encodedProperties: encoded, body: body)
+        let bcc = bccKeys
+        bccKeys = []
         if transaction != nil {
-            transaction!.publishes.append((exchange, message, m.mandatory))
+            transaction!.publishes.append((exchange, message, m.mandatory, bcc))
             return
         }
-        route(message, via: exchange, mandatory: m.mandatory)
+        route(message, via: exchange, mandatory: m.mandatory, bcc: bcc)
     }
 
-    /// Routes a message to its queues; returns it if unroutable and mandatory; confirms it.
-    func route(_ message: Message, via exchange: Exchange, mandatory: Bool) {
+    /// RabbitMQ's check of the expiration property: a non-negative integer, as a string.
+    static func validateExpiration(_ e: String) throws(AMQPError) {
+        let bytes = Array(e.utf8)
+        var i = 0
+        var negative = false
+        if i < bytes.count && (bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")) {
+            negative = bytes[i] == UInt8(ascii: "-")
+            i += 1
+        }
+        let digitsStart = i
+        while i < bytes.count && bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9") { i += 1 }
+        guard i > digitsStart else { throw .preconditionFailed("invalid expiration '\(e)': no_integer") }
+        if i < bytes.count {
+            throw .preconditionFailed("invalid expiration '\(e)': {leftover_string,\"\(String(decoding: bytes[i...], as: UTF8.self))\"}")
+        }
+        if negative, let n = Int64(e), n != 0 { throw .preconditionFailed("invalid expiration '\(e)': {value_negative,\(n)}") }
+    }
+
+    /// Routes a message to its queues (its routing key, CC and BCC keys; the alternate exchange
+    /// when nothing matches), returns it if unroutable and mandatory, and settles its confirm:
+    /// a nack when a queue refused it (x-overflow reject-publish).
+    func route(_ message: Message, via exchange: Exchange, mandatory: Bool, bcc: [String] = []) {
         let seq = confirmMode ? confirms.nextPublish() : 0
         var queues = connection.takeRouteScratch()
-        if exchange.isDefault {
+        if exchange.isDefault && message.routingKey.hasPrefix(Self.replyToPrefix) {
+            // Direct reply-to: straight to the requesting channel, no queue.
+            if let target = broker.replyTargets[message.routingKey] {
+                target.deliverDirectReply(message)
+            } else if mandatory {
+                returnUnroutable(message)
+            }
+            connection.returnRouteScratch(consume queues)
+            if confirmMode { settleConfirm(seq, .ack) }
+            return
+        }
+        let cc = message.properties.headers?["CC"]?.stringArray ?? []
+        if exchange.isDefault && cc.isEmpty && bcc.isEmpty {
             // The default exchange: the queue named by the routing key, if any (most publishes).
             if let q = vhost.queues[message.routingKey] { queues.append(q) }
+        } else if cc.isEmpty && bcc.isEmpty {
+            vhost.routeWithAlternates(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
         } else {
-            vhost.route(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
-        }
-        if queues.isEmpty {
-            if mandatory {
-                connection.sendContent(
-                    number,
-                    .basicReturn(
-                        BasicReturn(
-                            replyCode: AMQPReplyCode.noRoute.rawValue, replyText: "NO_ROUTE", exchange: message.exchange,
-                            routingKey: message.routingKey)),
-                    message)
+            for key in [message.routingKey] + cc + bcc {
+                vhost.route(exchange, routingKey: key, headers: message.properties.headers, into: &queues)
             }
+            if queues.isEmpty {
+                for key in [message.routingKey] + cc + bcc {
+                    vhost.routeWithAlternates(exchange, routingKey: key, headers: message.properties.headers, into: &queues)
+                }
+            }
+            var seen = Set<ObjectIdentifier>()
+            queues = queues.filter { seen.insert(ObjectIdentifier($0)).inserted }
+        }
+        var refused = false
+        if queues.isEmpty {
+            if mandatory { returnUnroutable(message) }
         } else {
             for q in queues {
-                q.enqueue(message)
+                if !q.enqueue(message) { refused = true }
                 if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
             }
         }
         connection.returnRouteScratch(consume queues)
         if confirmMode {
             // In memory, a routed message is safe as soon as its queues hold it.
-            confirms.settle(seq, .ack)
-            connection.confirmsPending(on: self)
+            settleConfirm(seq, refused ? .nack : .ack)
         }
+    }
+
+    private func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
+        confirms.settle(seq, outcome)
+        connection.confirmsPending(on: self)
+    }
+
+    private func returnUnroutable(_ message: Message) {
+        connection.sendContent(
+            number,
+            .basicReturn(
+                BasicReturn(
+                    replyCode: AMQPReplyCode.noRoute.rawValue, replyText: "NO_ROUTE", exchange: message.exchange,
+                    routingKey: message.routingKey)),
+            message)
     }
 
     /// Sends the settled prefix of publisher confirms (called once per read batch).
@@ -91,9 +182,15 @@ extension ChannelSession {
     }
 
     func consume(_ m: BasicConsume) throws(AMQPError) {
-        let queue = try vhost.queue(named: try resolveQueueName(m.queue), for: connection.id)
+        if m.queue == Self.replyToPseudoQueue {
+            try consumeReplies(m)
+            return
+        }
+        let name = try resolveQueueName(m.queue)
+        try check(.read, .queue(name))
+        let queue = try vhost.queue(named: name, for: connection.id)
         let tag = m.consumerTag.isEmpty ? broker.generateName(prefix: "amq.ctag-") : m.consumerTag
-        if consumers[tag] != nil { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
+        if consumers[tag] != nil || tag == replyConsumerTag { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
         if queue.hasExclusiveConsumer || (m.exclusive && queue.consumerCount > 0) {
             throw .accessRefused("\(queue.resourceDescription) in exclusive use")
         }
@@ -106,7 +203,37 @@ extension ChannelSession {
         queue.addConsumer(consumer)
     }
 
+    /// Direct reply-to: a no-ack consumer of the pseudo-queue; replies addressed to this
+    /// channel's token come straight here.
+    private func consumeReplies(_ m: BasicConsume) throws(AMQPError) {
+        guard m.noAck else { throw .preconditionFailed("reply consumer cannot acknowledge") }
+        guard replyConsumerTag == nil else { throw .preconditionFailed("reply consumer already set") }
+        let tag = m.consumerTag.isEmpty ? broker.generateName(prefix: "amq.ctag-") : m.consumerTag
+        if consumers[tag] != nil { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
+        let token = broker.generateName(prefix: Self.replyToPrefix)
+        replyConsumerTag = tag
+        replyToken = token
+        replyPrefix = ByteBuffer.amqpDeliverPrefix(consumerTag: tag)
+        broker.replyTargets[token] = self
+        if !m.nowait { connection.send(number, .basicConsumeOk(BasicConsumeOk(consumerTag: tag))) }
+    }
+
+    func deliverDirectReply(_ message: Message) {
+        guard state == .open, let prefix = replyPrefix else { return }
+        let tag = nextDeliveryTag
+        nextDeliveryTag += 1
+        connection.sendDeliver(number, prefix: prefix, deliveryTag: tag, redelivered: false, message: message)
+    }
+
+    func stopReplies() {
+        if let token = replyToken { broker.replyTargets[token] = nil }
+        replyConsumerTag = nil
+        replyToken = nil
+        replyPrefix = nil
+    }
+
     func cancel(_ m: BasicCancel) {
+        if m.consumerTag == replyConsumerTag { stopReplies() }
         if let consumer = consumers.removeValue(forKey: m.consumerTag), consumer.queue.removeConsumer(consumer) {
             consumer.queue.vhost.removeQueue(consumer.queue)
         }
@@ -132,11 +259,13 @@ extension ChannelSession {
             unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: consumer))
             consumer.unacked += 1
         }
-        connection.sendDeliver(number, consumer: consumer, deliveryTag: tag, redelivered: entry.redelivered, message: entry.message)
+        connection.sendDeliver(number, prefix: consumer.deliverPrefix, deliveryTag: tag, redelivered: entry.redelivered, message: entry.message)
     }
 
     func get(_ m: BasicGet) throws(AMQPError) {
-        let queue = try vhost.queue(named: try resolveQueueName(m.queue), for: connection.id)
+        let name = try resolveQueueName(m.queue)
+        try check(.read, .queue(name))
+        let queue = try vhost.queue(named: name, for: connection.id)
         guard let entry = queue.get(noAck: m.noAck) else {
             connection.send(number, .basicGetEmpty(BasicGetEmpty()))
             return
@@ -238,7 +367,7 @@ extension ChannelSession {
         transaction = Transaction()
         // Publishes first, then settlements, as RabbitMQ commits.
         for p in tx.publishes where vhost.exchanges[p.exchange.name] === p.exchange {
-            route(p.message, via: p.exchange, mandatory: p.mandatory)
+            route(p.message, via: p.exchange, mandatory: p.mandatory, bcc: p.bcc)
         }
         for s in tx.settlements { settle(s.deliveries, s.outcome) }
         connection.send(number, .txCommitOk(TxCommitOk()))

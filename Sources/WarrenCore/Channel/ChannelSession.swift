@@ -36,6 +36,16 @@ public final class ChannelSession {
     var transaction: Transaction?
     /// The last queue this channel declared, for the empty-name shortcuts.
     var lastDeclaredQueue: String?
+    /// Exchanges this user may write to, checked once (see `checkWriteCached`).
+    var writeCache: [String] = []
+    var writeCacheVersion: UInt64 = .max
+    /// BCC keys of the publish being handled (taken off the message's headers).
+    var bccKeys: [String] = []
+    /// Direct reply-to: the consumer tag, the token replies are addressed to, the encoded
+    /// deliver prefix.
+    var replyConsumerTag: String?
+    var replyToken: String?
+    var replyPrefix: ByteBuffer?
 
     init(number: UInt16, connection: AMQPConnection, maxBodySize: UInt64) {
         self.number = number
@@ -179,6 +189,7 @@ public final class ChannelSession {
     /// Lets go of everything the channel holds: consumers are cancelled (auto-delete queues may
     /// go) and unacked deliveries return to their queues, in order, marked redelivered.
     func release(requeue: Bool) {
+        stopReplies()
         let cancelled = Array(consumers.values)
         consumers.removeAll()
         transaction = nil

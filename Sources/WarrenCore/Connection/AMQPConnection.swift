@@ -50,6 +50,14 @@ public final class AMQPConnection {
     public private(set) var limits: ConnectionStateMachine.Limits
     public private(set) var clientProperties: FieldTable = [:]
     var clientSupportsCancelNotify = false
+    var clientSupportsBlocked = false
+    /// Set on the first publish: only publishing connections are blocked by alarms.
+    var hasPublished = false
+    /// A resource alarm is in force and this connection has been told (or will be when it
+    /// publishes).
+    private var alarmBlocked = false
+    private var sentBlocked = false
+    private var readingEnabled = true
     var exclusiveQueues: [MessageQueue] = []
     public private(set) var isWritable = true
 
@@ -105,6 +113,9 @@ public final class AMQPConnection {
             "consumer_cancel_notify": true,
             "authentication_failure_close": true,
             "per_consumer_qos": true,
+            "connection.blocked": true,
+            "consumer_priorities": true,
+            "direct_reply_to": true,
         ]
         return [
             "capabilities": .table(capabilities),
@@ -202,6 +213,16 @@ public final class AMQPConnection {
             hardError(AMQPError(.channelError, "expected 'channel.open'", classID: classID, methodID: methodID))
             return
         }
+        if let user, let max = user.limits.maxChannels, max >= 0 {
+            let open = broker.connections.values.filter { $0.user?.name == user.name }.reduce(0) { $0 + $1.channels.count }
+            if open >= max {
+                hardError(
+                    AMQPError(
+                        .notAllowed, "number of channels opened for user '\(user.name)' has reached the maximum allowed user limit of (\(max))",
+                        classID: 20, methodID: 10))
+                return
+            }
+        }
         channels[number] = ChannelSession(number: number, connection: self, maxBodySize: broker.configuration.maxMessageSize)
         send(number, .channelOpenOk(ChannelOpenOk()))
     }
@@ -231,13 +252,13 @@ public final class AMQPConnection {
                 transport?.startHeartbeatTimer(intervalMilliseconds: Int(limits.heartbeat) * 500)
             }
         case .openVirtualHost(let name):
-            if let v = broker.vhosts[name] {
-                vhost = v
+            do throws(AMQPError) {
+                vhost = try admit(to: name)
                 logger.info("connection opened", metadata: ["user": "\(user?.name ?? "")", "vhost": "\(name)"])
                 run(machine.virtualHostOpened())
-            } else {
-                logger.error("vhost not found", metadata: ["vhost": "\(name)"])
-                run(machine.virtualHostRefused(.notAllowed("vhost \(name) not found")))
+            } catch {
+                logger.error("connection refused", metadata: ["vhost": "\(name)", "reason": "\(error.text)"])
+                run(machine.virtualHostRefused(error))
             }
         case .close(let error):
             logger.error("closing AMQP connection", metadata: ["code": "\(error.code.rawValue)", "reason": "\(error.text)"])
@@ -267,7 +288,7 @@ public final class AMQPConnection {
             run(machine.authenticationFailed(refused))
             return
         }
-        guard let user = broker.users[credentials.username], user.password == credentials.password else {
+        guard let user = broker.users[credentials.username], user.authenticate(password: credentials.password) else {
             logger.error("\(mechanism) login refused: user '\(credentials.username)' - invalid credentials")
             run(machine.authenticationFailed(refused))
             return
@@ -281,11 +302,35 @@ public final class AMQPConnection {
         run(machine.authenticated())
     }
 
+    /// connection.open: the vhost must exist, the user must have permissions in it, and the
+    /// vhost's and user's connection limits must allow one more. RabbitMQ's texts, 530.
+    private func admit(to name: String) throws(AMQPError) -> VirtualHost {
+        guard let v = broker.vhosts[name] else { throw .notAllowed("vhost \(name) not found") }
+        let userName = user?.name ?? ""
+        guard broker.canAccess(vhost: name, user: userName) else {
+            throw .notAllowed("access to vhost '\(name)' refused for user '\(userName)'")
+        }
+        if let max = v.limits.maxConnections, max >= 0 {
+            let open = broker.connections.values.filter { $0 !== self && $0.vhost === v }.count
+            if open >= max {
+                throw .notAllowed("access to vhost '\(name)' refused for user '\(userName)': connection limit (\(max)) is reached")
+            }
+        }
+        if let max = user?.limits.maxConnections, max >= 0 {
+            let open = broker.connections.values.filter { $0 !== self && $0.vhost != nil && $0.user?.name == userName }.count
+            if open >= max {
+                throw .notAllowed("connection refused for user '\(userName)': user connection limit (\(max)) is reached")
+            }
+        }
+        return v
+    }
+
     /// The client's start-ok properties arrive with the first method; capture what we use.
     func noteClientProperties(_ properties: FieldTable) {
         clientProperties = properties
         let caps = properties["capabilities"]?.tableValue
         clientSupportsCancelNotify = caps?["consumer_cancel_notify"]?.boolValue ?? false
+        clientSupportsBlocked = caps?["connection.blocked"]?.boolValue ?? false
     }
 
     /// A connection-level error: tell the peer with connection.close and drop all channels.
@@ -379,17 +424,57 @@ public final class AMQPConnection {
 
     /// True while some queue holds this connection's reading back.
     public var isFlowPaused: Bool { !pausedBy.isEmpty }
+    /// True while a resource alarm blocks this (publishing) connection.
+    public var isBlocked: Bool { alarmBlocked && hasPublished }
 
     func pauseReading(for queue: MessageQueue) {
-        guard pausedBy.updateValue(queue, forKey: ObjectIdentifier(queue)) == nil, pausedBy.count == 1 else { return }
+        guard pausedBy.updateValue(queue, forKey: ObjectIdentifier(queue)) == nil else { return }
         logger.debug("flow control: pausing reads", metadata: ["queue": "\(queue.name)"])
-        transport?.setReading(false)
+        updateReading()
     }
 
     func resumeReading(for queue: MessageQueue) {
-        guard pausedBy.removeValue(forKey: ObjectIdentifier(queue)) != nil, pausedBy.isEmpty, !released else { return }
-        logger.debug("flow control: resuming reads")
-        transport?.setReading(true)
+        guard pausedBy.removeValue(forKey: ObjectIdentifier(queue)) != nil else { return }
+        updateReading()
+    }
+
+    /// Reads from the socket unless flow control or an alarm (for a publisher) says not to.
+    private func updateReading() {
+        let want = !released && pausedBy.isEmpty && !(alarmBlocked && hasPublished)
+        guard want != readingEnabled else { return }
+        readingEnabled = want
+        transport?.setReading(want)
+    }
+
+    /// A resource alarm was raised or cleared. Publishing connections are told with
+    /// connection.blocked (when their client understands it) and no longer read; connections
+    /// that have not published go on (consumers must be able to ack) until they publish.
+    func alarmsChanged(blocked: Bool, reason: String) {
+        alarmBlocked = blocked
+        if blocked {
+            if hasPublished { sendBlockedIfNeeded(reason) }
+        } else if sentBlocked {
+            sentBlocked = false
+            send(0, .connectionUnblocked(ConnectionUnblocked()))
+        }
+        updateReading()
+    }
+
+    /// Called on each publish: the first one marks the connection as a publisher, which an
+    /// alarm in force then blocks.
+    func notePublish() {
+        guard !hasPublished else { return }
+        hasPublished = true
+        if alarmBlocked {
+            sendBlockedIfNeeded(broker.activeAlarms.sorted().joined(separator: ", "))
+            updateReading()
+        }
+    }
+
+    private func sendBlockedIfNeeded(_ reason: String) {
+        guard clientSupportsBlocked, !sentBlocked, machine.isOpen else { return }
+        sentBlocked = true
+        send(0, .connectionBlocked(ConnectionBlocked(reason: "low on resources: \(reason)")))
     }
 
     // MARK: output
@@ -438,10 +523,10 @@ public final class AMQPConnection {
         didWrite()
     }
 
-    func sendDeliver(_ channel: UInt16, consumer: Consumer, deliveryTag: UInt64, redelivered: Bool, message: Message) {
+    func sendDeliver(_ channel: UInt16, prefix: ByteBuffer, deliveryTag: UInt64, redelivered: Bool, message: Message) {
         prepareOutbound()
         outbound.writeAMQPDelivery(
-            channel: channel, prefix: consumer.deliverPrefix, deliveryTag: deliveryTag, redelivered: redelivered,
+            channel: channel, prefix: prefix, deliveryTag: deliveryTag, redelivered: redelivered,
             exchange: message.exchange, routingKey: message.routingKey, encodedProperties: message.encodedPropertiesForDelivery,
             body: message.body, maxFrameSize: limits.frameMax)
         didWrite()

@@ -18,6 +18,11 @@ public final class Exchange {
     public internal(set) var incoming: Set<Binding> = []
 
     let router: any ExchangeRouter
+    /// Where unroutable messages go: the `alternate-exchange` argument, else a policy's.
+    public internal(set) var alternateExchange: String?
+    public internal(set) var policyName: String?
+    /// The federation upstream (or set) a policy names, for the federation issue.
+    public internal(set) var federationUpstream: String?
 
     init(
         name: String, type: String, router: any ExchangeRouter, durable: Bool, autoDelete: Bool,

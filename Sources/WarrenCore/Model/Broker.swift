@@ -19,17 +19,32 @@ public struct BrokerConfiguration: Sendable {
     public init() {}
 }
 
-/// A user account. Passwords are compared as given here; hashed storage comes with access control.
+/// A user account: a RabbitMQ-format password hash (nil: no password login), tags, limits.
 public struct User: Sendable, Hashable {
     public var name: String
-    public var password: String
+    public var passwordHash: PasswordHash?
     public var tags: [String]
+    public var limits: UserLimits
 
-    public init(name: String, password: String, tags: [String] = []) {
+    public init(name: String, password: String?, tags: [String] = [], limits: UserLimits = UserLimits()) {
         self.name = name
-        self.password = password
+        self.passwordHash = password.map { PasswordHash.make(password: $0) }
         self.tags = tags
+        self.limits = limits
     }
+
+    public init(name: String, passwordHash: PasswordHash?, tags: [String] = [], limits: UserLimits = UserLimits()) {
+        self.name = name
+        self.passwordHash = passwordHash
+        self.tags = tags
+        self.limits = limits
+    }
+
+    public func authenticate(password: String) -> Bool {
+        passwordHash?.matches(password) ?? false
+    }
+
+    public func hasTag(_ tag: String) -> Bool { tags.contains(tag) }
 }
 
 /// The root of a node's broker state: virtual hosts, users and live connections.
@@ -39,31 +54,48 @@ public struct User: Sendable, Hashable {
 public final class Broker {
     public let configuration: BrokerConfiguration
     public let logger: Logger
-    public private(set) var vhosts: [String: VirtualHost] = [:]
-    public var users: [String: User] = [:]
+    public internal(set) var vhosts: [String: VirtualHost] = [:]
+    public internal(set) var users: [String: User] = [:]
     public private(set) var connections: [ConnectionID: AMQPConnection] = [:]
+    /// Permissions by vhost, then user.
+    public internal(set) var permissions: [String: [String: Permission]] = [:]
+    /// Topic permissions by vhost, then user, then exchange.
+    public internal(set) var topicPermissions: [String: [String: [String: TopicPermission]]] = [:]
+    var compiledPermissions: [String: [String: CompiledPermission]] = [:]
+    /// Bumped whenever permissions change, so channels drop what they cached.
+    public internal(set) var permissionsVersion: UInt64 = 0
+    /// Runtime parameters by vhost, component and name (federation upstreams, ...), and global
+    /// ones by name; stored as JSON-like values.
+    public internal(set) var parameters: [String: [String: [String: JSONValue]]] = [:]
+    public internal(set) var globalParameters: [String: JSONValue] = [:]
+    /// Policies and operator policies by vhost, then name.
+    public internal(set) var policies: [String: [String: Policy]] = [:]
+    public internal(set) var operatorPolicies: [String: [String: Policy]] = [:]
+    public let clock: any BrokerClock
+    /// Queues with deadlines, looked at by `tick()`.
+    var timedQueues: [ObjectIdentifier: MessageQueue] = [:]
+    /// Direct reply-to: the channel each reply token belongs to.
+    var replyTargets: [String: ChannelSession] = [:]
+    /// Resource alarms in force (memory, disk); publishers are blocked while any is.
+    public internal(set) var activeAlarms: Set<String> = []
     private var nextConnectionID: ConnectionID = 1
     private var randomSource: any RandomNumberGenerator
 
     public init(
         configuration: BrokerConfiguration = BrokerConfiguration(),
         logger: Logger = Logger(label: "warren.broker"),
+        clock: any BrokerClock = SystemClock(),
         random: any RandomNumberGenerator = SystemRandomNumberGenerator()
     ) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
         self.randomSource = random
-        self.users[configuration.defaultUser] = User(
-            name: configuration.defaultUser, password: configuration.defaultPassword, tags: ["administrator"])
-        _ = self.addVirtualHost(configuration.defaultVirtualHost)
-    }
-
-    @discardableResult
-    public func addVirtualHost(_ name: String) -> VirtualHost {
-        if let v = vhosts[name] { return v }
-        let v = VirtualHost(name: name, broker: self)
-        vhosts[name] = v
-        return v
+        // As RabbitMQ on first boot: the default user, an administrator with full permissions
+        // on the default vhost.
+        addVirtualHost(configuration.defaultVirtualHost, description: "Default virtual host")
+        putUser(User(name: configuration.defaultUser, password: configuration.defaultPassword, tags: ["administrator"]))
+        setPermissions(user: configuration.defaultUser, vhost: configuration.defaultVirtualHost, .all)
     }
 
     // MARK: connections

@@ -12,6 +12,9 @@ public final class VirtualHost {
     public internal(set) var queues: [String: MessageQueue] = [:]
     /// Reused by `route` so routing allocates nothing.
     private var destinationScratch: [BindingDestination] = []
+    public internal(set) var descriptionText = ""
+    public internal(set) var tags: [String] = []
+    public internal(set) var limits = VirtualHostLimits()
 
     /// The exchanges every vhost starts with, by name and type.
     public static let builtInExchanges: [(String, ExchangeKind)] = [
@@ -66,6 +69,7 @@ public final class VirtualHost {
             name: name, type: kind.rawValue, router: kind.makeRouter(), durable: durable, autoDelete: autoDelete,
             internal: isInternal, arguments: arguments)
         exchanges[name] = x
+        applyPolicy(to: x)
         return x
     }
 
@@ -139,16 +143,22 @@ public final class VirtualHost {
                     "inequivalent arg 'auto_delete' for \(what): received '\(autoDelete)' but current is '\(q.autoDelete)'")
             }
             try QueueArguments.assertEquivalent(current: q.arguments, received: arguments, resource: what)
+            q.lastUsed = broker.clock.nowMilliseconds()
             return (q, false)
         }
         if name.hasPrefix("amq.") && !serverNamed {
             throw .accessRefused("queue name '\(name)' contains reserved prefix 'amq.*'")
         }
         try QueueArguments.validate(arguments, queue: name, vhost: self.name)
+        if let max = limits.maxQueues, max >= 0, queues.count >= max {
+            throw .preconditionFailed("cannot declare queue '\(name)': queue limit in vhost '\(self.name)' (\(max)) is reached")
+        }
         let q = MessageQueue(
             name: name, vhost: self, durable: durable, autoDelete: autoDelete,
-            exclusiveOwner: exclusive ? owner : nil, arguments: arguments)
+            exclusiveOwner: exclusive ? owner : nil, arguments: arguments, settings: settings(forQueue: name, arguments: arguments),
+            now: broker.clock.nowMilliseconds())
         queues[name] = q
+        if q.hasDeadlines { broker.watch(q) }
         // Every queue is bound to the default exchange implicitly; the default router looks
         // queues up by name, so nothing is stored.
         return (q, true)
@@ -209,7 +219,45 @@ public final class VirtualHost {
         return true
     }
 
+    // MARK: policies
+
+    func settings(forQueue name: String, arguments: FieldTable) -> QueueSettings {
+        QueueSettings.resolve(
+            arguments: arguments,
+            policy: broker.matchingPolicy(in: broker.policies, vhost: self.name, name: name, isQueue: true),
+            operatorPolicy: broker.matchingPolicy(in: broker.operatorPolicies, vhost: self.name, name: name, isQueue: true))
+    }
+
+    func applyPolicy(to x: Exchange) {
+        guard !x.isBuiltIn || !x.isDefault else { return }
+        let policy = broker.matchingPolicy(in: broker.policies, vhost: self.name, name: x.name, isQueue: false)
+        x.policyName = policy?.name
+        x.alternateExchange = x.arguments["alternate-exchange"]?.stringValue ?? policy?.definition["alternate-exchange"]?.stringValue
+        x.federationUpstream = policy?.definition["federation-upstream"]?.stringValue ?? policy?.definition["federation-upstream-set"]?.stringValue
+    }
+
+    /// Re-resolves every queue's and exchange's settings after a policy change.
+    func applyPolicies() {
+        for q in queues.values { q.apply(settings(forQueue: q.name, arguments: q.arguments)) }
+        for x in exchanges.values { applyPolicy(to: x) }
+    }
+
     // MARK: routing
+
+    /// Routes through `exchange`, and when nothing takes the message, through its alternate
+    /// exchange (argument or policy), and that one's, each at most once.
+    public func routeWithAlternates(_ exchange: Exchange, routingKey: String, headers: FieldTable?, into queues: inout [MessageQueue]) {
+        let before = queues.count
+        route(exchange, routingKey: routingKey, headers: headers, into: &queues)
+        guard queues.count == before, var next = exchange.alternateExchange else { return }
+        var visited: Set<ObjectIdentifier> = [ObjectIdentifier(exchange)]
+        while let ae = exchanges[next], visited.insert(ObjectIdentifier(ae)).inserted {
+            route(ae, routingKey: routingKey, headers: headers, into: &queues)
+            if queues.count != before { return }
+            guard let further = ae.alternateExchange else { return }
+            next = further
+        }
+    }
 
     /// The queues a message published to `exchange` reaches, each once, following
     /// exchange-to-exchange bindings (cycles are cut).

@@ -15,6 +15,8 @@ public final class Consumer {
     @exclusivity(unchecked) public internal(set) var unacked = 0
     /// The head of this consumer's basic.deliver frames (ids and tag), encoded once.
     let deliverPrefix: ByteBuffer
+    /// `x-priority`: consumers of higher priority get messages first.
+    public let priority: Int
 
     init(
         tag: String, channel: ChannelSession, queue: MessageQueue, noAck: Bool, exclusive: Bool,
@@ -28,6 +30,7 @@ public final class Consumer {
         self.prefetchCount = prefetchCount
         self.arguments = arguments
         self.deliverPrefix = ByteBuffer.amqpDeliverPrefix(consumerTag: tag)
+        self.priority = Int(arguments["x-priority"]?.integerValue ?? 0)
     }
 
     /// True when a message may be delivered to this consumer now. Auto-ack consumers ignore

@@ -1,5 +1,4 @@
 public import AMQPProtocol
-import DequeModule
 
 /// Identifies a client connection within a broker (exclusive queues name their owner by it).
 public typealias ConnectionID = UInt64
@@ -10,13 +9,24 @@ public struct QueueEntry {
     public var redelivered: Bool
     /// The queue's arrival order; requeued messages go back to their place by it.
     public let seq: UInt64
+    /// When the message expires, in milliseconds since the epoch; 0 for never. Kept across
+    /// requeues: TTL counts from when the message entered the queue.
+    public let expiresAt: Int64
+    /// Priority level within the queue (0 for queues without `x-max-priority`).
+    public let priority: UInt8
 }
 
-/// A queue: its ready messages in order, its consumers, and the count of messages delivered
-/// but not yet acknowledged (those entries live on the channels that received them).
+/// Why a message leaves a queue other than by an ack; RabbitMQ's `x-death` reasons.
+public enum DeadLetterReason: String, Sendable {
+    case rejected, expired, maxlen
+    case deliveryLimit = "delivery_limit"
+}
+
+/// A queue: its ready messages, its consumers, and the count of messages delivered but not yet
+/// acknowledged (those entries live on the channels that received them).
 ///
-/// Invariant: while `ready` is not empty, no consumer can take a message. Every event that gives
-/// a consumer room (ack, new consumer, qos, flow, writability) calls `dispatch()`.
+/// Invariant: while messages are ready, no consumer can take one. Every event that gives a
+/// consumer room (ack, new consumer, qos, flow, writability) calls `dispatch()`.
 public final class MessageQueue {
     public let name: String
     public unowned(unsafe) let vhost: VirtualHost
@@ -25,18 +35,25 @@ public final class MessageQueue {
     /// The connection that owns an exclusive queue; nil for shared queues.
     public let exclusiveOwner: ConnectionID?
     public let arguments: FieldTable
+    /// From the arguments and the policies that apply; replaced when policies change.
+    public internal(set) var settings: QueueSettings
 
     /// Bindings with this queue as their destination.
     public internal(set) var bindings: Set<Binding> = []
 
-    @exclusivity(unchecked) private var ready = Deque<QueueEntry>()
-    @exclusivity(unchecked) private var readyBytes = 0
+    @exclusivity(unchecked) private var ready: ReadyList
     @exclusivity(unchecked) public private(set) var unackedCount = 0
     public private(set) var consumers: [Consumer] = []
     @exclusivity(unchecked) private var roundRobin = 0
+    /// Whether consumers have different `x-priority` values (the general dispatch path).
+    private var consumerPriorities = false
     private var hadConsumer = false
     @exclusivity(unchecked) private var nextSeq: UInt64 = 0
     public private(set) var isDeleted = false
+    /// Last use (declare, consume, get, last consumer gone), for `x-expires`.
+    var lastUsed: Int64
+    /// Holds messages with a deadline: the broker's tick looks at this queue.
+    var hasDeadlines = false
 
     /// Connections whose reading this queue paused (flow control), by identity.
     private var pausedPublishers: [ObjectIdentifier: AMQPConnection] = [:]
@@ -52,10 +69,11 @@ public final class MessageQueue {
     @exclusivity(unchecked) public private(set) var deliveredCount: UInt64 = 0
     @exclusivity(unchecked) public private(set) var redeliveredCount: UInt64 = 0
     @exclusivity(unchecked) public private(set) var ackedCount: UInt64 = 0
+    public private(set) var deadLetteredCount: UInt64 = 0
 
     init(
         name: String, vhost: VirtualHost, durable: Bool, autoDelete: Bool, exclusiveOwner: ConnectionID?,
-        arguments: FieldTable
+        arguments: FieldTable, settings: QueueSettings, now: Int64
     ) {
         self.name = name
         self.vhost = vhost
@@ -63,64 +81,109 @@ public final class MessageQueue {
         self.autoDelete = autoDelete
         self.exclusiveOwner = exclusiveOwner
         self.arguments = arguments
+        self.settings = settings
+        self.ready = ReadyList(maxPriority: settings.maxPriority)
+        self.lastUsed = now
+        self.hasDeadlines = settings.messageTTL != nil || settings.expires != nil
     }
 
     /// Messages ready for delivery.
     public var messageCount: Int { ready.count }
     /// Bytes of body held by ready messages.
-    public var messageBytes: Int { readyBytes }
+    public var messageBytes: Int { ready.bytes }
     public var consumerCount: Int { consumers.count }
     public var isExclusive: Bool { exclusiveOwner != nil }
     /// True when a consumer holds the queue exclusively.
     public var hasExclusiveConsumer: Bool { consumers.first?.exclusive ?? false }
+    /// With `x-single-active-consumer`, the one consumer that receives messages.
+    public var activeConsumer: Consumer? { settings.singleActiveConsumer ? consumers.first : nil }
 
     /// `queue 'name' in vhost 'v'`, as RabbitMQ names a queue in its reply texts.
     public var resourceDescription: String { "queue '\(name)' in vhost '\(vhost.name)'" }
 
+    var now: Int64 { vhost.broker.clock.nowMilliseconds() }
+
     // MARK: messages in
 
     /// Takes a routed message: straight to a consumer when one has room, else to the back.
-    public func enqueue(_ message: Message) {
-        let entry = QueueEntry(message: message, redelivered: false, seq: nextSeq)
+    /// Returns false when the queue refuses it (`x-overflow` reject-publish[-dlx] at the limit).
+    @discardableResult
+    public func enqueue(_ message: Message) -> Bool {
+        let s = settings
+        var expiresAt: Int64 = 0
+        var now: Int64 = 0
+        if s.messageTTL != nil || message.properties.expiration != nil {
+            now = self.now
+            if let ttl = s.messageTTL { expiresAt = now + ttl }
+            if let e = message.properties.expiration, let ms = Int64(e), ms >= 0 {
+                expiresAt = expiresAt == 0 ? now + ms : min(expiresAt, now + ms)
+            }
+            hasDeadlines = true
+            vhost.broker.watch(self)
+        }
+        var priority: UInt8 = 0
+        if let max = s.maxPriority { priority = min(message.properties.priority ?? 0, max) }
+        let entry = QueueEntry(message: message, redelivered: false, seq: nextSeq, expiresAt: expiresAt, priority: priority)
+
+        if ready.isEmpty, let consumer = nextConsumerWithRoom() {
+            nextSeq &+= 1
+            publishedCount &+= 1
+            deliver(entry, to: consumer)
+            return true
+        }
+        // A message that expires now and found no consumer is gone (TTL 0, as RabbitMQ).
+        if expiresAt != 0 && expiresAt <= now {
+            nextSeq &+= 1
+            publishedCount &+= 1
+            deadLetter(entry, .expired)
+            return true
+        }
+        if s.maxLength != nil || s.maxLengthBytes != nil, s.overflow != .dropHead, isFull(adding: message.bodySize) {
+            if s.overflow == .rejectPublishDLX { deadLetter(entry, .maxlen) }
+            return false
+        }
         nextSeq &+= 1
         publishedCount &+= 1
-        if ready.isEmpty, let consumer = nextConsumerWithRoom() {
-            deliver(entry, to: consumer)
-            return
-        }
-        readyBytes += message.bodySize
         ready.append(entry)
+        if s.maxLength != nil || s.maxLengthBytes != nil { dropOverLimit() }
+        return true
     }
 
-    /// Puts delivered messages back in their original places, marked redelivered.
+    private func isFull(adding bytes: Int) -> Bool {
+        if let max = settings.maxLength, ready.count >= max { return true }
+        if let max = settings.maxLengthBytes, ready.bytes + bytes > max { return true }
+        return false
+    }
+
+    /// drop-head: the oldest messages go (dead-lettered as `maxlen`) until the queue fits.
+    private func dropOverLimit() {
+        guard settings.overflow == .dropHead else { return }
+        while (settings.maxLength.map { ready.count > $0 } ?? false) || (settings.maxLengthBytes.map { ready.bytes > $0 } ?? false),
+            let head = ready.popFirst()
+        {
+            deadLetter(head, .maxlen)
+        }
+    }
+
+    /// Puts delivered messages back in their original places, marked redelivered. Those whose
+    /// TTL ran out meanwhile are dead-lettered as expired, as RabbitMQ does.
     public func requeue(_ entries: [QueueEntry]) {
         guard !entries.isEmpty else { return }
         unackedCount -= entries.count
         guard !isDeleted else { return }
-        var sorted = entries.sorted { $0.seq < $1.seq }
-        for i in sorted.indices {
-            sorted[i].redelivered = true
-            readyBytes += sorted[i].message.bodySize
-        }
-        redeliveredCount &+= UInt64(sorted.count)
-        if let first = ready.first, sorted.last!.seq > first.seq {
-            // Rare: interleave with messages already back in the queue.
-            var merged = Deque<QueueEntry>()
-            merged.reserveCapacity(ready.count + sorted.count)
-            var i = sorted.startIndex
-            while let head = ready.first {
-                if i < sorted.endIndex && sorted[i].seq < head.seq {
-                    merged.append(sorted[i])
-                    i += 1
-                } else {
-                    merged.append(ready.removeFirst())
-                }
+        var back: [QueueEntry] = []
+        back.reserveCapacity(entries.count)
+        let now = hasDeadlines ? self.now : 0
+        for var e in entries {
+            if e.expiresAt != 0 && e.expiresAt <= now {
+                deadLetter(e, .expired)
+                continue
             }
-            merged.append(contentsOf: sorted[i...])
-            ready = merged
-        } else {
-            ready.prepend(contentsOf: sorted)
+            e.redelivered = true
+            back.append(e)
         }
+        redeliveredCount &+= UInt64(back.count)
+        ready.requeue(back)
         dispatch()
     }
 
@@ -159,11 +222,14 @@ public final class MessageQueue {
 
     // MARK: messages out
 
-    /// Delivers ready messages while some consumer has room, round-robin across consumers.
+    /// Delivers ready messages while some consumer has room; never delivers an expired one.
     public func dispatch() {
         while !ready.isEmpty, let consumer = nextConsumerWithRoom() {
-            let entry = ready.removeFirst()
-            readyBytes -= entry.message.bodySize
+            let entry = ready.popFirst()!
+            if entry.expiresAt != 0 && entry.expiresAt <= now {
+                deadLetter(entry, .expired)
+                continue
+            }
             deliver(entry, to: consumer)
         }
         if !pausedPublishers.isEmpty && ready.count <= Self.flowLowWater { releasePublishers() }
@@ -175,9 +241,34 @@ public final class MessageQueue {
         consumer.channel.deliver(entry, from: self, to: consumer)
     }
 
+    /// The consumer the next message goes to: with a single active consumer, the first; with
+    /// consumer priorities, round-robin among the highest-priority consumers that have room;
+    /// otherwise round-robin among all.
     private func nextConsumerWithRoom() -> Consumer? {
         let n = consumers.count
         guard n > 0 else { return nil }
+        if settings.singleActiveConsumer {
+            let c = consumers[0]
+            return c.hasRoom ? c : nil
+        }
+        if consumerPriorities {
+            var start = 0
+            while start < n {
+                let p = consumers[start].priority
+                var end = start + 1
+                while end < n && consumers[end].priority == p { end += 1 }
+                let size = end - start
+                for k in 0..<size {
+                    let i = start + (roundRobin + k) % size
+                    if consumers[i].hasRoom {
+                        roundRobin = (roundRobin + k + 1) % size
+                        return consumers[i]
+                    }
+                }
+                start = end
+            }
+            return nil
+        }
         var i = roundRobin < n ? roundRobin : 0
         for _ in 0..<n {
             let c = consumers[i]
@@ -192,11 +283,17 @@ public final class MessageQueue {
 
     /// Takes the head message for `basic.get`; counted as unacked unless `noAck`.
     public func get(noAck: Bool) -> QueueEntry? {
-        guard let entry = ready.popFirst() else { return nil }
-        readyBytes -= entry.message.bodySize
-        deliveredCount &+= 1
-        if !noAck { unackedCount += 1 }
-        return entry
+        lastUsed = now
+        while let entry = ready.popFirst() {
+            if entry.expiresAt != 0 && entry.expiresAt <= lastUsed {
+                deadLetter(entry, .expired)
+                continue
+            }
+            deliveredCount &+= 1
+            if !noAck { unackedCount += 1 }
+            return entry
+        }
+        return nil
     }
 
     /// A delivered message was acknowledged.
@@ -205,26 +302,64 @@ public final class MessageQueue {
         ackedCount &+= 1
     }
 
-    /// A delivered message was rejected without requeue; it is dropped.
+    /// A delivered message was rejected without requeue: dead-lettered if the queue has a
+    /// dead-letter exchange, else dropped.
     public func rejected(_ entry: QueueEntry) {
         unackedCount -= 1
+        if !isDeleted { deadLetter(entry, .rejected) }
     }
 
     /// Drops every ready message; returns how many.
     @discardableResult
     public func purge() -> Int {
         let n = ready.count
-        ready.removeAll()
-        readyBytes = 0
+        _ = ready.removeAll()
         if !pausedPublishers.isEmpty { releasePublishers() }
         return n
+    }
+
+    // MARK: time
+
+    /// Dead-letters expired messages at the head; true when the queue itself has expired
+    /// (`x-expires`: unused, with no consumers, for that long).
+    func tick(now: Int64) -> Bool {
+        if !ready.isEmpty {
+            for e in ready.popExpiredHeads(now: now) { deadLetter(e, .expired) }
+        }
+        if let expires = settings.expires, consumers.isEmpty, now - lastUsed >= expires { return true }
+        return false
+    }
+
+    // MARK: dead-lettering
+
+    private func deadLetter(_ entry: QueueEntry, _ reason: DeadLetterReason) {
+        deadLetteredCount &+= 1
+        vhost.deadLetter(entry.message, from: self, reason: reason)
+    }
+
+    // MARK: settings
+
+    /// New settings from a policy change; limits apply to what is already queued, at once.
+    func apply(_ new: QueueSettings) {
+        let old = settings
+        settings = new
+        hasDeadlines = hasDeadlines || new.messageTTL != nil || new.expires != nil
+        if hasDeadlines { vhost.broker.watch(self) }
+        if new.maxLength != old.maxLength || new.maxLengthBytes != old.maxLengthBytes { dropOverLimit() }
     }
 
     // MARK: consumers
 
     func addConsumer(_ consumer: Consumer) {
-        consumers.append(consumer)
+        // Keep consumers in priority order (stable: equal priorities in arrival order).
+        if let i = consumers.firstIndex(where: { $0.priority < consumer.priority }) {
+            consumers.insert(consumer, at: i)
+        } else {
+            consumers.append(consumer)
+        }
+        consumerPriorities = consumers.contains { $0.priority != consumers[0].priority }
         hadConsumer = true
+        lastUsed = now
         dispatch()
     }
 
@@ -234,7 +369,14 @@ public final class MessageQueue {
         guard let i = consumers.firstIndex(where: { $0 === consumer }) else { return false }
         consumers.remove(at: i)
         if roundRobin > i { roundRobin -= 1 }
-        if consumers.isEmpty && !pausedPublishers.isEmpty { releasePublishers() }
+        consumerPriorities = consumers.contains { $0.priority != consumers[0].priority }
+        if consumers.isEmpty {
+            lastUsed = now
+            if !pausedPublishers.isEmpty { releasePublishers() }
+        } else if settings.singleActiveConsumer && i == 0 {
+            // Failover: the next consumer in line becomes the active one.
+            dispatch()
+        }
         return consumers.isEmpty && autoDelete && hadConsumer && !isDeleted
     }
 

@@ -1,0 +1,159 @@
+import Logging
+import AMQPProtocol
+
+/// Administration of the broker: the operations behind definitions files, and later the
+/// management API. Errors are `AdminError`s with a message for the operator.
+public struct AdminError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+extension Broker {
+    // MARK: vhosts
+
+    @discardableResult
+    public func addVirtualHost(_ name: String, description: String = "", tags: [String] = []) -> VirtualHost {
+        if let v = vhosts[name] { return v }
+        let v = VirtualHost(name: name, broker: self)
+        v.descriptionText = description
+        v.tags = tags
+        vhosts[name] = v
+        logger.info("added vhost", metadata: ["vhost": "\(name)"])
+        return v
+    }
+
+    /// Deletes a vhost: its connections are closed (320), its objects and permissions go.
+    public func deleteVirtualHost(_ name: String) throws(AdminError) {
+        guard let v = vhosts[name] else { throw AdminError("no vhost '\(name)'") }
+        for c in connections.values where c.vhost === v { c.close(reason: "vhost '\(name)' is deleted") }
+        for q in Array(v.queues.values) { v.removeQueue(q) }
+        vhosts[name] = nil
+        permissions[name] = nil
+        compiledPermissions[name] = nil
+        topicPermissions[name] = nil
+        parameters[name] = nil
+        policies[name] = nil
+        operatorPolicies[name] = nil
+        permissionsVersion &+= 1
+        logger.info("deleted vhost", metadata: ["vhost": "\(name)"])
+    }
+
+    public func setVirtualHostLimits(_ name: String, _ limits: VirtualHostLimits) throws(AdminError) {
+        guard let v = vhosts[name] else { throw AdminError("no vhost '\(name)'") }
+        v.limits = limits
+    }
+
+    // MARK: users
+
+    /// Adds or replaces a user.
+    public func putUser(_ user: User) {
+        users[user.name] = user
+        permissionsVersion &+= 1
+    }
+
+    /// Deletes a user, its permissions, and closes its connections.
+    public func deleteUser(_ name: String) throws(AdminError) {
+        guard users.removeValue(forKey: name) != nil else { throw AdminError("no user '\(name)'") }
+        for v in permissions.keys {
+            permissions[v]?[name] = nil
+            compiledPermissions[v]?[name] = nil
+            topicPermissions[v]?[name] = nil
+        }
+        permissionsVersion &+= 1
+        for c in connections.values where c.user?.name == name { c.close(reason: "user '\(name)' is deleted") }
+    }
+
+    public func changePassword(user name: String, to password: String) throws(AdminError) {
+        guard users[name] != nil else { throw AdminError("no user '\(name)'") }
+        users[name]!.passwordHash = PasswordHash.make(password: password)
+    }
+
+    public func setUserTags(_ name: String, _ tags: [String]) throws(AdminError) {
+        guard users[name] != nil else { throw AdminError("no user '\(name)'") }
+        users[name]!.tags = tags
+    }
+
+    public func setUserLimits(_ name: String, _ limits: UserLimits) throws(AdminError) {
+        guard users[name] != nil else { throw AdminError("no user '\(name)'") }
+        users[name]!.limits = limits
+    }
+
+    // MARK: permissions
+
+    public func setPermissions(user: String, vhost: String, _ p: Permission) {
+        permissions[vhost, default: [:]][user] = p
+        compiledPermissions[vhost, default: [:]][user] = CompiledPermission(p)
+        permissionsVersion &+= 1
+    }
+
+    /// Validates the patterns first; used by the admin paths that take them from people.
+    public func setPermissionsChecked(user: String, vhost: String, _ p: Permission) throws(AdminError) {
+        guard users[user] != nil else { throw AdminError("no user '\(user)'") }
+        guard vhosts[vhost] != nil else { throw AdminError("no vhost '\(vhost)'") }
+        for pattern in [p.configure, p.write, p.read] where !CompiledPattern.isValid(pattern) {
+            throw AdminError("invalid regular expression '\(pattern)'")
+        }
+        setPermissions(user: user, vhost: vhost, p)
+    }
+
+    public func clearPermissions(user: String, vhost: String) {
+        permissions[vhost]?[user] = nil
+        compiledPermissions[vhost]?[user] = nil
+        permissionsVersion &+= 1
+    }
+
+    public func setTopicPermissions(user: String, vhost: String, _ p: TopicPermission) throws(AdminError) {
+        for pattern in [p.write, p.read] where !CompiledPattern.isValid(pattern) {
+            throw AdminError("invalid regular expression '\(pattern)'")
+        }
+        topicPermissions[vhost, default: [:]][user, default: [:]][p.exchange] = p
+        permissionsVersion &+= 1
+    }
+
+    public func clearTopicPermissions(user: String, vhost: String, exchange: String? = nil) {
+        if let exchange {
+            topicPermissions[vhost]?[user]?[exchange] = nil
+        } else {
+            topicPermissions[vhost]?[user] = nil
+        }
+        permissionsVersion &+= 1
+    }
+
+    // MARK: parameters
+
+    public func setParameter(vhost: String, component: String, name: String, value: JSONValue) throws(AdminError) {
+        guard let v = vhosts[vhost] else { throw AdminError("no vhost '\(vhost)'") }
+        if component == "vhost-limits" {
+            v.limits = VirtualHostLimits(
+                maxConnections: value["max-connections"]?.intValue.map(Int.init), maxQueues: value["max-queues"]?.intValue.map(Int.init))
+        }
+        parameters[vhost, default: [:]][component, default: [:]][name] = value
+    }
+
+    public func clearParameter(vhost: String, component: String, name: String) {
+        parameters[vhost]?[component]?[name] = nil
+        if component == "vhost-limits" { vhosts[vhost]?.limits = VirtualHostLimits() }
+    }
+
+    public func setGlobalParameter(name: String, value: JSONValue) {
+        globalParameters[name] = value
+    }
+
+    public func clearGlobalParameter(name: String) {
+        globalParameters[name] = nil
+    }
+
+    // MARK: alarms
+
+    /// Raises or clears a resource alarm (memory, disk): publishing connections are sent
+    /// `connection.blocked` (if their client understands it) and are no longer read until every
+    /// alarm has cleared; then `connection.unblocked`.
+    public func setAlarm(_ name: String, active: Bool) {
+        let before = !activeAlarms.isEmpty
+        if active { activeAlarms.insert(name) } else { activeAlarms.remove(name) }
+        let after = !activeAlarms.isEmpty
+        guard before != after else { return }
+        logger.warning(after ? "resource alarm set" : "resource alarms cleared", metadata: ["alarm": "\(name)"])
+        for c in connections.values { c.alarmsChanged(blocked: after, reason: activeAlarms.sorted().joined(separator: ", ")) }
+    }
+}

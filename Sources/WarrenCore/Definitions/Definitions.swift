@@ -1,0 +1,353 @@
+public import AMQPProtocol
+public import Foundation
+import Logging
+
+/// Definitions in RabbitMQ's JSON format (`rabbitmqctl export_definitions`): users, vhosts,
+/// permissions, topic permissions, parameters, global parameters, policies, exchanges, queues
+/// and bindings. A file exported from RabbitMQ 3.10 imports here unchanged, and an export from
+/// here imports into RabbitMQ.
+extension Broker {
+    // MARK: export
+
+    public func exportDefinitions() -> JSONValue {
+        var users: [JSONValue] = []
+        for u in self.users.values.sorted(by: { $0.name < $1.name }) {
+            var limits: [String: JSONValue] = [:]
+            if let n = u.limits.maxConnections { limits["max-connections"] = .int(Int64(n)) }
+            if let n = u.limits.maxChannels { limits["max-channels"] = .int(Int64(n)) }
+            users.append(
+                .object([
+                    "name": .string(u.name),
+                    "password_hash": .string(u.passwordHash?.base64 ?? ""),
+                    "hashing_algorithm": .string(u.passwordHash?.algorithm.rawValue ?? PasswordHash.Algorithm.sha256.rawValue),
+                    "tags": .array(u.tags.map { .string($0) }),
+                    "limits": .object(limits),
+                ]))
+        }
+        var vhosts: [JSONValue] = []
+        var permissions: [JSONValue] = []
+        var topicPermissions: [JSONValue] = []
+        var parameters: [JSONValue] = []
+        var policies: [JSONValue] = []
+        var operatorPolicies: [JSONValue] = []
+        var queues: [JSONValue] = []
+        var exchanges: [JSONValue] = []
+        var bindings: [JSONValue] = []
+        for v in self.vhosts.values.sorted(by: { $0.name < $1.name }) {
+            var limitPairs: [JSONValue] = []
+            if let n = v.limits.maxConnections { limitPairs.append(.array([.string("max-connections"), .int(Int64(n))])) }
+            if let n = v.limits.maxQueues { limitPairs.append(.array([.string("max-queues"), .int(Int64(n))])) }
+            vhosts.append(
+                .object([
+                    "name": .string(v.name), "limits": .array(limitPairs),
+                    "metadata": .object(["description": .string(v.descriptionText), "tags": .array(v.tags.map { .string($0) })]),
+                ]))
+            for (user, p) in (self.permissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                permissions.append(
+                    .object([
+                        "user": .string(user), "vhost": .string(v.name), "configure": .string(p.configure),
+                        "write": .string(p.write), "read": .string(p.read),
+                    ]))
+            }
+            for (user, byExchange) in (self.topicPermissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                for tp in byExchange.values.sorted(by: { $0.exchange < $1.exchange }) {
+                    topicPermissions.append(
+                        .object([
+                            "user": .string(user), "vhost": .string(v.name), "exchange": .string(tp.exchange),
+                            "write": .string(tp.write), "read": .string(tp.read),
+                        ]))
+                }
+            }
+            for (component, byName) in (self.parameters[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                for (name, value) in byName.sorted(by: { $0.key < $1.key }) {
+                    parameters.append(
+                        .object(["vhost": .string(v.name), "component": .string(component), "name": .string(name), "value": value]))
+                }
+            }
+            for p in (self.policies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) { policies.append(Self.json(p)) }
+            for p in (self.operatorPolicies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
+                operatorPolicies.append(Self.json(p))
+            }
+            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where !q.isExclusive {
+                queues.append(
+                    .object([
+                        "name": .string(q.name), "vhost": .string(v.name), "durable": .bool(q.durable),
+                        "auto_delete": .bool(q.autoDelete), "arguments": Self.json(q.arguments), "type": .string("classic"),
+                    ]))
+                for b in q.bindings.sorted(by: Self.bindingOrder) { bindings.append(Self.json(b, vhost: v.name)) }
+            }
+            for x in v.exchanges.values.sorted(by: { $0.name < $1.name }) where !x.isBuiltIn {
+                exchanges.append(
+                    .object([
+                        "name": .string(x.name), "vhost": .string(v.name), "type": .string(x.type), "durable": .bool(x.durable),
+                        "auto_delete": .bool(x.autoDelete), "internal": .bool(x.internal), "arguments": Self.json(x.arguments),
+                    ]))
+                for b in x.incoming.sorted(by: Self.bindingOrder) { bindings.append(Self.json(b, vhost: v.name)) }
+            }
+        }
+        var root: [String: JSONValue] = [
+            // The definitions format Warren writes is RabbitMQ 3.10's.
+            "rabbit_version": .string("3.10.8"),
+            "rabbitmq_version": .string("3.10.8"),
+            "product_name": .string("Warren"),
+            "product_version": .string(configuration.productVersion),
+            "users": .array(users), "vhosts": .array(vhosts), "permissions": .array(permissions),
+            "topic_permissions": .array(topicPermissions), "parameters": .array(parameters),
+            "global_parameters": .array(globalParameters.sorted(by: { $0.key < $1.key }).map { .object(["name": .string($0.key), "value": $0.value]) }),
+            "policies": .array(policies), "queues": .array(queues), "exchanges": .array(exchanges), "bindings": .array(bindings),
+        ]
+        if !operatorPolicies.isEmpty { root["operator_policies"] = .array(operatorPolicies) }
+        return .object(root)
+    }
+
+    static func bindingOrder(_ a: Binding, _ b: Binding) -> Bool {
+        (a.source.name, a.destination.name, a.routingKey) < (b.source.name, b.destination.name, b.routingKey)
+    }
+
+    static func json(_ b: Binding, vhost: String) -> JSONValue {
+        .object([
+            "source": .string(b.source.name), "vhost": .string(vhost), "destination": .string(b.destination.name),
+            "destination_type": .string(b.destination.kind), "routing_key": .string(b.routingKey), "arguments": json(b.arguments),
+        ])
+    }
+
+    static func json(_ p: Policy) -> JSONValue {
+        .object([
+            "vhost": .string(p.vhost), "name": .string(p.name), "pattern": .string(p.pattern),
+            "apply-to": .string(p.applyTo.rawValue), "priority": .int(Int64(p.priority)), "definition": .object(p.definition),
+        ])
+    }
+
+    static func json(_ t: FieldTable) -> JSONValue {
+        var o: [String: JSONValue] = [:]
+        for e in t.entries { o[e.key] = json(e.value) }
+        return .object(o)
+    }
+
+    static func json(_ v: FieldValue) -> JSONValue {
+        switch v {
+        case .boolean(let b): return .bool(b)
+        case .float(let f): return .double(Double(f))
+        case .double(let d): return .double(d)
+        case .decimal(let scale, let value): return .double(Double(value) / pow(10, Double(scale)))
+        case .timestamp(let t): return .int(Int64(t))
+        case .void: return .null
+        case .array(let a): return .array(a.map(json))
+        case .table(let t): return json(t)
+        default:
+            if let n = v.integerValue { return .int(n) }
+            return .string(v.stringValue ?? "")
+        }
+    }
+
+    static func fieldValue(_ j: JSONValue) -> FieldValue {
+        switch j {
+        case .null: return .void
+        case .bool(let b): return .boolean(b)
+        case .int(let n): return .int64(n)
+        case .double(let d): return .double(d)
+        case .string(let s): return .string(s)
+        case .array(let a): return .array(a.map(fieldValue))
+        case .object(let o): return .table(fieldTable(o))
+        }
+    }
+
+    static func fieldTable(_ o: [String: JSONValue]?) -> FieldTable {
+        FieldTable((o ?? [:]).sorted(by: { $0.key < $1.key }).map { FieldTable.Entry(key: $0.key, value: fieldValue($0.value)) })
+    }
+
+    // MARK: import
+
+    /// Imports definitions, creating or updating what they describe, in dependency order. Stops
+    /// at the first invalid entry with an error that names it.
+    public func importDefinitions(_ root: JSONValue) throws(AdminError) {
+        guard let doc = root.objectValue else { throw AdminError("definitions: expected a JSON object") }
+        func list(_ key: String) -> [[String: JSONValue]] { (doc[key]?.arrayValue ?? []).compactMap(\.objectValue) }
+        func str(_ o: [String: JSONValue], _ k: String, _ what: String) throws(AdminError) -> String {
+            guard let s = o[k]?.stringValue else { throw AdminError("definitions: \(what) without '\(k)'") }
+            return s
+        }
+
+        for u in list("users") {
+            let name = try str(u, "name", "a user")
+            let hash: PasswordHash?
+            if let pw = u["password"]?.stringValue {
+                hash = PasswordHash.make(password: pw)
+            } else if let h = u["password_hash"]?.stringValue, !h.isEmpty {
+                let algorithm = u["hashing_algorithm"]?.stringValue ?? PasswordHash.Algorithm.sha256.rawValue
+                guard let parsed = PasswordHash(base64: h, algorithm: algorithm) else {
+                    throw AdminError("definitions: user '\(name)' has an unreadable password hash or unknown algorithm '\(algorithm)'")
+                }
+                hash = parsed
+            } else {
+                hash = nil
+            }
+            var tags: [String] = []
+            if let a = u["tags"]?.arrayValue {
+                tags = a.compactMap(\.stringValue)
+            } else if let s = u["tags"]?.stringValue {
+                tags = s.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            }
+            let l = u["limits"]?.objectValue ?? [:]
+            putUser(
+                User(
+                    name: name, passwordHash: hash, tags: tags,
+                    limits: UserLimits(maxConnections: l["max-connections"]?.intValue.map(Int.init), maxChannels: l["max-channels"]?.intValue.map(Int.init))))
+        }
+        for v in list("vhosts") {
+            let name = try str(v, "name", "a vhost")
+            let meta = v["metadata"]?.objectValue ?? [:]
+            let host = addVirtualHost(
+                name, description: meta["description"]?.stringValue ?? v["description"]?.stringValue ?? "",
+                tags: meta["tags"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            var limits = host.limits
+            if let pairs = v["limits"]?.arrayValue {
+                for p in pairs {
+                    guard let kv = p.arrayValue, kv.count == 2, let k = kv[0].stringValue, let n = kv[1].intValue else { continue }
+                    if k == "max-connections" { limits.maxConnections = Int(n) }
+                    if k == "max-queues" { limits.maxQueues = Int(n) }
+                }
+            } else if let o = v["limits"]?.objectValue {
+                limits.maxConnections = o["max-connections"]?.intValue.map(Int.init)
+                limits.maxQueues = o["max-queues"]?.intValue.map(Int.init)
+            }
+            host.limits = limits
+        }
+        for p in list("permissions") {
+            try setPermissionsChecked(
+                user: try str(p, "user", "a permission"), vhost: try str(p, "vhost", "a permission"),
+                Permission(configure: p["configure"]?.stringValue ?? "", write: p["write"]?.stringValue ?? "", read: p["read"]?.stringValue ?? ""))
+        }
+        for p in list("topic_permissions") {
+            try setTopicPermissions(
+                user: try str(p, "user", "a topic permission"), vhost: try str(p, "vhost", "a topic permission"),
+                TopicPermission(exchange: try str(p, "exchange", "a topic permission"), write: p["write"]?.stringValue ?? "", read: p["read"]?.stringValue ?? ""))
+        }
+        for p in list("parameters") {
+            try setParameter(
+                vhost: try str(p, "vhost", "a parameter"), component: try str(p, "component", "a parameter"),
+                name: try str(p, "name", "a parameter"), value: p["value"] ?? .null)
+        }
+        for p in list("global_parameters") {
+            setGlobalParameter(name: try str(p, "name", "a global parameter"), value: p["value"] ?? .null)
+        }
+        for (key, isOperator) in [("policies", false), ("operator_policies", true)] {
+            for p in list(key) {
+                let name = try str(p, "name", "a policy")
+                let applyName = p["apply-to"]?.stringValue ?? "all"
+                guard let applyTo = Policy.ApplyTo(rawValue: applyName) else {
+                    throw AdminError("definitions: policy '\(name)' has unknown apply-to '\(applyName)'")
+                }
+                try setPolicy(
+                    Policy(
+                        name: name, vhost: try str(p, "vhost", "a policy"), pattern: try str(p, "pattern", "a policy"), applyTo: applyTo,
+                        priority: Int(p["priority"]?.intValue ?? 0), definition: p["definition"]?.objectValue ?? [:]),
+                    operator: isOperator)
+            }
+        }
+        for x in list("exchanges") {
+            let name = try str(x, "name", "an exchange")
+            guard let v = vhosts[try str(x, "vhost", "exchange '\(name)'")] else { throw AdminError("definitions: exchange '\(name)' names an unknown vhost") }
+            do throws(AMQPError) {
+                try v.declareExchange(
+                    name: name, type: x["type"]?.stringValue ?? "direct", durable: x["durable"]?.boolValue ?? true,
+                    autoDelete: x["auto_delete"]?.boolValue ?? false, internal: x["internal"]?.boolValue ?? false,
+                    arguments: Self.fieldTable(x["arguments"]?.objectValue))
+            } catch {
+                throw AdminError("definitions: exchange '\(name)': \(error.text)")
+            }
+        }
+        for q in list("queues") {
+            let name = try str(q, "name", "a queue")
+            guard let v = vhosts[try str(q, "vhost", "queue '\(name)'")] else { throw AdminError("definitions: queue '\(name)' names an unknown vhost") }
+            if let type = q["type"]?.stringValue, type != "classic" {
+                throw AdminError("definitions: queue '\(name)' is of type '\(type)'; only classic queues exist until replicated queues land")
+            }
+            do throws(AMQPError) {
+                _ = try v.declareQueue(
+                    name: name, durable: q["durable"]?.boolValue ?? true, exclusive: false, autoDelete: q["auto_delete"]?.boolValue ?? false,
+                    arguments: Self.fieldTable(q["arguments"]?.objectValue), owner: nil)
+            } catch {
+                throw AdminError("definitions: queue '\(name)': \(error.text)")
+            }
+        }
+        for b in list("bindings") {
+            let source = try str(b, "source", "a binding")
+            let destination = try str(b, "destination", "a binding")
+            guard let v = vhosts[try str(b, "vhost", "a binding")] else { throw AdminError("definitions: binding from '\(source)' names an unknown vhost") }
+            let key = b["routing_key"]?.stringValue ?? ""
+            let args = Self.fieldTable(b["arguments"]?.objectValue)
+            guard let x = v.exchanges[source] else { throw AdminError("definitions: binding source exchange '\(source)' does not exist") }
+            let dest: BindingDestination
+            if b["destination_type"]?.stringValue == "exchange" {
+                guard let d = v.exchanges[destination] else { throw AdminError("definitions: binding destination exchange '\(destination)' does not exist") }
+                dest = .exchange(d)
+            } else {
+                guard let d = v.queues[destination] else { throw AdminError("definitions: binding destination queue '\(destination)' does not exist") }
+                dest = .queue(d)
+            }
+            do throws(AMQPError) {
+                try v.bind(source: x, destination: dest, routingKey: key, arguments: args)
+            } catch {
+                throw AdminError("definitions: binding '\(source)' -> '\(destination)': \(error.text)")
+            }
+        }
+        logger.notice("imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
+    }
+
+    // MARK: files
+
+    /// Reads a definitions file (JSON).
+    public func importDefinitions(file path: String) throws(AdminError) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw AdminError("definitions: cannot read '\(path)'") }
+        try importDefinitions(json: data)
+    }
+
+    public func importDefinitions(json data: Data) throws(AdminError) {
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            throw AdminError("definitions: not valid JSON")
+        }
+        try importDefinitions(JSONValue(foundation: object))
+    }
+
+    /// The export as pretty, key-sorted JSON.
+    public func exportDefinitionsJSON() -> Data {
+        (try? JSONSerialization.data(withJSONObject: exportDefinitions().foundationObject, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+    }
+}
+
+extension JSONValue {
+    /// From what JSONSerialization produced.
+    public init(foundation o: Any) {
+        switch o {
+        case let n as NSNumber:
+            // JSON true/false arrive as NSNumbers of type "c" (checked on Linux and Darwin).
+            let type = String(cString: n.objCType)
+            if type == "c" || type == "B" {
+                self = .bool(n.boolValue)
+            } else if type == "d" || type == "f" {
+                let d = n.doubleValue
+                self = d == d.rounded() && abs(d) < 9e15 ? .int(Int64(d)) : .double(d)
+            } else {
+                self = .int(n.int64Value)
+            }
+        case let s as String: self = .string(s)
+        case let a as [Any]: self = .array(a.map { JSONValue(foundation: $0) })
+        case let d as [String: Any]: self = .object(d.mapValues { JSONValue(foundation: $0) })
+        default: self = .null
+        }
+    }
+
+    /// For JSONSerialization.
+    public var foundationObject: Any {
+        switch self {
+        case .null: return NSNull()
+        case .bool(let b): return b
+        case .int(let n): return n
+        case .double(let d): return d
+        case .string(let s): return s
+        case .array(let a): return a.map(\.foundationObject)
+        case .object(let o): return o.mapValues(\.foundationObject)
+        }
+    }
+}
