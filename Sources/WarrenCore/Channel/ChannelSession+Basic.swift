@@ -21,8 +21,11 @@ extension ChannelSession {
     func checkWriteCached(_ exchange: String) throws(AMQPError) {
         if writeCacheVersion != broker.permissionsVersion {
             writeCache.removeAll(keepingCapacity: true)
+            lastWriteChecked = nil
             writeCacheVersion = broker.permissionsVersion
         }
+        if exchange == lastWriteChecked { return }
+        defer { lastWriteChecked = exchange }
         if writeCache.contains(exchange) { return }
         try check(.write, .exchange(exchange))
         if writeCache.count >= 16 { writeCache.removeFirst() }
@@ -39,12 +42,26 @@ extension ChannelSession {
         if exchange.internal {
             throw .accessRefused("cannot publish to internal exchange '\(m.exchange)' in vhost '\(vhost.name)'")
         }
-        if exchange.type == ExchangeKind.topic.rawValue {
+        if exchange.isTopic && broker.hasTopicPermissions {
             try broker.checkTopicAccess(.write, exchange: m.exchange, key: m.routingKey, user: userName, vhost: vhost.name)
+        }
+        connection.notePublish()
+        if header.properties.isEmpty {
+            // No properties: nothing to validate or rewrite (most publishes of load tests).
+            let message = Message(
+                exchange: m.exchange, routingKey: m.routingKey, properties: header.properties,
+                encodedProperties: header.encodedProperties, body: body)
+            if transaction != nil {
+                transaction!.publishes.append((exchange, message, m.mandatory, []))
+                return
+            }
+            route(message, via: exchange, mandatory: m.mandatory)
+            return
         }
         var properties = header.properties
         var encoded = header.encodedProperties
-        if !properties.isEmpty {
+        var bcc: [String] = []
+        do {
             if let e = properties.expiration { try Self.validateExpiration(e) }
             if let uid = properties.userID, uid != userName, connection.user?.hasTag("impersonator") != true {
                 throw .preconditionFailed("user_id property set to '\(uid)' but authenticated user was '\(userName)'")
@@ -56,15 +73,12 @@ extension ChannelSession {
             }
             if properties.headers?["BCC"] != nil {
                 // BCC keys route the message but never reach consumers.
-                bccKeys = properties.headers!["BCC"]!.stringArray
+                bcc = properties.headers!["BCC"]!.stringArray
                 properties.headers!["BCC"] = nil
                 encoded = nil
             }
         }
-        connection.notePublish()
         let message = Message(exchange: m.exchange, routingKey: m.routingKey, properties: properties, encodedProperties: encoded, body: body)
-        let bcc = bccKeys
-        bccKeys = []
         if transaction != nil {
             transaction!.publishes.append((exchange, message, m.mandatory, bcc))
             return
@@ -96,7 +110,9 @@ extension ChannelSession {
     func route(_ message: Message, via exchange: Exchange, mandatory: Bool, bcc: [String] = []) {
         let seq = confirmMode ? confirms.nextPublish() : 0
         var queues = connection.takeRouteScratch()
-        if exchange.isDefault && message.routingKey.hasPrefix(Self.replyToPrefix) {
+        // (No queue can have the reply-to prefix, amq. being reserved, so without reply
+        // consumers there is nothing to check.)
+        if exchange.isDefault && !broker.replyTargets.isEmpty && message.routingKey.hasPrefix(Self.replyToPrefix) {
             // Direct reply-to: straight to the requesting channel, no queue.
             if let target = broker.replyTargets[message.routingKey] {
                 target.deliverDirectReply(message)

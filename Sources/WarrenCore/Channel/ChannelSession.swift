@@ -17,30 +17,29 @@ public final class ChannelSession {
 
     public let number: UInt16
     unowned(unsafe) let connection: AMQPConnection
-    var state: State = .open
+    @exclusivity(unchecked) var state: State = .open
     @exclusivity(unchecked) var assembler: CommandAssembler
 
     /// channel.flow from the client: false pauses deliveries to this channel.
-    var flowActive = true
-    public internal(set) var consumers: [String: Consumer] = [:]
+    @exclusivity(unchecked) var flowActive = true
+    @exclusivity(unchecked) public internal(set) var consumers: [String: Consumer] = [:]
     /// basic.qos global=false: the prefetch given to consumers created from now on.
     var consumerPrefetch = 0
     /// basic.qos global=true: the limit on unacked deliveries across the channel.
-    var channelPrefetch = 0
+    @exclusivity(unchecked) var channelPrefetch = 0
     @exclusivity(unchecked) var unacked = UnackedLedger()
     @exclusivity(unchecked) var nextDeliveryTag: UInt64 = 1
-    var confirmMode = false
+    @exclusivity(unchecked) var confirmMode = false
     @exclusivity(unchecked) var confirms = ConfirmTracker()
     /// Set while this channel waits in the connection's list of confirms to announce.
-    var confirmFlushPending = false
-    var transaction: Transaction?
+    @exclusivity(unchecked) var confirmFlushPending = false
+    @exclusivity(unchecked) var transaction: Transaction?
     /// The last queue this channel declared, for the empty-name shortcuts.
     var lastDeclaredQueue: String?
     /// Exchanges this user may write to, checked once (see `checkWriteCached`).
-    var writeCache: [String] = []
-    var writeCacheVersion: UInt64 = .max
-    /// BCC keys of the publish being handled (taken off the message's headers).
-    var bccKeys: [String] = []
+    @exclusivity(unchecked) var writeCache: [String] = []
+    @exclusivity(unchecked) var writeCacheVersion: UInt64 = .max
+    @exclusivity(unchecked) var lastWriteChecked: String?
     /// Direct reply-to: the consumer tag, the token replies are addressed to, the encoded
     /// deliver prefix.
     var replyConsumerTag: String?

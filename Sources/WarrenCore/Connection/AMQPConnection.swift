@@ -40,19 +40,19 @@ public final class AMQPConnection {
     public weak var transport: (any ConnectionTransport)?
     public private(set) var logger: Logger
 
-    var machine: ConnectionStateMachine
-    private var reader: AMQPFrameReader
+    @exclusivity(unchecked) var machine: ConnectionStateMachine
+    @exclusivity(unchecked) private var reader: AMQPFrameReader
     @exclusivity(unchecked) private var outbound = ByteBuffer()
-    var channels: [UInt16: ChannelSession] = [:]
+    @exclusivity(unchecked) var channels: [UInt16: ChannelSession] = [:]
 
     public private(set) var user: User?
     public private(set) var vhost: VirtualHost?
-    public private(set) var limits: ConnectionStateMachine.Limits
+    @exclusivity(unchecked) public private(set) var limits: ConnectionStateMachine.Limits
     public private(set) var clientProperties: FieldTable = [:]
     var clientSupportsCancelNotify = false
     var clientSupportsBlocked = false
     /// Set on the first publish: only publishing connections are blocked by alarms.
-    var hasPublished = false
+    @exclusivity(unchecked) var hasPublished = false
     /// A resource alarm is in force and this connection has been told (or will be when it
     /// publishes).
     private var alarmBlocked = false
@@ -61,13 +61,13 @@ public final class AMQPConnection {
     var exclusiveQueues: [MessageQueue] = []
     public private(set) var isWritable = true
 
-    private var inReceive = false
-    private var outputNotified = false
-    private var confirmChannels: [ChannelSession] = []
-    private var ticksSinceReceive = 0
-    private var ticksSinceSend = 0
+    @exclusivity(unchecked) private var inReceive = false
+    @exclusivity(unchecked) private var outputNotified = false
+    @exclusivity(unchecked) private var confirmChannels: [ChannelSession] = []
+    @exclusivity(unchecked) private var ticksSinceReceive = 0
+    @exclusivity(unchecked) private var ticksSinceSend = 0
     private var released = false
-    private var routeScratch: [MessageQueue] = []
+    @exclusivity(unchecked) private var routeScratch: [MessageQueue] = []
     /// Queues that paused this connection's reading (flow control); read again when none is left.
     private var pausedBy: [ObjectIdentifier: MessageQueue] = [:]
 

@@ -29,7 +29,6 @@ extension Broker {
         var topicPermissions: [JSONValue] = []
         var parameters: [JSONValue] = []
         var policies: [JSONValue] = []
-        var operatorPolicies: [JSONValue] = []
         var queues: [JSONValue] = []
         var exchanges: [JSONValue] = []
         var bindings: [JSONValue] = []
@@ -65,8 +64,17 @@ extension Broker {
                 }
             }
             for p in (self.policies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) { policies.append(Self.json(p)) }
+            // RabbitMQ stores operator policies as parameters of component "operator_policy", and
+            // imports them from there (not from an "operator_policies" list).
             for p in (self.operatorPolicies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                operatorPolicies.append(Self.json(p))
+                parameters.append(
+                    .object([
+                        "vhost": .string(v.name), "component": .string("operator_policy"), "name": .string(p.name),
+                        "value": .object([
+                            "pattern": .string(p.pattern), "apply-to": .string(p.applyTo.rawValue),
+                            "priority": .int(Int64(p.priority)), "definition": .object(p.definition),
+                        ]),
+                    ]))
             }
             for q in v.queues.values.sorted(by: { $0.name < $1.name }) where !q.isExclusive {
                 queues.append(
@@ -85,7 +93,7 @@ extension Broker {
                 for b in x.incoming.sorted(by: Self.bindingOrder) { bindings.append(Self.json(b, vhost: v.name)) }
             }
         }
-        var root: [String: JSONValue] = [
+        let root: [String: JSONValue] = [
             // The definitions format Warren writes is RabbitMQ 3.10's.
             "rabbit_version": .string("3.10.8"),
             "rabbitmq_version": .string("3.10.8"),
@@ -96,7 +104,6 @@ extension Broker {
             "global_parameters": .array(globalParameters.sorted(by: { $0.key < $1.key }).map { .object(["name": .string($0.key), "value": $0.value]) }),
             "policies": .array(policies), "queues": .array(queues), "exchanges": .array(exchanges), "bindings": .array(bindings),
         ]
-        if !operatorPolicies.isEmpty { root["operator_policies"] = .array(operatorPolicies) }
         return .object(root)
     }
 
@@ -223,16 +230,27 @@ extension Broker {
                 user: try str(p, "user", "a topic permission"), vhost: try str(p, "vhost", "a topic permission"),
                 TopicPermission(exchange: try str(p, "exchange", "a topic permission"), write: p["write"]?.stringValue ?? "", read: p["read"]?.stringValue ?? ""))
         }
+        var operatorPolicyEntries: [[String: JSONValue]] = list("operator_policies")
         for p in list("parameters") {
+            let component = try str(p, "component", "a parameter")
+            if component == "operator_policy" {
+                // RabbitMQ's export keeps operator policies here, with the definition as a list of
+                // pairs; read them as the operator policies they are.
+                var entry = p["value"]?.objectValue ?? [:]
+                entry["name"] = p["name"]
+                entry["vhost"] = p["vhost"]
+                operatorPolicyEntries.append(entry)
+                continue
+            }
             try setParameter(
-                vhost: try str(p, "vhost", "a parameter"), component: try str(p, "component", "a parameter"),
-                name: try str(p, "name", "a parameter"), value: p["value"] ?? .null)
+                vhost: try str(p, "vhost", "a parameter"), component: component, name: try str(p, "name", "a parameter"),
+                value: (p["value"] ?? .null).pairsAsObject)
         }
         for p in list("global_parameters") {
-            setGlobalParameter(name: try str(p, "name", "a global parameter"), value: p["value"] ?? .null)
+            setGlobalParameter(name: try str(p, "name", "a global parameter"), value: (p["value"] ?? .null).pairsAsObject)
         }
-        for (key, isOperator) in [("policies", false), ("operator_policies", true)] {
-            for p in list(key) {
+        for (entries, isOperator) in [(list("policies"), false), (operatorPolicyEntries, true)] {
+            for p in entries {
                 let name = try str(p, "name", "a policy")
                 let applyName = p["apply-to"]?.stringValue ?? "all"
                 guard let applyTo = Policy.ApplyTo(rawValue: applyName) else {
@@ -241,7 +259,7 @@ extension Broker {
                 try setPolicy(
                     Policy(
                         name: name, vhost: try str(p, "vhost", "a policy"), pattern: try str(p, "pattern", "a policy"), applyTo: applyTo,
-                        priority: Int(p["priority"]?.intValue ?? 0), definition: p["definition"]?.objectValue ?? [:]),
+                        priority: Int(p["priority"]?.intValue ?? 0), definition: (p["definition"] ?? .object([:])).pairsAsObject.objectValue ?? [:]),
                     operator: isOperator)
             }
         }
@@ -271,20 +289,22 @@ extension Broker {
                 throw AdminError("definitions: queue '\(name)': \(error.text)")
             }
         }
+        var skippedBindings = 0
         for b in list("bindings") {
             let source = try str(b, "source", "a binding")
             let destination = try str(b, "destination", "a binding")
             guard let v = vhosts[try str(b, "vhost", "a binding")] else { throw AdminError("definitions: binding from '\(source)' names an unknown vhost") }
             let key = b["routing_key"]?.stringValue ?? ""
             let args = Self.fieldTable(b["arguments"]?.objectValue)
-            guard let x = v.exchanges[source] else { throw AdminError("definitions: binding source exchange '\(source)' does not exist") }
-            let dest: BindingDestination
-            if b["destination_type"]?.stringValue == "exchange" {
-                guard let d = v.exchanges[destination] else { throw AdminError("definitions: binding destination exchange '\(destination)' does not exist") }
-                dest = .exchange(d)
-            } else {
-                guard let d = v.queues[destination] else { throw AdminError("definitions: binding destination queue '\(destination)' does not exist") }
-                dest = .queue(d)
+            // RabbitMQ leaves internal exchanges out of its exports but keeps bindings to them;
+            // such a binding cannot be made, and is skipped with a warning that names it.
+            let toExchange = b["destination_type"]?.stringValue == "exchange"
+            guard let x = v.exchanges[source], let dest = toExchange ? v.exchanges[destination].map(BindingDestination.exchange) : v.queues[destination].map(BindingDestination.queue) else {
+                logger.warning(
+                    "definitions: binding skipped, its source or destination is not defined",
+                    metadata: ["source": "\(source)", "destination": "\(destination)", "vhost": "\(v.name)"])
+                skippedBindings += 1
+                continue
             }
             do throws(AMQPError) {
                 try v.bind(source: x, destination: dest, routingKey: key, arguments: args)
@@ -292,6 +312,7 @@ extension Broker {
                 throw AdminError("definitions: binding '\(source)' -> '\(destination)': \(error.text)")
             }
         }
+        if skippedBindings > 0 { logger.warning("definitions: \(skippedBindings) binding(s) skipped") }
         logger.notice("imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
     }
 
@@ -317,6 +338,17 @@ extension Broker {
 }
 
 extension JSONValue {
+    /// RabbitMQ writes some maps as lists of [key, value] pairs; read those as objects.
+    public var pairsAsObject: JSONValue {
+        guard case .array(let items) = self, !items.isEmpty else { return self }
+        var o: [String: JSONValue] = [:]
+        for item in items {
+            guard let kv = item.arrayValue, kv.count == 2, let k = kv[0].stringValue else { return self }
+            o[k] = kv[1]
+        }
+        return .object(o)
+    }
+
     /// From what JSONSerialization produced.
     public init(foundation o: Any) {
         switch o {

@@ -11,6 +11,8 @@ public final class Exchange {
     public let arguments: FieldTable
     /// Set for the exchanges every vhost has (`amq.*` and the default); they cannot be deleted.
     public let isBuiltIn: Bool
+    /// A topic exchange (topic permissions apply).
+    public let isTopic: Bool
 
     /// Bindings with this exchange as their source.
     public private(set) var bindings: Set<Binding> = []
@@ -36,6 +38,7 @@ public final class Exchange {
         self.internal = `internal`
         self.arguments = arguments
         self.isBuiltIn = isBuiltIn
+        self.isTopic = type == ExchangeKind.topic.rawValue
     }
 
     /// True for the nameless default exchange.

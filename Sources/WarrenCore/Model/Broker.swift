@@ -60,7 +60,11 @@ public final class Broker {
     /// Permissions by vhost, then user.
     public internal(set) var permissions: [String: [String: Permission]] = [:]
     /// Topic permissions by vhost, then user, then exchange.
-    public internal(set) var topicPermissions: [String: [String: [String: TopicPermission]]] = [:]
+    public internal(set) var topicPermissions: [String: [String: [String: TopicPermission]]] = [:] {
+        didSet { hasTopicPermissions = topicPermissions.values.contains { !$0.isEmpty } }
+    }
+    /// False while no topic permission exists anywhere: publishes skip the check.
+    public private(set) var hasTopicPermissions = false
     var compiledPermissions: [String: [String: CompiledPermission]] = [:]
     /// Bumped whenever permissions change, so channels drop what they cached.
     public internal(set) var permissionsVersion: UInt64 = 0

@@ -36,27 +36,27 @@ public final class MessageQueue {
     public let exclusiveOwner: ConnectionID?
     public let arguments: FieldTable
     /// From the arguments and the policies that apply; replaced when policies change.
-    public internal(set) var settings: QueueSettings
+    @exclusivity(unchecked) public internal(set) var settings: QueueSettings
 
     /// Bindings with this queue as their destination.
     public internal(set) var bindings: Set<Binding> = []
 
     @exclusivity(unchecked) private var ready: ReadyList
     @exclusivity(unchecked) public private(set) var unackedCount = 0
-    public private(set) var consumers: [Consumer] = []
+    @exclusivity(unchecked) public private(set) var consumers: [Consumer] = []
     @exclusivity(unchecked) private var roundRobin = 0
     /// Whether consumers have different `x-priority` values (the general dispatch path).
-    private var consumerPriorities = false
+    @exclusivity(unchecked) private var consumerPriorities = false
     private var hadConsumer = false
     @exclusivity(unchecked) private var nextSeq: UInt64 = 0
     public private(set) var isDeleted = false
     /// Last use (declare, consume, get, last consumer gone), for `x-expires`.
-    var lastUsed: Int64
+    @exclusivity(unchecked) var lastUsed: Int64
     /// Holds messages with a deadline: the broker's tick looks at this queue.
-    var hasDeadlines = false
+    @exclusivity(unchecked) var hasDeadlines = false
 
     /// Connections whose reading this queue paused (flow control), by identity.
-    private var pausedPublishers: [ObjectIdentifier: AMQPConnection] = [:]
+    @exclusivity(unchecked) private var pausedPublishers: [ObjectIdentifier: AMQPConnection] = [:]
 
     /// Flow control: with more ready messages than this, and consumers held back by their
     /// sockets, publishers to the queue stop being read...
@@ -109,12 +109,11 @@ public final class MessageQueue {
     /// Returns false when the queue refuses it (`x-overflow` reject-publish[-dlx] at the limit).
     @discardableResult
     public func enqueue(_ message: Message) -> Bool {
-        let s = settings
         var expiresAt: Int64 = 0
         var now: Int64 = 0
-        if s.messageTTL != nil || message.properties.expiration != nil {
+        if settings.messageTTL != nil || message.properties.expiration != nil {
             now = self.now
-            if let ttl = s.messageTTL { expiresAt = now + ttl }
+            if let ttl = settings.messageTTL { expiresAt = now + ttl }
             if let e = message.properties.expiration, let ms = Int64(e), ms >= 0 {
                 expiresAt = expiresAt == 0 ? now + ms : min(expiresAt, now + ms)
             }
@@ -122,7 +121,7 @@ public final class MessageQueue {
             vhost.broker.watch(self)
         }
         var priority: UInt8 = 0
-        if let max = s.maxPriority { priority = min(message.properties.priority ?? 0, max) }
+        if let max = settings.maxPriority { priority = min(message.properties.priority ?? 0, max) }
         let entry = QueueEntry(message: message, redelivered: false, seq: nextSeq, expiresAt: expiresAt, priority: priority)
 
         if ready.isEmpty, let consumer = nextConsumerWithRoom() {
@@ -138,14 +137,15 @@ public final class MessageQueue {
             deadLetter(entry, .expired)
             return true
         }
-        if s.maxLength != nil || s.maxLengthBytes != nil, s.overflow != .dropHead, isFull(adding: message.bodySize) {
-            if s.overflow == .rejectPublishDLX { deadLetter(entry, .maxlen) }
+        let limited = settings.maxLength != nil || settings.maxLengthBytes != nil
+        if limited, settings.overflow != .dropHead, isFull(adding: message.bodySize) {
+            if settings.overflow == .rejectPublishDLX { deadLetter(entry, .maxlen) }
             return false
         }
         nextSeq &+= 1
         publishedCount &+= 1
         ready.append(entry)
-        if s.maxLength != nil || s.maxLengthBytes != nil { dropOverLimit() }
+        if limited { dropOverLimit() }
         return true
     }
 
