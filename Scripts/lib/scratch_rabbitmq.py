@@ -37,6 +37,25 @@ def amqp_ready(port, timeout=60):
     return False
 
 
+def install():
+    """Debian's rabbitmq-server, without letting the package start its own system node on 5672
+    (a policy-rc.d that refuses service starts, as container images have, for the install)."""
+    log("installing rabbitmq-server with apt-get ...")
+    policy = "/usr/sbin/policy-rc.d"
+    added_policy = not os.path.exists(policy)
+    if added_policy:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=True, env=env)
+    finally:
+        if added_policy:
+            os.remove(policy)
+
+
 class RabbitMQ:
     name = "rabbitmq"
 
@@ -53,10 +72,7 @@ class RabbitMQ:
 
     def __init__(self, plugins=("rabbitmq_management",)):
         if not shutil.which("rabbitmq-server"):
-            log("installing rabbitmq-server with apt-get ...")
-            subprocess.run(["apt-get", "update", "-qq"], check=True)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=True,
-                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+            install()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="rabbit-bench-")
         self.nodename = f"bench{self.port}@localhost"

@@ -86,6 +86,14 @@ public final class AMQPClientConnection: Sendable {
         try await channel.close()
     }
 
+    /// Calls `listener(reason)` on the event loop when the broker blocks this connection's
+    /// publishers (connection.blocked, e.g. on a resource alarm) and `listener(nil)` when it
+    /// unblocks them.
+    public func setBlockedListener(_ listener: @escaping @Sendable (String?) -> Void) async throws {
+        let handler = self.handler
+        try await eventLoop.submit { handler.value.blockedListener = listener }.get()
+    }
+
     /// The reason the connection closed, once it has.
     public func closeReason() async -> AMQPClientError? {
         let handler = self.handler

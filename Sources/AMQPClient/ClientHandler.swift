@@ -245,8 +245,10 @@ final class ClientHandler: ChannelInboundHandler {
             shutdown(.connectionClosed(error))
         case .connectionCloseOk:
             shutdown(closeError ?? .connectionClosed(nil))
-        case .connectionBlocked, .connectionUnblocked:
-            break
+        case .connectionBlocked(let b):
+            blockedListener?(b.reason)
+        case .connectionUnblocked:
+            blockedListener?(nil)
         default:
             sendConnectionClose(AMQPError(.commandInvalid, "unexpected \(m.name) on channel 0", classID: m.classID, methodID: m.methodID))
         }
@@ -399,6 +401,8 @@ final class ClientHandler: ChannelInboundHandler {
 
     /// Told when the socket's writability changes, on the event loop.
     var writabilityListeners: [@Sendable (Bool) -> Void] = []
+    /// Told of connection.blocked (with the broker's reason) and connection.unblocked (nil).
+    var blockedListener: (@Sendable (String?) -> Void)?
 
     func closeChannel(_ channel: UInt16, promise: EventLoopPromise<Void>) {
         guard phase == .open, let ch = channels[channel], ch.closedError == nil else {

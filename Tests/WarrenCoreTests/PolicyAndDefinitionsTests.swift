@@ -128,6 +128,19 @@ struct DefinitionsTests {
         #expect(a == b)
     }
 
+    @Test("vhost limits set through the admin interface export as RabbitMQ's vhost-limits parameter")
+    func vhostLimitsExport() throws {
+        let broker = Broker()
+        broker.addVirtualHost("v")
+        try broker.setVirtualHostLimits("v", VirtualHostLimits(maxQueues: 7))
+        #expect(broker.parameters["v"]?["vhost-limits"]?["limits"] == .object(["max-queues": .int(7)]))
+        let second = Broker()
+        try second.importDefinitions(broker.exportDefinitions())
+        #expect(second.vhosts["v"]?.limits == VirtualHostLimits(maxQueues: 7))
+        try broker.setVirtualHostLimits("v", VirtualHostLimits())
+        #expect(broker.parameters["v"]?["vhost-limits"]?["limits"] == nil)
+    }
+
     @Test("bad definitions are refused with a message that names the entry")
     func errors() {
         let broker = Broker()

@@ -21,17 +21,17 @@ def warren_binary():
 class Node:
     """A warren process bound to 127.0.0.1 on a port it picked."""
 
-    def __init__(self, name, extra_args=()):
+    def __init__(self, name, extra_args=(), bind="127.0.0.1"):
         name = name.replace('/', '_')
         os.makedirs(ARTIFACTS, exist_ok=True)
         self.data_dir = tempfile.mkdtemp(prefix="warren-test-")
         self.log_path = os.path.join(ARTIFACTS, f"{name}.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [warren_binary(), "--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", self.data_dir, *extra_args],
+            [warren_binary(), "--amqp-port", "0", "--bind", bind, "--data-dir", self.data_dir, *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
-        self.host = "127.0.0.1"
+        self.host = bind
         self.port = self._wait_for_port()
 
     def _wait_for_port(self, timeout=30):

@@ -39,8 +39,17 @@ extension Broker {
     }
 
     public func setVirtualHostLimits(_ name: String, _ limits: VirtualHostLimits) throws(AdminError) {
-        guard let v = vhosts[name] else { throw AdminError("no vhost '\(name)'") }
-        v.limits = limits
+        guard vhosts[name] != nil else { throw AdminError("no vhost '\(name)'") }
+        // RabbitMQ keeps vhost limits as the runtime parameter vhost-limits/limits, and that is
+        // what its definitions import reads: keep the two in step so exports carry them.
+        var value: [String: JSONValue] = [:]
+        if let n = limits.maxConnections { value["max-connections"] = .int(Int64(n)) }
+        if let n = limits.maxQueues { value["max-queues"] = .int(Int64(n)) }
+        if value.isEmpty {
+            clearParameter(vhost: name, component: "vhost-limits", name: "limits")
+        } else {
+            try setParameter(vhost: name, component: "vhost-limits", name: "limits", value: .object(value))
+        }
     }
 
     // MARK: users

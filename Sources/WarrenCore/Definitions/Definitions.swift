@@ -1,4 +1,4 @@
-public import AMQPProtocol
+import AMQPProtocol
 public import Foundation
 import Logging
 
@@ -218,7 +218,7 @@ extension Broker {
                 limits.maxConnections = o["max-connections"]?.intValue.map(Int.init)
                 limits.maxQueues = o["max-queues"]?.intValue.map(Int.init)
             }
-            host.limits = limits
+            if limits != host.limits { try setVirtualHostLimits(name, limits) }
         }
         for p in list("permissions") {
             try setPermissionsChecked(
