@@ -23,7 +23,8 @@ public final class WarrenNode: Sendable {
         // One loop owns the broker and every connection (docs/architecture.md explains why).
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
-        let brokerConfig = configuration.broker
+        var brokerConfig = configuration.broker
+        brokerConfig.seedDefaults = configuration.loadDefinitions == nil
         var brokerLogger = logger
         brokerLogger[metadataKey: "subsystem"] = "amqp"
         let logger2 = brokerLogger

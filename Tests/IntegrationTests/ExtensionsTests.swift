@@ -75,6 +75,19 @@ struct ExtensionsTests {
         }
     }
 
+    @Test("with definitions loaded at boot there is no default guest user, as in RabbitMQ")
+    func noDefaultUserWithDefinitions() async throws {
+        let path = NSTemporaryDirectory() + "warren-defs-\(UUID().uuidString).json"
+        try Data(#"{"users": [{"name": "ops", "password": "opspw", "tags": []}], "vhosts": [{"name": "/"}], "permissions": [{"user": "ops", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}"#.utf8)
+            .write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await withNode({ $0.loadDefinitions = path }) { node in
+            let guest = await brokerError { _ = try await node.connect() }
+            #expect(guest?.replyCode == 403)
+            try await node.connect(user("ops", "opspw", "/")).close()
+        }
+    }
+
     @Test("admin interface: deleting a vhost closes its connections and removes its objects")
     func deleteVirtualHost() async throws {
         try await withSecuredNode { node in

@@ -164,6 +164,26 @@ struct AccessControlTests {
         #expect(!broker.canAccess(vhost: "v1", user: "alice"))
     }
 
+    @Test("deleting a vhost under consumers with unacked messages, then the client answering")
+    func deleteVirtualHostWithUnacked() throws {
+        let broker = accessBroker()
+        broker.setPermissions(user: "guest", vhost: "v1", .all)
+        let c = client(broker, "guest", "guest", "v1")
+        c.send(channel: 1, .queueDeclare(QueueDeclare(queue: "q")))
+        c.send(channel: 1, .queueDeclare(QueueDeclare(queue: "ex", exclusive: true)))
+        c.send(channel: 1, .basicConsume(BasicConsume(queue: "q", consumerTag: "t")))
+        for i in 0..<3 { c.publish(routingKey: "q", body: "\(i)") }
+        try broker.deleteVirtualHost("v1")
+        #expect(c.methods(channel: 0).last?.closeCode == 320)
+        // The client, not yet aware, keeps talking; then answers. Nothing touches the old vhost.
+        c.send(channel: 1, .basicAck(BasicAck(deliveryTag: 1)))
+        c.publish(routingKey: "q", body: "late")
+        c.send(channel: 0, .connectionCloseOk(ConnectionCloseOk()))
+        #expect(broker.connections.isEmpty)
+        broker.addVirtualHost("v1")
+        #expect(broker.vhosts["v1"]!.queues.isEmpty)
+    }
+
     @Test("the expiration property is checked as RabbitMQ checks it", arguments: [
         ("abc", "no_integer"), ("-1", "{value_negative,-1}"), ("1.5", "{leftover_string,\".5\"}"), ("", "no_integer"),
     ])

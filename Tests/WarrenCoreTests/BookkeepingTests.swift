@@ -12,7 +12,7 @@ struct BookkeepingTests {
 
     @Test("acks in order, out of order, multiple, and unknown tags")
     func ledger() throws {
-        let v = Broker().vhosts["/"]!
+        let v = liveDefaultVirtualHost()
         let (q, _) = try v.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
         var l = UnackedLedger()
         for t in [1, 2, 3, 5, 8] as [UInt64] { l.append(delivery(t, q)) }

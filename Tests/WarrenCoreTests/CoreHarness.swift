@@ -1,4 +1,5 @@
 import AMQPProtocol
+import Foundation
 import NIOCore
 import Testing
 
@@ -143,4 +144,20 @@ func encodeFrames(_ frames: [AMQPFrame]) -> ByteBuffer {
     var b = ByteBuffer()
     for f in frames { b.writeAMQPFrame(f) }
     return b
+}
+
+/// The default vhost of a fresh broker that stays alive for the whole test run. A vhost refers to
+/// its broker unowned (the broker owns its vhosts), so a test that keeps only the vhost must not
+/// let the broker go.
+func liveDefaultVirtualHost() -> VirtualHost {
+    let broker = Broker()
+    LiveBrokers.shared.keep(broker)
+    return broker.vhosts["/"]!
+}
+
+final class LiveBrokers: @unchecked Sendable {
+    static let shared = LiveBrokers()
+    private let lock = NSLock()
+    private var brokers: [Broker] = []
+    func keep(_ broker: Broker) { lock.withLock { brokers.append(broker) } }
 }

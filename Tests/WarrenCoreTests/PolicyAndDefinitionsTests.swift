@@ -9,7 +9,7 @@ let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 
 @Suite("Policies")
 struct PolicyTests {
-    @Test("a policy applies to matching queues at once; arguments win; operator policies cap")
+    @Test("a policy applies to matching queues at once; the lowest limit wins; operator policies cap")
     func apply() throws {
         let broker = Broker()
         let c = TestClient.ready(broker)
@@ -20,11 +20,12 @@ struct PolicyTests {
         let v = broker.vhosts["/"]!
         #expect(v.queues["app.orders"]!.messageCount == 2, "trimmed when the policy arrives")
         #expect(v.queues["app.orders"]!.settings.policyName == "limits")
-        #expect(v.queues["app.args"]!.settings.maxLength == 5, "the argument wins over the policy")
+        #expect(v.queues["app.args"]!.settings.maxLength == 2, "the lower of argument (5) and policy (2)")
         try broker.setPolicy(Policy(name: "cap", vhost: "/", pattern: ".*", applyTo: .queues, definition: ["max-length": .int(3)]), operator: true)
-        #expect(v.queues["app.args"]!.settings.maxLength == 3, "the operator policy caps it")
+        #expect(v.queues["app.args"]!.settings.maxLength == 2)
         try broker.clearPolicy(vhost: "/", name: "limits")
-        #expect(v.queues["app.orders"]!.settings.maxLength == 3)
+        #expect(v.queues["app.orders"]!.settings.maxLength == 3, "the operator policy alone")
+        #expect(v.queues["app.args"]!.settings.maxLength == 3, "the operator policy caps the argument")
     }
 
     @Test("the highest priority policy wins")

@@ -42,7 +42,7 @@ struct TopicRoutingTests {
 
     /// A vhost with topic exchange "t" and queue "q", unbound.
     func topicAndQueue() throws -> (VirtualHost, Exchange, MessageQueue) {
-        let vhost = Broker().vhosts["/"]!
+        let vhost = liveDefaultVirtualHost()
         let x = try vhost.declareExchange(name: "t", type: "topic", durable: false, autoDelete: false, internal: false, arguments: [:])
         let (q, _) = try vhost.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
         return (vhost, x, q)

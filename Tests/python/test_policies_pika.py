@@ -106,6 +106,11 @@ def test_the_lower_of_queue_argument_and_policy_wins_for_limits(ch):
         confirm.basic_publish("", "pol.len.arg", b"4")  # overflow reject-publish from the policy
 
 
+def test_a_policy_limit_below_the_argument_wins(ch):
+    ch.queue_declare("pol.len.high", arguments={"x-max-length": 10})
+    assert fill(ch, "pol.len.high", 7) == 5
+
+
 def test_an_operator_policy_caps_what_a_policy_allows(ch):
     ch.queue_declare("pol.len.capped")
     assert fill(ch, "pol.len.capped", 4) == 2

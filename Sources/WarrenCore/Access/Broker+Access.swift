@@ -62,7 +62,16 @@ extension Broker {
         guard let tp = topicPermissions[vhost]?[user]?[exchange] else { return }
         let pattern = (kind == .write ? tp.write : tp.read)
             .replacingOccurrences(of: "{username}", with: user).replacingOccurrences(of: "{vhost}", with: vhost)
-        guard CompiledPattern(pattern).matches(key) else {
+        let compiled: CompiledPattern
+        if let c = compiledTopicPatterns[pattern] {
+            compiled = c
+        } else {
+            // Compiling a regex costs far more than matching one: once per distinct pattern.
+            if compiledTopicPatterns.count >= 4096 { compiledTopicPatterns.removeAll() }
+            compiled = CompiledPattern(pattern)
+            compiledTopicPatterns[pattern] = compiled
+        }
+        guard compiled.matches(key) else {
             throw .accessRefused("access to topic '\(key)' in exchange '\(exchange)' in vhost '\(vhost)' refused for user '\(user)'")
         }
     }

@@ -67,6 +67,7 @@ public final class AMQPConnection {
     @exclusivity(unchecked) private var ticksSinceReceive = 0
     @exclusivity(unchecked) private var ticksSinceSend = 0
     private var released = false
+    private var resourcesReleased = false
     @exclusivity(unchecked) private var routeScratch: [MessageQueue] = []
     /// Queues that paused this connection's reading (flow control); read again when none is left.
     private var pausedBy: [ObjectIdentifier: MessageQueue] = [:]
@@ -339,14 +340,27 @@ public final class AMQPConnection {
         if machine.state == .closed {
             release()
             transport?.disconnect()
+        } else {
+            // Nothing but close-ok counts from now on: let go of channels (requeueing their
+            // unacked messages for other consumers) and exclusive queues at once, as RabbitMQ
+            // does, not when the client gets round to answering.
+            releaseResources()
         }
     }
 
-    /// Lets go of everything the connection holds, once: channels (requeueing their unacked
-    /// messages), exclusive queues, and its registration with the broker.
+    /// Lets go of everything the connection holds, once: its resources and its registration
+    /// with the broker (which keeps counting it against limits until then).
     private func release() {
+        releaseResources()
         guard !released else { return }
         released = true
+        if id != 0 { broker.unregister(id) }
+    }
+
+    /// Channels (requeueing their unacked messages), paused publishers and exclusive queues.
+    private func releaseResources() {
+        guard !resourcesReleased else { return }
+        resourcesReleased = true
         let open = channels.values
         channels.removeAll()
         for ch in open {
@@ -358,7 +372,6 @@ public final class AMQPConnection {
         for q in exclusiveQueues { q.vhost.removeQueue(q) }
         exclusiveQueues.removeAll()
         confirmChannels.removeAll()
-        if id != 0 { broker.unregister(id) }
     }
 
     // MARK: events from the shell

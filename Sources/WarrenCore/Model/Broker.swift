@@ -5,6 +5,9 @@ public struct BrokerConfiguration: Sendable {
     public var defaultUser = "guest"
     public var defaultPassword = "guest"
     public var defaultVirtualHost = "/"
+    /// Create the default user and vhost at start. Off when definitions are imported at boot:
+    /// RabbitMQ then creates only what the definitions say (no stray guest account).
+    public var seedDefaults = true
     /// Users that may connect from loopback addresses only (RabbitMQ's `loopback_users`).
     public var loopbackUsers: Set<String> = ["guest"]
     public var channelMax: UInt16 = 2047
@@ -66,6 +69,8 @@ public final class Broker {
     /// False while no topic permission exists anywhere: publishes skip the check.
     public private(set) var hasTopicPermissions = false
     var compiledPermissions: [String: [String: CompiledPermission]] = [:]
+    /// Topic permission patterns after {username}/{vhost} expansion, compiled once each.
+    var compiledTopicPatterns: [String: CompiledPattern] = [:]
     /// Bumped whenever permissions change, so channels drop what they cached.
     public internal(set) var permissionsVersion: UInt64 = 0
     /// Runtime parameters by vhost, component and name (federation upstreams, ...), and global
@@ -97,6 +102,7 @@ public final class Broker {
         self.randomSource = random
         // As RabbitMQ on first boot: the default user, an administrator with full permissions
         // on the default vhost.
+        guard configuration.seedDefaults else { return }
         addVirtualHost(configuration.defaultVirtualHost, description: "Default virtual host")
         putUser(User(name: configuration.defaultUser, password: configuration.defaultPassword, tags: ["administrator"]))
         setPermissions(user: configuration.defaultUser, vhost: configuration.defaultVirtualHost, .all)

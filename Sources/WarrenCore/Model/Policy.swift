@@ -106,8 +106,8 @@ public enum OverflowBehaviour: String, Sendable {
     case rejectPublishDLX = "reject-publish-dlx"
 }
 
-/// The settings a queue runs with, from its arguments and the policies that apply to it.
-/// Arguments win over a policy; an operator policy caps numeric limits (the lower value wins).
+/// The settings a queue runs with, from its arguments and the policies that apply to it:
+/// numeric limits take the lowest of the three, other keys prefer the argument to the policy.
 public struct QueueSettings: Sendable, Equatable {
     public var messageTTL: Int64?
     public var expires: Int64?
@@ -131,10 +131,11 @@ public struct QueueSettings: Sendable, Equatable {
         let op = operatorPolicy?.definition ?? [:]
         s.policyName = policy?.name
         s.operatorPolicyName = operatorPolicy?.name
+        // RabbitMQ 3.10 (rabbit_amqqueue_process:process_args_policy): for these numeric
+        // settings the lowest of argument, policy and operator policy wins; for the others
+        // (dead-letter-*, overflow, queue-mode) the argument wins over the policy.
         func int(_ arg: String, _ key: String) -> Int64? {
-            let chosen = a[arg]?.integerValue ?? p[key]?.intValue
-            guard let cap = op[key]?.intValue else { return chosen }
-            return chosen.map { min($0, cap) } ?? cap
+            [a[arg]?.integerValue, p[key]?.intValue, op[key]?.intValue].compactMap { $0 }.min()
         }
         s.messageTTL = int("x-message-ttl", "message-ttl")
         s.expires = int("x-expires", "expires")
