@@ -20,6 +20,7 @@ DEFINITIONS = {
     "vhosts": [{"name": "/"}, {"name": "v1"}, {"name": "vlim"}],
     "permissions": [
         {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"},
+        {"user": "guest", "vhost": "v1", "configure": "^iso\\.", "write": "^iso\\.|amq\\.default|amq\\.direct", "read": "^iso\\.|amq\\.direct"},
         {"user": "alice", "vhost": "v1", "configure": "^alice-.*", "write": "^alice-.*|amq\\.default", "read": "^alice-.*|amq\\.direct"},
         {"user": "bob", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"},
         {"user": "carol", "vhost": "vlim", "configure": ".*", "write": ".*", "read": ".*"},
@@ -120,6 +121,27 @@ def test_permission_checked_per_method(secured, case):
         assert got[2].endswith("' in vhost 'v1' refused for user 'alice'")
     else:
         assert got == expected
+
+
+def test_vhosts_isolate_names_and_traffic(secured):
+    root, v1 = connect(secured, "guest", "guest", "/"), connect(secured, "guest", "guest", "v1")
+    rch, vch = root.channel(), v1.channel()
+    for ch in (rch, vch):
+        ch.queue_declare("iso.q")
+        ch.queue_purge("iso.q")
+        ch.queue_bind("iso.q", "amq.direct", "iso")
+    rch.basic_publish("", "iso.q", b"root")
+    rch.basic_publish("amq.direct", "iso", b"root via amq.direct")
+    vch.basic_publish("", "iso.q", b"v1")
+    time.sleep(0.05)
+    assert rch.queue_declare("iso.q", passive=True).method.message_count == 2
+    assert vch.queue_declare("iso.q", passive=True).method.message_count == 1
+    assert vch.basic_get("iso.q", auto_ack=True)[2] == b"v1"
+    vch.queue_delete("iso.q")
+    assert rch.queue_declare("iso.q", passive=True).method.message_count == 2
+    rch.queue_delete("iso.q")
+    root.close()
+    v1.close()
 
 
 def test_no_permissions_in_a_vhost_refuses_connection_open(secured):
