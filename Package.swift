@@ -45,6 +45,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // CRC-32C with the SSE4.2 instruction where the CPU has it (the store checksums every
+        // record it writes and reads).
+        .target(name: "CWarrenCRC"),
+        // Durable storage: the shared log with group commit, paging, checkpoints, compaction,
+        // recovery. Implements WarrenCore's MessageStore.
+        .target(
+            name: "WarrenStore",
+            dependencies: [
+                "WarrenCore", "AMQPProtocol", "CWarrenCRC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The thin NIO shell around WarrenCore.
         .target(
             name: "AMQPServer",
@@ -71,7 +86,7 @@ let package = Package(
         .target(
             name: "WarrenNode",
             dependencies: [
-                "AMQPServer", "WarrenCore",
+                "AMQPServer", "WarrenCore", "WarrenStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenNode", "WarrenCore",
+                "WarrenNode", "WarrenCore", "WarrenStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -126,6 +141,15 @@ let package = Package(
         .testTarget(
             name: "WarrenCoreTests",
             dependencies: ["WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WarrenStoreTests",
+            dependencies: [
+                "WarrenStore", "WarrenCore", "AMQPProtocol", "CWarrenCRC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

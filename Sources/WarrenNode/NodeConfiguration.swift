@@ -18,6 +18,7 @@ public struct NodeConfiguration: Sendable {
     /// A definitions file (RabbitMQ's JSON format) to import at boot.
     public var loadDefinitions: String?
     public var broker = BrokerConfiguration()
+    public var resources = ResourceLimits()
 
     public init() {}
 
@@ -83,6 +84,17 @@ public struct NodeConfiguration: Sendable {
         },
         Setting(name: "shutdown-timeout", help: "Seconds to wait for clients to close at shutdown (default 10).") { c, v in
             c.shutdownTimeoutSeconds = try number(v, "shutdown-timeout", max: 3600)
+        },
+        Setting(
+            name: "memory-high-watermark",
+            help: "Memory at which publishers are blocked: a share of RAM (0.4, the default) or bytes (2GB, 512MiB)."
+        ) { c, v in
+            guard let m = ResourceLimits.parseMemory(v) else { throw Error("memory-high-watermark: expected a share like 0.4 or a size like 2GB, got '\(v)'") }
+            c.resources.memoryHighWatermark = m
+        },
+        Setting(name: "disk-free-limit", help: "Free disk space below which publishers are blocked (default 50MB).") { c, v in
+            guard let n = ResourceLimits.parseBytes(v) else { throw Error("disk-free-limit: expected a size like 50MB or 1GiB, got '\(v)'") }
+            c.resources.diskFreeLimit = n
         },
     ]
 

@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -5,17 +6,23 @@ public import ServiceLifecycle
 import UnixSignals
 import AMQPServer
 public import WarrenCore
+public import WarrenStore
 
-/// The composition root of a node: one event loop for the broker, the services, and their
-/// graceful shutdown on SIGTERM/SIGINT.
+/// The composition root of a node: one event loop for the broker and its store, the services,
+/// and their graceful shutdown on SIGTERM/SIGINT.
 public final class WarrenNode: Sendable {
     public let configuration: NodeConfiguration
     public let logger: Logger
     public let dataDirectory: DataDirectory
     let group: MultiThreadedEventLoopGroup
     public let broker: NIOLoopBound<Broker>
+    public let store: NIOLoopBound<FileMessageStore>
     private let tickTask: RepeatedTask
+    private let monitorTask: RepeatedTask
 
+    /// Opens the data directory, recovers the store (refusing to start on corruption, with a
+    /// message that says what to do), rebuilds the broker from it and imports the definitions
+    /// file, if any.
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
@@ -23,21 +30,47 @@ public final class WarrenNode: Sendable {
         // One loop owns the broker and every connection (docs/architecture.md explains why).
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
-        var brokerConfig = configuration.broker
-        brokerConfig.seedDefaults = configuration.loadDefinitions == nil
+        let brokerConfig = configuration.broker
         var brokerLogger = logger
         brokerLogger[metadataKey: "subsystem"] = "amqp"
-        let logger2 = brokerLogger
+        var storeLogger = logger
+        storeLogger[metadataKey: "subsystem"] = "store"
         let definitions = configuration.loadDefinitions
-        let broker = try loop.submit {
-            let broker = Broker(configuration: brokerConfig, logger: logger2)
+        let storeDirectory = (dataDirectory.path as NSString).appendingPathComponent("store")
+        let (broker, store) = try loop.submit { [brokerLogger, storeLogger] in
+            var config = brokerConfig
+            config.seedDefaults = false
+            let broker = Broker(configuration: config, logger: brokerLogger)
+            let store = try FileMessageStore(directory: storeDirectory, logger: storeLogger) { task in loop.execute(task) }
+            store.snapshotProvider = { [unowned broker] in broker.exportDefinitions(durableOnly: true) }
+            store.onFatal = { error in
+                // Crash-only: after a failed write or fsync nothing more can be promised, and
+                // recovery at the next start is what makes the state right again.
+                storeLogger.critical("store failed, stopping the node: \(error.description)")
+                exit(70)
+            }
+            broker.attach(store: store)
+            if store.isFresh {
+                // RabbitMQ's first boot: the default user and vhost, unless definitions say who.
+                if definitions == nil { broker.seedDefaults() }
+            } else {
+                broker.recover(metadata: store.recoveredMetadata, queues: store.recoveredQueues)
+            }
             if let definitions { try broker.importDefinitions(file: definitions) }
-            return NIOLoopBound(broker, eventLoop: loop)
+            return (NIOLoopBound(broker, eventLoop: loop), NIOLoopBound(store, eventLoop: loop))
         }.wait()
         self.broker = broker
-        // Message TTL and queue expiry: expired heads and unused queues go within 50 ms.
+        self.store = store
+        // Message TTL and queue expiry: expired heads and unused queues go within 50 ms; the
+        // store syncs what nobody waited for, checkpoints and compacts on the same beat.
         self.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { _ in
             broker.value.tick()
+            store.value.tick()
+        }
+        let limits = configuration.resources
+        let dataPath = dataDirectory.path
+        self.monitorTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
+            broker.value.apply(resources: ResourceReadings.read(dataDirectory: dataPath), limits: limits)
         }
     }
 
@@ -63,9 +96,13 @@ public final class WarrenNode: Sendable {
         logger.notice("node stopped")
     }
 
-    /// Stops the event loop when the node was driven through `services()` instead of `run()`.
+    /// Closes the store (everything synced, a final checkpoint) and stops the event loop, once
+    /// the services have stopped.
     public func shutdownEventLoops() async throws {
         tickTask.cancel()
+        monitorTask.cancel()
+        let store = self.store
+        try await store.eventLoop.submit { store.value.close() }.get()
         try await group.shutdownGracefully()
     }
 

@@ -3,12 +3,21 @@ import Foundation
 import Logging
 import WarrenCore
 import WarrenNode
+import WarrenStore
 
 @main
 struct WarrenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren",
         abstract: "Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.",
+        subcommands: [Serve.self, Repair.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Runs a node (what `warren` does without a subcommand).
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a node (the default).",
         discussion: """
             Every option can also be set by the environment variable WARREN_<NAME> (e.g. \
             WARREN_AMQP_PORT) or by the key <name> in the config file (e.g. amqp_port = 5672). \
@@ -31,6 +40,9 @@ struct WarrenCommand: AsyncParsableCommand {
     @Option(name: .customLong("handshake-timeout"), help: "Seconds to complete the AMQP handshake (default 10).") var handshakeTimeout: String?
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to wait for clients at shutdown (default 10).") var shutdownTimeout: String?
     @Option(name: .customLong("load-definitions"), help: "Definitions file (RabbitMQ's JSON format) to import at boot.") var loadDefinitions: String?
+    @Option(name: .customLong("memory-high-watermark"), help: "Memory at which publishers are blocked: 0.4 of RAM (default) or a size (2GB).")
+    var memoryHighWatermark: String?
+    @Option(name: .customLong("disk-free-limit"), help: "Free disk below which publishers are blocked (default 50MB).") var diskFreeLimit: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -40,7 +52,7 @@ struct WarrenCommand: AsyncParsableCommand {
             ("loopback-users", loopbackUsers), ("heartbeat", heartbeat), ("frame-max", frameMax),
             ("channel-max", channelMax), ("max-message-size", maxMessageSize),
             ("handshake-timeout", handshakeTimeout), ("shutdown-timeout", shutdownTimeout),
-            ("load-definitions", loadDefinitions),
+            ("load-definitions", loadDefinitions), ("memory-high-watermark", memoryHighWatermark), ("disk-free-limit", diskFreeLimit),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 
@@ -67,6 +79,47 @@ struct WarrenCommand: AsyncParsableCommand {
         } catch let error as AdminError {
             logger.critical("cannot load definitions: \(error.description)")
             throw ExitCode(1)
+        } catch let error as StoreError {
+            logger.critical("cannot start: \(error.description)")
+            throw ExitCode(1)
         }
+    }
+}
+
+/// `warren repair`: makes a store that refuses to start usable again, dropping what cannot be
+/// read (docs/storage.md).
+struct Repair: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Repair a data directory whose store refuses to start (the node must be stopped).")
+
+    @Option(name: .customLong("data-dir"), help: "The node's data directory.") var dataDir: String?
+    @Option(name: .long, help: "Config file, to find the data directory in.") var config: String?
+
+    func run() throws {
+        var flags: [String: String] = [:]
+        if let dataDir { flags["data-dir"] = dataDir }
+        if let config { flags["config"] = config }
+        let configuration = try NodeConfiguration.load(flags: flags, environment: ProcessInfo.processInfo.environment)
+        let path = configuration.resolvedDataDirectory()
+        let lock: DataDirectory
+        do {
+            lock = try DataDirectory(path: path)
+        } catch let error as DataDirectory.Error {
+            FileHandle.standardError.write(Data("warren repair: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+        do {
+            let report = try StoreRepair.repair(directory: (lock.path as NSString).appendingPathComponent("store"))
+            if report.isClean {
+                print("warren repair: nothing to repair in \(path)")
+            } else {
+                for action in report.actions { print("warren repair: \(action)") }
+                print("warren repair: done; \(report.bytesDropped) bytes dropped. The node can start.")
+            }
+        } catch {
+            FileHandle.standardError.write(Data("warren repair: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+        _ = lock
     }
 }

@@ -88,7 +88,7 @@ import ArgumentParser
 struct CommandLineTests {
     @Test("every setting has a flag of the same name")
     func everySettingHasAFlag() {
-        let help = WarrenCommand.helpMessage(columns: 400)
+        let help = Serve.helpMessage(columns: 400)
         for s in NodeConfiguration.settings {
             #expect(help.contains("--\(s.name)"), "warren --help does not list --\(s.name)")
         }

@@ -18,6 +18,7 @@ extension Broker {
         v.descriptionText = description
         v.tags = tags
         vhosts[name] = v
+        journal(Self.putChange("vhosts", Self.json(vhost: v)))
         logger.info("added vhost", metadata: ["vhost": "\(name)"])
         return v
     }
@@ -35,6 +36,7 @@ extension Broker {
         policies[name] = nil
         operatorPolicies[name] = nil
         permissionsVersion &+= 1
+        journal(Self.deleteChange("vhost", ["name": .string(name)]))
         logger.info("deleted vhost", metadata: ["vhost": "\(name)"])
     }
 
@@ -58,6 +60,7 @@ extension Broker {
     public func putUser(_ user: User) {
         users[user.name] = user
         permissionsVersion &+= 1
+        journal(Self.putChange("users", Self.json(user: user)))
     }
 
     /// Deletes a user, its permissions, and closes its connections.
@@ -69,22 +72,26 @@ extension Broker {
             topicPermissions[v]?[name] = nil
         }
         permissionsVersion &+= 1
+        journal(Self.deleteChange("user", ["name": .string(name)]))
         for c in connections.values where c.user?.name == name { c.close(reason: "user '\(name)' is deleted") }
     }
 
     public func changePassword(user name: String, to password: String) throws(AdminError) {
         guard users[name] != nil else { throw AdminError("no user '\(name)'") }
         users[name]!.passwordHash = PasswordHash.make(password: password)
+        journal(Self.putChange("users", Self.json(user: users[name]!)))
     }
 
     public func setUserTags(_ name: String, _ tags: [String]) throws(AdminError) {
         guard users[name] != nil else { throw AdminError("no user '\(name)'") }
         users[name]!.tags = tags
+        journal(Self.putChange("users", Self.json(user: users[name]!)))
     }
 
     public func setUserLimits(_ name: String, _ limits: UserLimits) throws(AdminError) {
         guard users[name] != nil else { throw AdminError("no user '\(name)'") }
         users[name]!.limits = limits
+        journal(Self.putChange("users", Self.json(user: users[name]!)))
     }
 
     // MARK: permissions
@@ -93,6 +100,7 @@ extension Broker {
         permissions[vhost, default: [:]][user] = p
         compiledPermissions[vhost, default: [:]][user] = CompiledPermission(p)
         permissionsVersion &+= 1
+        journal(Self.putChange("permissions", Self.json(permission: p, user: user, vhost: vhost)))
     }
 
     /// Validates the patterns first; used by the admin paths that take them from people.
@@ -109,6 +117,7 @@ extension Broker {
         permissions[vhost]?[user] = nil
         compiledPermissions[vhost]?[user] = nil
         permissionsVersion &+= 1
+        journal(Self.deleteChange("permission", ["user": .string(user), "vhost": .string(vhost)]))
     }
 
     public func setTopicPermissions(user: String, vhost: String, _ p: TopicPermission) throws(AdminError) {
@@ -117,6 +126,7 @@ extension Broker {
         }
         topicPermissions[vhost, default: [:]][user, default: [:]][p.exchange] = p
         permissionsVersion &+= 1
+        journal(Self.putChange("topic_permissions", Self.json(topicPermission: p, user: user, vhost: vhost)))
     }
 
     public func clearTopicPermissions(user: String, vhost: String, exchange: String? = nil) {
@@ -126,6 +136,9 @@ extension Broker {
             topicPermissions[vhost]?[user] = nil
         }
         permissionsVersion &+= 1
+        var fields: [String: JSONValue] = ["user": .string(user), "vhost": .string(vhost)]
+        if let exchange { fields["exchange"] = .string(exchange) }
+        journal(Self.deleteChange("topic_permission", fields))
     }
 
     // MARK: parameters
@@ -137,19 +150,23 @@ extension Broker {
                 maxConnections: value["max-connections"]?.intValue.map(Int.init), maxQueues: value["max-queues"]?.intValue.map(Int.init))
         }
         parameters[vhost, default: [:]][component, default: [:]][name] = value
+        journal(Self.putChange("parameters", Self.json(parameter: value, component: component, name: name, vhost: vhost)))
     }
 
     public func clearParameter(vhost: String, component: String, name: String) {
         parameters[vhost]?[component]?[name] = nil
         if component == "vhost-limits" { vhosts[vhost]?.limits = VirtualHostLimits() }
+        journal(Self.deleteChange("parameter", ["vhost": .string(vhost), "component": .string(component), "name": .string(name)]))
     }
 
     public func setGlobalParameter(name: String, value: JSONValue) {
         globalParameters[name] = value
+        journal(Self.putChange("global_parameters", Self.json(globalParameter: value, name: name)))
     }
 
     public func clearGlobalParameter(name: String) {
         globalParameters[name] = nil
+        journal(Self.deleteChange("global_parameter", ["name": .string(name)]))
     }
 
     // MARK: alarms

@@ -152,9 +152,44 @@ extension ChannelSession {
         }
         connection.returnRouteScratch(consume queues)
         if confirmMode {
-            // In memory, a routed message is safe as soon as its queues hold it.
-            settleConfirm(seq, refused ? .nack : .ack)
+            // A routed message is safe once its queues hold it; a persisted one once the store
+            // has it on disk.
+            if !refused, let store = broker.messageStore, let position = store.persistedPosition(of: message) {
+                awaitDurable(position, confirm: seq)
+            } else {
+                settleConfirm(seq, refused ? .nack : .ack)
+            }
         }
+    }
+
+    /// Holds a confirm (or, with `confirm` 0, a tx.commit-ok) until the store reports
+    /// `position` durable.
+    func awaitDurable(_ position: UInt64, confirm: UInt64) {
+        durableWaits.append((position, confirm))
+        if durableWaits.count == 1 { broker.waitForDurability(self) }
+    }
+
+    /// The store is durable up to `position`: settles what waited for it. True when nothing
+    /// waits any more.
+    func durableReached(_ position: UInt64) -> Bool {
+        guard state == .open else {
+            durableWaits.removeAll()
+            return true
+        }
+        var confirmed = false
+        while let first = durableWaits.first, first.position <= position {
+            durableWaits.removeFirst()
+            if first.confirm == 0 {
+                connection.send(number, .txCommitOk(TxCommitOk()))
+            } else {
+                confirms.settle(first.confirm, .ack)
+                confirmed = true
+            }
+        }
+        if confirmed { connection.confirmsPending(on: self) }
+        if durableWaits.isEmpty { return true }
+        broker.messageStore?.requestSync()
+        return false
     }
 
     private func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
@@ -386,7 +421,16 @@ extension ChannelSession {
             route(p.message, via: p.exchange, mandatory: p.mandatory, bcc: p.bcc)
         }
         for s in tx.settlements { settle(s.deliveries, s.outcome) }
-        connection.send(number, .txCommitOk(TxCommitOk()))
+        // Persistent messages committed to durable queues: commit-ok once they are on disk.
+        var durableAt: UInt64?
+        if let store = broker.messageStore {
+            for p in tx.publishes { if let position = store.persistedPosition(of: p.message) { durableAt = max(durableAt ?? 0, position) } }
+        }
+        if let durableAt {
+            awaitDurable(durableAt, confirm: 0)
+        } else {
+            connection.send(number, .txCommitOk(TxCommitOk()))
+        }
     }
 
     func rollbackTransaction() throws(AMQPError) {

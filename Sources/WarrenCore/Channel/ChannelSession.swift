@@ -1,4 +1,5 @@
 import AMQPProtocol
+import DequeModule
 import Logging
 import NIOCore
 
@@ -31,6 +32,9 @@ public final class ChannelSession {
     @exclusivity(unchecked) var nextDeliveryTag: UInt64 = 1
     @exclusivity(unchecked) var confirmMode = false
     @exclusivity(unchecked) var confirms = ConfirmTracker()
+    /// Confirms (by sequence number; 0 stands for a tx.commit-ok) waiting for the store to make
+    /// a log position durable, in order.
+    var durableWaits = Deque<(position: UInt64, confirm: UInt64)>()
     /// Set while this channel waits in the connection's list of confirms to announce.
     @exclusivity(unchecked) var confirmFlushPending = false
     @exclusivity(unchecked) var transaction: Transaction?
@@ -189,6 +193,10 @@ public final class ChannelSession {
     /// go) and unacked deliveries return to their queues, in order, marked redelivered.
     func release(requeue: Bool) {
         stopReplies()
+        if !durableWaits.isEmpty {
+            durableWaits.removeAll()
+            broker.stopWaiting(self)
+        }
         let cancelled = Array(consumers.values)
         consumers.removeAll()
         transaction = nil

@@ -9,21 +9,11 @@ import Logging
 extension Broker {
     // MARK: export
 
-    public func exportDefinitions() -> JSONValue {
-        var users: [JSONValue] = []
-        for u in self.users.values.sorted(by: { $0.name < $1.name }) {
-            var limits: [String: JSONValue] = [:]
-            if let n = u.limits.maxConnections { limits["max-connections"] = .int(Int64(n)) }
-            if let n = u.limits.maxChannels { limits["max-channels"] = .int(Int64(n)) }
-            users.append(
-                .object([
-                    "name": .string(u.name),
-                    "password_hash": .string(u.passwordHash?.base64 ?? ""),
-                    "hashing_algorithm": .string(u.passwordHash?.algorithm.rawValue ?? PasswordHash.Algorithm.sha256.rawValue),
-                    "tags": .array(u.tags.map { .string($0) }),
-                    "limits": .object(limits),
-                ]))
-        }
+    /// Everything, in RabbitMQ's format. `durableOnly` leaves out what does not survive a restart
+    /// (transient and exclusive queues, transient exchanges, bindings with a transient end) and
+    /// names each durable queue's storage: that is the store's metadata snapshot.
+    public func exportDefinitions(durableOnly: Bool = false) -> JSONValue {
+        let users = self.users.values.sorted(by: { $0.name < $1.name }).map(Self.json(user:))
         var vhosts: [JSONValue] = []
         var permissions: [JSONValue] = []
         var topicPermissions: [JSONValue] = []
@@ -33,64 +23,37 @@ extension Broker {
         var exchanges: [JSONValue] = []
         var bindings: [JSONValue] = []
         for v in self.vhosts.values.sorted(by: { $0.name < $1.name }) {
-            var limitPairs: [JSONValue] = []
-            if let n = v.limits.maxConnections { limitPairs.append(.array([.string("max-connections"), .int(Int64(n))])) }
-            if let n = v.limits.maxQueues { limitPairs.append(.array([.string("max-queues"), .int(Int64(n))])) }
-            vhosts.append(
-                .object([
-                    "name": .string(v.name), "limits": .array(limitPairs),
-                    "metadata": .object(["description": .string(v.descriptionText), "tags": .array(v.tags.map { .string($0) })]),
-                ]))
+            vhosts.append(Self.json(vhost: v))
             for (user, p) in (self.permissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
-                permissions.append(
-                    .object([
-                        "user": .string(user), "vhost": .string(v.name), "configure": .string(p.configure),
-                        "write": .string(p.write), "read": .string(p.read),
-                    ]))
+                permissions.append(Self.json(permission: p, user: user, vhost: v.name))
             }
             for (user, byExchange) in (self.topicPermissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 for tp in byExchange.values.sorted(by: { $0.exchange < $1.exchange }) {
-                    topicPermissions.append(
-                        .object([
-                            "user": .string(user), "vhost": .string(v.name), "exchange": .string(tp.exchange),
-                            "write": .string(tp.write), "read": .string(tp.read),
-                        ]))
+                    topicPermissions.append(Self.json(topicPermission: tp, user: user, vhost: v.name))
                 }
             }
             for (component, byName) in (self.parameters[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 for (name, value) in byName.sorted(by: { $0.key < $1.key }) {
-                    parameters.append(
-                        .object(["vhost": .string(v.name), "component": .string(component), "name": .string(name), "value": value]))
+                    parameters.append(Self.json(parameter: value, component: component, name: name, vhost: v.name))
                 }
             }
             for p in (self.policies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) { policies.append(Self.json(p)) }
             // RabbitMQ stores operator policies as parameters of component "operator_policy", and
             // imports them from there (not from an "operator_policies" list).
             for p in (self.operatorPolicies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                parameters.append(
-                    .object([
-                        "vhost": .string(v.name), "component": .string("operator_policy"), "name": .string(p.name),
-                        "value": .object([
-                            "pattern": .string(p.pattern), "apply-to": .string(p.applyTo.rawValue),
-                            "priority": .int(Int64(p.priority)), "definition": .object(p.definition),
-                        ]),
-                    ]))
+                parameters.append(Self.json(operatorPolicy: p))
             }
-            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where !q.isExclusive {
-                queues.append(
-                    .object([
-                        "name": .string(q.name), "vhost": .string(v.name), "durable": .bool(q.durable),
-                        "auto_delete": .bool(q.autoDelete), "arguments": Self.json(q.arguments), "type": .string("classic"),
-                    ]))
-                for b in q.bindings.sorted(by: Self.bindingOrder) { bindings.append(Self.json(b, vhost: v.name)) }
+            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where !q.isExclusive && (!durableOnly || q.durable) {
+                queues.append(Self.json(queue: q, withStorage: durableOnly))
+                for b in q.bindings.sorted(by: Self.bindingOrder) where !durableOnly || b.isDurable {
+                    bindings.append(Self.json(b, vhost: v.name))
+                }
             }
-            for x in v.exchanges.values.sorted(by: { $0.name < $1.name }) where !x.isBuiltIn {
-                exchanges.append(
-                    .object([
-                        "name": .string(x.name), "vhost": .string(v.name), "type": .string(x.type), "durable": .bool(x.durable),
-                        "auto_delete": .bool(x.autoDelete), "internal": .bool(x.internal), "arguments": Self.json(x.arguments),
-                    ]))
-                for b in x.incoming.sorted(by: Self.bindingOrder) { bindings.append(Self.json(b, vhost: v.name)) }
+            for x in v.exchanges.values.sorted(by: { $0.name < $1.name }) where !x.isBuiltIn && (!durableOnly || x.durable) {
+                exchanges.append(Self.json(exchange: x, vhost: v.name))
+                for b in x.incoming.sorted(by: Self.bindingOrder) where !durableOnly || b.isDurable {
+                    bindings.append(Self.json(b, vhost: v.name))
+                }
             }
         }
         let root: [String: JSONValue] = [
@@ -101,10 +64,86 @@ extension Broker {
             "product_version": .string(configuration.productVersion),
             "users": .array(users), "vhosts": .array(vhosts), "permissions": .array(permissions),
             "topic_permissions": .array(topicPermissions), "parameters": .array(parameters),
-            "global_parameters": .array(globalParameters.sorted(by: { $0.key < $1.key }).map { .object(["name": .string($0.key), "value": $0.value]) }),
+            "global_parameters": .array(globalParameters.sorted(by: { $0.key < $1.key }).map { Self.json(globalParameter: $0.value, name: $0.key) }),
             "policies": .array(policies), "queues": .array(queues), "exchanges": .array(exchanges), "bindings": .array(bindings),
         ]
         return .object(root)
+    }
+
+    // One entry of each kind, as RabbitMQ's export writes it.
+
+    static func json(user u: User) -> JSONValue {
+        var limits: [String: JSONValue] = [:]
+        if let n = u.limits.maxConnections { limits["max-connections"] = .int(Int64(n)) }
+        if let n = u.limits.maxChannels { limits["max-channels"] = .int(Int64(n)) }
+        return .object([
+            "name": .string(u.name),
+            "password_hash": .string(u.passwordHash?.base64 ?? ""),
+            "hashing_algorithm": .string(u.passwordHash?.algorithm.rawValue ?? PasswordHash.Algorithm.sha256.rawValue),
+            "tags": .array(u.tags.map { .string($0) }),
+            "limits": .object(limits),
+        ])
+    }
+
+    static func json(vhost v: VirtualHost) -> JSONValue {
+        var limitPairs: [JSONValue] = []
+        if let n = v.limits.maxConnections { limitPairs.append(.array([.string("max-connections"), .int(Int64(n))])) }
+        if let n = v.limits.maxQueues { limitPairs.append(.array([.string("max-queues"), .int(Int64(n))])) }
+        return .object([
+            "name": .string(v.name), "limits": .array(limitPairs),
+            "metadata": .object(["description": .string(v.descriptionText), "tags": .array(v.tags.map { .string($0) })]),
+        ])
+    }
+
+    static func json(permission p: Permission, user: String, vhost: String) -> JSONValue {
+        .object([
+            "user": .string(user), "vhost": .string(vhost), "configure": .string(p.configure),
+            "write": .string(p.write), "read": .string(p.read),
+        ])
+    }
+
+    static func json(topicPermission tp: TopicPermission, user: String, vhost: String) -> JSONValue {
+        .object([
+            "user": .string(user), "vhost": .string(vhost), "exchange": .string(tp.exchange),
+            "write": .string(tp.write), "read": .string(tp.read),
+        ])
+    }
+
+    static func json(parameter value: JSONValue, component: String, name: String, vhost: String) -> JSONValue {
+        .object(["vhost": .string(vhost), "component": .string(component), "name": .string(name), "value": value])
+    }
+
+    static func json(globalParameter value: JSONValue, name: String) -> JSONValue {
+        .object(["name": .string(name), "value": value])
+    }
+
+    static func json(operatorPolicy p: Policy) -> JSONValue {
+        .object([
+            "vhost": .string(p.vhost), "component": .string("operator_policy"), "name": .string(p.name),
+            "value": .object([
+                "pattern": .string(p.pattern), "apply-to": .string(p.applyTo.rawValue),
+                "priority": .int(Int64(p.priority)), "definition": .object(p.definition),
+            ]),
+        ])
+    }
+
+    /// Key under which a durable queue's definition names its storage (RabbitMQ ignores it).
+    static let storeIDKey = "warren_store_id"
+
+    static func json(queue q: MessageQueue, withStorage: Bool) -> JSONValue {
+        var o: [String: JSONValue] = [
+            "name": .string(q.name), "vhost": .string(q.vhost.name), "durable": .bool(q.durable),
+            "auto_delete": .bool(q.autoDelete), "arguments": json(q.arguments), "type": .string("classic"),
+        ]
+        if withStorage, let id = q.storeQueue?.id { o[storeIDKey] = .int(Int64(id)) }
+        return .object(o)
+    }
+
+    static func json(exchange x: Exchange, vhost: String) -> JSONValue {
+        .object([
+            "name": .string(x.name), "vhost": .string(vhost), "type": .string(x.type), "durable": .bool(x.durable),
+            "auto_delete": .bool(x.autoDelete), "internal": .bool(x.internal), "arguments": json(x.arguments),
+        ])
     }
 
     static func bindingOrder(_ a: Binding, _ b: Binding) -> Bool {
@@ -284,7 +323,8 @@ extension Broker {
             do throws(AMQPError) {
                 _ = try v.declareQueue(
                     name: name, durable: q["durable"]?.boolValue ?? true, exclusive: false, autoDelete: q["auto_delete"]?.boolValue ?? false,
-                    arguments: Self.fieldTable(q["arguments"]?.objectValue), owner: nil)
+                    arguments: Self.fieldTable(q["arguments"]?.objectValue), owner: nil,
+                    storeID: q[Self.storeIDKey]?.intValue.map { StoreQueueID(truncatingIfNeeded: $0) })
             } catch {
                 throw AdminError("definitions: queue '\(name)': \(error.text)")
             }
@@ -313,7 +353,8 @@ extension Broker {
             }
         }
         if skippedBindings > 0 { logger.warning("definitions: \(skippedBindings) binding(s) skipped") }
-        logger.notice("imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
+        // Replaying the store's journal imports one change at a time: not worth a line each.
+        logger.log(level: isReplaying ? .debug : .notice, "imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
     }
 
     // MARK: files

@@ -63,3 +63,15 @@ public struct Binding: Hashable {
         hasher.combine(routingKey)
     }
 }
+
+extension Binding {
+    /// Survives a restart: both ends do (RabbitMQ's rule; the built-in exchanges are durable,
+    /// an exclusive queue never is).
+    public var isDurable: Bool {
+        guard source.durable else { return false }
+        switch destination {
+        case .queue(let q): return q.durable && !q.isExclusive
+        case .exchange(let x): return x.durable
+        }
+    }
+}

@@ -16,6 +16,13 @@ public struct BrokerConfiguration: Sendable {
     public var heartbeat: UInt16 = 60
     /// Largest message body accepted.
     public var maxMessageSize: UInt64 = 16 * 1024 * 1024
+    /// Messages per queue (per priority level) kept in memory when the store holds them anyway
+    /// (persistent messages on durable queues); the rest of a backlog waits in the store.
+    public var queueWindowMessages = 2048
+    /// The same for lazy queues (`x-queue-mode: lazy`), whatever the messages.
+    public var lazyWindowMessages = 64
+    /// Body bytes a queue keeps in memory before even transient messages go to the store.
+    public var transientWindowBytes = 64 * 1024 * 1024
     public var clusterName = "warren"
     public var productVersion = "0.1.0"
 
@@ -87,6 +94,16 @@ public final class Broker {
     var replyTargets: [String: ChannelSession] = [:]
     /// Resource alarms in force (memory, disk); publishers are blocked while any is.
     public internal(set) var activeAlarms: Set<String> = []
+    /// Where durable state goes; nil keeps everything in memory (unit tests, microbench).
+    public internal(set) var messageStore: (any MessageStore)?
+    /// True while recovered metadata is applied: nothing is journaled a second time.
+    public internal(set) var isReplaying = false
+    /// What the store recovered for durable queues, by storage id, until their queues exist.
+    var recoveredQueues: [StoreQueueID: RecoveredQueue] = [:]
+    /// Channels with publisher confirms or a tx.commit-ok waiting for the store's fsync.
+    var durabilityWaiters: [ObjectIdentifier: ChannelSession] = [:]
+    /// Memory is tight: queues send new messages to the store instead of keeping them.
+    public var pagingActive = false
     private var nextConnectionID: ConnectionID = 1
     private var randomSource: any RandomNumberGenerator
 

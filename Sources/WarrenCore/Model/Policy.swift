@@ -118,6 +118,8 @@ public struct QueueSettings: Sendable, Equatable {
     public var deadLetterRoutingKey: String?
     public var maxPriority: UInt8?
     public var singleActiveConsumer = false
+    /// `x-queue-mode: lazy`: keep only a few messages in memory, the rest in the store.
+    public var lazy = false
     public var policyName: String?
     public var operatorPolicyName: String?
     /// Keys the cluster and federation issues will act on (ha-*, federation-upstream...).
@@ -148,6 +150,7 @@ public struct QueueSettings: Sendable, Equatable {
         s.deadLetterRoutingKey = a["x-dead-letter-routing-key"]?.stringValue ?? p["dead-letter-routing-key"]?.stringValue
         if let n = a["x-max-priority"]?.integerValue, n > 0 { s.maxPriority = UInt8(min(n, 255)) }
         s.singleActiveConsumer = a["x-single-active-consumer"]?.boolValue ?? false
+        s.lazy = (a["x-queue-mode"]?.stringValue ?? p["queue-mode"]?.stringValue) == "lazy"
         for (k, v) in p where k.hasPrefix("ha-") || k.hasPrefix("federation-") || k.hasSuffix("-locator") {
             s.otherPolicyKeys[k] = v
         }
@@ -171,8 +174,10 @@ extension Broker {
         try policy.validate(operator: isOperator)
         if isOperator {
             operatorPolicies[policy.vhost, default: [:]][policy.name] = policy
+            journal(Self.putChange("operator_policies", Self.json(policy)))
         } else {
             policies[policy.vhost, default: [:]][policy.name] = policy
+            journal(Self.putChange("policies", Self.json(policy)))
         }
         vhosts[policy.vhost]?.applyPolicies()
     }
@@ -180,6 +185,7 @@ extension Broker {
     public func clearPolicy(vhost: String, name: String, operator isOperator: Bool = false) throws(AdminError) {
         let removed = isOperator ? operatorPolicies[vhost]?.removeValue(forKey: name) : policies[vhost]?.removeValue(forKey: name)
         guard removed != nil else { throw AdminError("no policy '\(name)' in vhost '\(vhost)'") }
+        journal(Self.deleteChange(isOperator ? "operator_policy" : "policy", ["vhost": .string(vhost), "name": .string(name)]))
         vhosts[vhost]?.applyPolicies()
     }
 }

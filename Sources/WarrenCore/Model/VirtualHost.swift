@@ -70,6 +70,7 @@ public final class VirtualHost {
             internal: isInternal, arguments: arguments)
         exchanges[name] = x
         applyPolicy(to: x)
+        if durable { broker.journal(Broker.putChange("exchanges", Broker.json(exchange: x, vhost: self.name))) }
         return x
     }
 
@@ -103,8 +104,10 @@ public final class VirtualHost {
 
     private func removeExchange(_ x: Exchange) {
         exchanges[x.name] = nil
-        for b in x.bindings { _ = removeBinding(b, autoDelete: true) }
-        for b in x.incoming { _ = removeBinding(b, autoDelete: true) }
+        // Replaying the delete removes the bindings too: they are not journaled one by one.
+        for b in x.bindings { _ = removeBinding(b, autoDelete: true, journaled: false) }
+        for b in x.incoming { _ = removeBinding(b, autoDelete: true, journaled: false) }
+        if x.durable { broker.journal(Broker.deleteChange("exchange", ["vhost": .string(name), "name": .string(x.name)])) }
     }
 
     // MARK: queues
@@ -129,7 +132,7 @@ public final class VirtualHost {
     /// Declares a queue, or checks an existing one is equivalent. Returns it and whether it is new.
     public func declareQueue(
         name: String, durable: Bool, exclusive: Bool, autoDelete: Bool, arguments: FieldTable,
-        owner: ConnectionID?, serverNamed: Bool = false
+        owner: ConnectionID?, serverNamed: Bool = false, storeID: StoreQueueID? = nil
     ) throws(AMQPError) -> (queue: MessageQueue, created: Bool) {
         if let q = queues[name] {
             try checkExclusiveAccess(q, connection: owner)
@@ -158,6 +161,13 @@ public final class VirtualHost {
             exclusiveOwner: exclusive ? owner : nil, arguments: arguments, settings: settings(forQueue: name, arguments: arguments),
             now: broker.clock.nowMilliseconds())
         queues[name] = q
+        if durable && !exclusive, let store = broker.messageStore {
+            // A durable queue's storage is named in its journaled definition; after a restart the
+            // definition names it again and the queue takes back what the store recovered.
+            q.storeQueue = store.openQueue(id: storeID, durable: true)
+            if let id = storeID, let recovered = broker.recoveredQueues.removeValue(forKey: id) { q.attachRecovered(recovered) }
+            broker.journal(Broker.putChange("queues", Broker.json(queue: q, withStorage: true)))
+        }
         if q.hasDeadlines { broker.watch(q) }
         // Every queue is bound to the default exchange implicitly; the default router looks
         // queues up by name, so nothing is stored.
@@ -176,7 +186,8 @@ public final class VirtualHost {
     func removeQueue(_ q: MessageQueue) -> Int {
         guard !q.isDeleted, queues[q.name] === q else { return 0 }
         queues[q.name] = nil
-        for b in q.bindings { _ = removeBinding(b, autoDelete: true) }
+        for b in q.bindings { _ = removeBinding(b, autoDelete: true, journaled: false) }
+        if q.durable && !q.isExclusive { broker.journal(Broker.deleteChange("queue", ["vhost": .string(name), "name": .string(q.name)])) }
         return q.markDeleted()
     }
 
@@ -195,6 +206,7 @@ public final class VirtualHost {
         case .queue(let q): q.bindings.insert(b)
         case .exchange(let x): x.incoming.insert(b)
         }
+        if b.isDurable { broker.journal(Broker.putChange("bindings", Broker.json(b, vhost: name))) }
     }
 
     /// Removes a binding; a binding that does not exist is not an error, as in RabbitMQ.
@@ -206,11 +218,21 @@ public final class VirtualHost {
         _ = removeBinding(b, autoDelete: true)
     }
 
-    private func removeBinding(_ b: Binding, autoDelete: Bool) -> Bool {
+    private func removeBinding(_ b: Binding, autoDelete: Bool, journaled: Bool = true) -> Bool {
         guard b.source.removeBinding(b) else { return false }
         switch b.destination {
         case .queue(let q): q.bindings.remove(b)
         case .exchange(let x): x.incoming.remove(b)
+        }
+        if journaled && b.isDurable {
+            broker.journal(
+                Broker.deleteChange(
+                    "binding",
+                    [
+                        "vhost": .string(name), "source": .string(b.source.name), "destination": .string(b.destination.name),
+                        "destination_type": .string(b.destination.kind), "routing_key": .string(b.routingKey),
+                        "arguments": Broker.json(b.arguments),
+                    ]))
         }
         // An auto-delete exchange goes when its last binding as a source goes.
         if autoDelete && b.source.autoDelete && b.source.bindings.isEmpty && exchanges[b.source.name] === b.source {

@@ -1,4 +1,5 @@
 public import AMQPProtocol
+import Logging
 
 /// Identifies a client connection within a broker (exclusive queues name their owner by it).
 public typealias ConnectionID = UInt64
@@ -14,6 +15,8 @@ public struct QueueEntry {
     public let expiresAt: Int64
     /// Priority level within the queue (0 for queues without `x-max-priority`).
     public let priority: UInt8
+    /// The store keeps it until it leaves the queue (a persistent message on a durable queue).
+    public var stored: Bool = false
 }
 
 /// Why a message leaves a queue other than by an ack; RabbitMQ's `x-death` reasons.
@@ -48,7 +51,12 @@ public final class MessageQueue {
     /// Whether consumers have different `x-priority` values (the general dispatch path).
     @exclusivity(unchecked) private var consumerPriorities = false
     private var hadConsumer = false
+    /// Numbers arrivals; a sequence number carries the priority level in its top byte.
     @exclusivity(unchecked) private var nextSeq: UInt64 = 0
+    /// This queue's storage: where a durable queue's persistent messages are kept and where a
+    /// long backlog's tail waits. Opened at declaration for durable queues, on first need for
+    /// others; nil while the broker has no store.
+    public internal(set) var storeQueue: (any StoreQueue)?
     public private(set) var isDeleted = false
     /// Last use (declare, consume, get, last consumer gone), for `x-expires`.
     @exclusivity(unchecked) var lastUsed: Int64
@@ -105,8 +113,10 @@ public final class MessageQueue {
 
     // MARK: messages in
 
-    /// Takes a routed message: straight to a consumer when one has room, else to the back.
-    /// Returns false when the queue refuses it (`x-overflow` reject-publish[-dlx] at the limit).
+    /// Takes a routed message: straight to a consumer when one has room, else to the back (in
+    /// memory, or in the store when the backlog is long). A persistent message on a durable
+    /// queue is staged in the store either way. Returns false when the queue refuses it
+    /// (`x-overflow` reject-publish[-dlx] at the limit).
     @discardableResult
     public func enqueue(_ message: Message) -> Bool {
         var expiresAt: Int64 = 0
@@ -122,11 +132,14 @@ public final class MessageQueue {
         }
         var priority: UInt8 = 0
         if let max = settings.maxPriority { priority = min(message.properties.priority ?? 0, max) }
-        let entry = QueueEntry(message: message, redelivered: false, seq: nextSeq, expiresAt: expiresAt, priority: priority)
+        let seq = UInt64(priority) << 56 | nextSeq
+        let persist = storeQueue?.durable == true && message.isPersistent
+        var entry = QueueEntry(message: message, redelivered: false, seq: seq, expiresAt: expiresAt, priority: priority, stored: persist)
 
         if ready.isEmpty, let consumer = nextConsumerWithRoom() {
             nextSeq &+= 1
             publishedCount &+= 1
+            if persist { stage(entry, page: false) }
             deliver(entry, to: consumer)
             return true
         }
@@ -134,17 +147,25 @@ public final class MessageQueue {
         if expiresAt != 0 && expiresAt <= now {
             nextSeq &+= 1
             publishedCount &+= 1
+            entry.stored = false
             deadLetter(entry, .expired)
             return true
         }
         let limited = settings.maxLength != nil || settings.maxLengthBytes != nil
         if limited, settings.overflow != .dropHead, isFull(adding: message.bodySize) {
+            entry.stored = false
             if settings.overflow == .rejectPublishDLX { deadLetter(entry, .maxlen) }
             return false
         }
         nextSeq &+= 1
         publishedCount &+= 1
-        ready.append(entry)
+        if shouldPage(level: Int(priority), persist: persist) {
+            stage(entry, page: true)
+            ready.addPaged(level: Int(priority), bytes: message.bodySize)
+        } else {
+            if persist { stage(entry, page: false) }
+            ready.append(entry)
+        }
         if limited { dropOverLimit() }
         return true
     }
@@ -159,10 +180,78 @@ public final class MessageQueue {
     private func dropOverLimit() {
         guard settings.overflow == .dropHead else { return }
         while (settings.maxLength.map { ready.count > $0 } ?? false) || (settings.maxLengthBytes.map { ready.bytes > $0 } ?? false),
-            let head = ready.popFirst()
+            let head = popHead()
         {
             deadLetter(head, .maxlen)
         }
+    }
+
+    // MARK: storage and paging
+
+    /// Whether an arriving message goes to the store's tail instead of memory: always once the
+    /// level has a paged tail (order), as soon as the window is full for a message the store
+    /// keeps anyway, and for others when the backlog's bytes pass the limit, the queue is lazy,
+    /// or memory is tight.
+    @inline(__always)
+    private func shouldPage(level: Int, persist: Bool) -> Bool {
+        let broker = vhost.broker
+        guard broker.messageStore != nil else { return false }
+        if ready.pagedTotal > 0 && ready.paged[level] > 0 { return true }
+        let limits = broker.configuration
+        let window = settings.lazy ? limits.lazyWindowMessages : limits.queueWindowMessages
+        if ready.windowCount(level: level) >= window && (persist || settings.lazy) { return true }
+        return ready.windowBytes >= limits.transientWindowBytes || broker.pagingActive
+    }
+
+    private func stage(_ entry: QueueEntry, page: Bool) {
+        guard let store = vhost.broker.messageStore else { return }
+        if storeQueue == nil { storeQueue = store.openQueue(id: nil, durable: false) }
+        store.stage(entry.message, queue: storeQueue!, seq: entry.seq, expiresAt: entry.expiresAt, persist: entry.stored, page: page)
+    }
+
+    /// The next ready message, paging the head level's tail back in when its window is empty.
+    @inline(__always)
+    private func popHead() -> QueueEntry? {
+        if ready.pagedTotal != 0 && ready.headNeedsPageIn { pageIn() }
+        return ready.popFirst()
+    }
+
+    /// Reads the next batch of the head level's paged tail into its window.
+    private func pageIn() {
+        guard let level = ready.headLevel, let store = vhost.broker.messageStore, let handle = storeQueue else {
+            if let level = ready.headLevel { ready.forgetPaged(level: level) }
+            return
+        }
+        let window = settings.lazy ? vhost.broker.configuration.lazyWindowMessages : vhost.broker.configuration.queueWindowMessages
+        let batch = store.pageIn(handle, level: UInt8(level), max: max(1, min(ready.paged[level], window / 2)))
+        if batch.isEmpty {
+            vhost.broker.logger.error(
+                "store has fewer messages than counted; forgetting them",
+                metadata: ["queue": "\(name)", "vhost": "\(vhost.name)", "missing": "\(ready.paged[level])"])
+            ready.forgetPaged(level: level)
+            return
+        }
+        ready.pagedIn(
+            batch.map {
+                QueueEntry(
+                    message: $0.message, redelivered: $0.redelivered, seq: $0.seq, expiresAt: $0.expiresAt, priority: UInt8(level),
+                    stored: $0.stored)
+            }, level: level)
+    }
+
+    /// A message leaves the queue for good: the store forgets its copy.
+    @inline(__always)
+    private func forget(_ entry: QueueEntry) {
+        if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.removed(handle, seq: entry.seq) }
+    }
+
+    /// Takes over what the store recovered for this queue after a restart: all of it paged.
+    func attachRecovered(_ r: RecoveredQueue) {
+        for (level, n) in r.pagedCounts where n > 0 {
+            let l = min(Int(level), ready.maxPriority)
+            ready.addPaged(level: l, bytes: r.pagedBytes[level] ?? 0, count: n)
+        }
+        nextSeq = max(nextSeq, r.nextSeq)
     }
 
     /// Puts delivered messages back in their original places, marked redelivered. Those whose
@@ -225,7 +314,7 @@ public final class MessageQueue {
     /// Delivers ready messages while some consumer has room; never delivers an expired one.
     public func dispatch() {
         while !ready.isEmpty, let consumer = nextConsumerWithRoom() {
-            let entry = ready.popFirst()!
+            guard let entry = popHead() else { break }
             if entry.expiresAt != 0 && entry.expiresAt <= now {
                 deadLetter(entry, .expired)
                 continue
@@ -237,7 +326,12 @@ public final class MessageQueue {
 
     private func deliver(_ entry: QueueEntry, to consumer: Consumer) {
         deliveredCount &+= 1
-        if !consumer.noAck { unackedCount += 1 }
+        if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.delivered(handle, seq: entry.seq) }
+        if consumer.noAck {
+            forget(entry)
+        } else {
+            unackedCount += 1
+        }
         consumer.channel.deliver(entry, from: self, to: consumer)
     }
 
@@ -284,13 +378,18 @@ public final class MessageQueue {
     /// Takes the head message for `basic.get`; counted as unacked unless `noAck`.
     public func get(noAck: Bool) -> QueueEntry? {
         lastUsed = now
-        while let entry = ready.popFirst() {
+        while let entry = popHead() {
             if entry.expiresAt != 0 && entry.expiresAt <= lastUsed {
                 deadLetter(entry, .expired)
                 continue
             }
             deliveredCount &+= 1
-            if !noAck { unackedCount += 1 }
+            if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.delivered(handle, seq: entry.seq) }
+            if noAck {
+                forget(entry)
+            } else {
+                unackedCount += 1
+            }
             return entry
         }
         return nil
@@ -300,20 +399,29 @@ public final class MessageQueue {
     public func acknowledged(_ entry: QueueEntry) {
         unackedCount -= 1
         ackedCount &+= 1
+        forget(entry)
     }
 
     /// A delivered message was rejected without requeue: dead-lettered if the queue has a
     /// dead-letter exchange, else dropped.
     public func rejected(_ entry: QueueEntry) {
         unackedCount -= 1
-        if !isDeleted { deadLetter(entry, .rejected) }
+        if isDeleted {
+            forget(entry)
+        } else {
+            deadLetter(entry, .rejected)
+        }
     }
 
-    /// Drops every ready message; returns how many.
+    /// Drops every ready message, in memory and paged; returns how many.
     @discardableResult
     public func purge() -> Int {
         let n = ready.count
-        _ = ready.removeAll()
+        for e in ready.removeWindow() { forget(e) }
+        if ready.pagedTotal > 0 {
+            _ = ready.dropAllPaged()
+            if let handle = storeQueue { vhost.broker.messageStore?.dropPaged(handle) }
+        }
         if !pausedPublishers.isEmpty { releasePublishers() }
         return n
     }
@@ -324,6 +432,8 @@ public final class MessageQueue {
     /// (`x-expires`: unused, with no consumers, for that long).
     func tick(now: Int64) -> Bool {
         if !ready.isEmpty {
+            // A queue TTL expires the paged tail too, in order: look at its head.
+            if settings.messageTTL != nil && ready.headNeedsPageIn { pageIn() }
             for e in ready.popExpiredHeads(now: now) { deadLetter(e, .expired) }
         }
         if let expires = settings.expires, consumers.isEmpty, now - lastUsed >= expires { return true }
@@ -335,6 +445,7 @@ public final class MessageQueue {
     private func deadLetter(_ entry: QueueEntry, _ reason: DeadLetterReason) {
         deadLetteredCount &+= 1
         vhost.deadLetter(entry.message, from: self, reason: reason)
+        forget(entry)
     }
 
     // MARK: settings
@@ -385,6 +496,10 @@ public final class MessageQueue {
     func markDeleted() -> Int {
         let n = purge()
         isDeleted = true
+        if let handle = storeQueue {
+            vhost.broker.messageStore?.dropQueue(handle)
+            storeQueue = nil
+        }
         let cancelled = consumers
         consumers.removeAll()
         for c in cancelled { c.channel.consumerCancelledByBroker(c) }

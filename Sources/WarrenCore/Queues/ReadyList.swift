@@ -2,40 +2,118 @@ import DequeModule
 
 /// A queue's ready messages: one FIFO per priority level (one level without `x-max-priority`),
 /// each ordered by arrival (`seq`). The next message is the head of the highest non-empty level.
+///
+/// Each level is a window of entries in memory followed by a tail of messages paged out to the
+/// store (only counted here). Paging happens at the tail only, so every paged message of a
+/// level is newer than every entry in its window; the queue pages the tail back in when the
+/// window runs dry.
 struct ReadyList {
     private(set) var levels: [Deque<QueueEntry>]
-    private(set) var count = 0
-    private(set) var bytes = 0
+    /// Messages of each level waiting in the store, and their body bytes.
+    private(set) var paged: [Int]
+    private(set) var pagedBytes: [Int]
+    /// Messages in memory and their body bytes.
+    private(set) var windowCount = 0
+    private(set) var windowBytes = 0
+    private(set) var pagedTotal = 0
+    private var pagedBytesTotal = 0
 
     init(maxPriority: UInt8?) {
-        levels = Array(repeating: Deque(), count: Int(maxPriority ?? 0) + 1)
+        let n = Int(maxPriority ?? 0) + 1
+        levels = Array(repeating: Deque(), count: n)
+        paged = Array(repeating: 0, count: n)
+        pagedBytes = Array(repeating: 0, count: n)
     }
 
+    /// Ready messages, in memory and paged.
+    var count: Int { windowCount + pagedTotal }
+    var bytes: Int { windowBytes + pagedBytesTotal }
     var isEmpty: Bool { count == 0 }
     var maxPriority: Int { levels.count - 1 }
 
     mutating func append(_ e: QueueEntry) {
         levels[Int(e.priority)].append(e)
-        count += 1
-        bytes += e.message.bodySize
+        windowCount += 1
+        windowBytes += e.message.bodySize
     }
 
-    /// The entry `popFirst` would return.
-    var first: QueueEntry? {
-        if levels.count == 1 { return levels[0].first }
-        for l in levels.indices.reversed() where !levels[l].isEmpty { return levels[l].first }
+    /// A message went to the store instead of the window.
+    mutating func addPaged(level: Int, bytes: Int, count: Int = 1) {
+        paged[level] += count
+        pagedBytes[level] += bytes
+        pagedTotal += count
+        pagedBytesTotal += bytes
+    }
+
+    /// Messages paged back in: appended to their level's window (they are newer than it).
+    mutating func pagedIn(_ entries: [QueueEntry], level: Int) {
+        var bytes = 0
+        for e in entries {
+            levels[level].append(e)
+            bytes += e.message.bodySize
+        }
+        windowCount += entries.count
+        windowBytes += bytes
+        let n = min(entries.count, paged[level])
+        let b = min(bytes, pagedBytes[level])
+        paged[level] -= n
+        pagedBytes[level] -= b
+        pagedTotal -= n
+        pagedBytesTotal -= b
+    }
+
+    /// The store had fewer messages for the level than counted (it cannot, unless records were
+    /// lost): forget the difference rather than wait for them forever.
+    mutating func forgetPaged(level: Int) {
+        pagedTotal -= paged[level]
+        pagedBytesTotal -= pagedBytes[level]
+        paged[level] = 0
+        pagedBytes[level] = 0
+    }
+
+    /// Drops the paged counts of every level (the store dropped the messages).
+    mutating func dropAllPaged() -> Int {
+        let n = pagedTotal
+        for l in paged.indices { forgetPaged(level: l) }
+        return n
+    }
+
+    /// The level the next message comes from: the highest with messages in memory or paged.
+    var headLevel: Int? {
+        if levels.count == 1 { return count > 0 ? 0 : nil }
+        for l in levels.indices.reversed() where !levels[l].isEmpty || paged[l] > 0 { return l }
         return nil
     }
 
+    /// Whether the head level's next message is in the store rather than in memory.
+    var headNeedsPageIn: Bool {
+        guard pagedTotal > 0, let l = headLevel else { return false }
+        return levels[l].isEmpty
+    }
+
+    /// The entry `popFirst` would return (nil when it is still paged).
+    var first: QueueEntry? {
+        guard let l = headLevel else { return nil }
+        return levels[l].first
+    }
+
+    /// The head of the highest level; nil when that level's head is paged (page it in first).
     mutating func popFirst() -> QueueEntry? {
-        let l = levels.count == 1 ? 0 : (levels.indices.reversed().first { !levels[$0].isEmpty } ?? 0)
+        let l: Int
+        if levels.count == 1 {
+            l = 0
+        } else {
+            guard let h = headLevel else { return nil }
+            l = h
+        }
         guard let e = levels[l].popFirst() else { return nil }
-        count -= 1
-        bytes -= e.message.bodySize
+        windowCount -= 1
+        windowBytes -= e.message.bodySize
         return e
     }
 
-    /// Puts delivered entries back in their places (by level and arrival order).
+    /// Puts delivered entries back in their places (by level and arrival order). They are older
+    /// than anything paged, so they go into the windows.
     mutating func requeue(_ entries: [QueueEntry]) {
         var byLevel: [Int: [QueueEntry]] = [:]
         for e in entries { byLevel[Int(e.priority), default: []].append(e) }
@@ -62,12 +140,12 @@ struct ReadyList {
             }
             levels[level] = ready
         }
-        count += entries.count
-        bytes += entries.reduce(0) { $0 + $1.message.bodySize }
+        windowCount += entries.count
+        windowBytes += entries.reduce(0) { $0 + $1.message.bodySize }
     }
 
-    /// Removes expired entries from the head of every level (RabbitMQ expires messages from the
-    /// head; the rest are never delivered expired, which `popFirst` callers check).
+    /// Removes expired entries from the head of every level's window (RabbitMQ expires messages
+    /// from the head; the rest are never delivered expired, which `popFirst` callers check).
     mutating func popExpiredHeads(now: Int64) -> [QueueEntry] {
         var out: [QueueEntry] = []
         for l in levels.indices {
@@ -75,16 +153,19 @@ struct ReadyList {
                 out.append(levels[l].removeFirst())
             }
         }
-        count -= out.count
-        bytes -= out.reduce(0) { $0 + $1.message.bodySize }
+        windowCount -= out.count
+        windowBytes -= out.reduce(0) { $0 + $1.message.bodySize }
         return out
     }
 
-    mutating func removeAll() -> [QueueEntry] {
+    /// Empties the windows (paged messages are the caller's to drop).
+    mutating func removeWindow() -> [QueueEntry] {
         let all = levels.flatMap { $0 }
         for l in levels.indices { levels[l].removeAll() }
-        count = 0
-        bytes = 0
+        windowCount = 0
+        windowBytes = 0
         return all
     }
+
+    func windowCount(level: Int) -> Int { levels[level].count }
 }

@@ -1,0 +1,226 @@
+import AMQPProtocol
+import NIOCore
+import WarrenCore
+
+/// The log's records. Every record is
+///
+///     u32 length      payload bytes after this 12-byte header
+///     u32 crc32c      over the length, type, flags and reserved bytes and the payload
+///     u8  type        RecordType
+///     u8  flags
+///     u16 reserved    0
+///     payload
+///
+/// all big-endian. A torn write shows up as a short or checksum-failing record at the end of
+/// the last segment; anything else that fails is corruption.
+enum RecordType: UInt8 {
+    /// A message and the queues that hold it (its destinations).
+    case message = 1
+    /// Persisted messages that left a queue: queue id and sequence-number ranges.
+    case removed = 2
+    /// Persisted messages handed to consumers (redelivered after a restart).
+    case delivered = 3
+    /// A metadata change (JSON), journaled by the broker.
+    case metadata = 4
+    /// A queue and all its messages are gone.
+    case queueDropped = 5
+    /// Nothing: `warren repair` writes it over damaged bytes, so the records after them keep
+    /// their offsets.
+    case padding = 6
+}
+
+/// Flags of a message record.
+enum MessageFlags {
+    /// A copy made by compaction; valid only once its source segment is retired.
+    static let relocated: UInt8 = 1
+}
+
+/// One queue's copy of a message.
+struct MessageDestination: Equatable {
+    var queue: StoreQueueID
+    var seq: UInt64
+    var expiresAt: Int64
+    /// Kept until removed and recovered after a restart; otherwise the record only holds a
+    /// paged message until it is read back.
+    var persist: Bool
+}
+
+/// A record cut out of a buffer: its payload is a slice (no copy).
+struct RawRecord {
+    var type: RecordType
+    var flags: UInt8
+    var payload: ByteBuffer
+    /// Header and payload.
+    var size: Int
+}
+
+enum RecordParse {
+    case record(RawRecord)
+    /// More bytes are needed to see the whole record (this many from its start).
+    case incomplete(Int)
+    case corrupt(String)
+}
+
+enum RecordFormat {
+    static let headerSize = 12
+    /// Larger than any message Warren accepts (max-message-size is at most 512 MiB) plus its
+    /// metadata; a length beyond it is damage, not a record.
+    static let maxPayload = 600 * 1024 * 1024
+
+    /// Appends a record to `buffer`; `payload` writes the payload. Returns the record's size.
+    @discardableResult
+    static func write(_ type: RecordType, flags: UInt8 = 0, into buffer: inout ByteBuffer, payload: (inout ByteBuffer) -> Void) -> Int {
+        let start = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(type.rawValue)
+        buffer.writeInteger(flags)
+        buffer.writeInteger(UInt16(0))
+        payload(&buffer)
+        let end = buffer.writerIndex
+        buffer.setInteger(UInt32(end - start - headerSize), at: start)
+        let crc = buffer.withVeryUnsafeBytes { raw -> UInt32 in
+            let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start..<(start + 4)]))
+            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[(start + 8)..<end]), continuing: first)
+        }
+        buffer.setInteger(crc, at: start + 4)
+        return end - start
+    }
+
+    /// The record at the reader index of `buffer` (which is not moved).
+    static func parse(_ buffer: ByteBuffer) -> RecordParse {
+        let available = buffer.readableBytes
+        guard available >= headerSize else { return .incomplete(headerSize) }
+        let base = buffer.readerIndex
+        let length = Int(buffer.getInteger(at: base, as: UInt32.self)!)
+        guard length <= maxPayload else { return .corrupt("record length \(length) is implausible") }
+        let size = headerSize + length
+        guard available >= size else { return .incomplete(size) }
+        let stored = buffer.getInteger(at: base + 4, as: UInt32.self)!
+        let crc = buffer.withUnsafeReadableBytes { raw -> UInt32 in
+            let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<4]))
+            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8..<size]), continuing: first)
+        }
+        guard crc == stored else { return .corrupt("checksum mismatch") }
+        guard let type = RecordType(rawValue: buffer.getInteger(at: base + 8, as: UInt8.self)!) else {
+            return .corrupt("unknown record type")
+        }
+        let flags = buffer.getInteger(at: base + 9, as: UInt8.self)!
+        return .record(RawRecord(type: type, flags: flags, payload: buffer.getSlice(at: base + headerSize, length: length)!, size: size))
+    }
+
+    // MARK: message records
+
+    static func writeMessage(
+        _ message: Message, destinations: [MessageDestination], relocatedFrom source: UInt32 = 0, into buffer: inout ByteBuffer
+    ) -> Int {
+        write(.message, flags: source == 0 ? 0 : MessageFlags.relocated, into: &buffer) { b in
+            b.writeInteger(source)
+            b.writeInteger(UInt16(destinations.count))
+            for d in destinations {
+                b.writeInteger(d.queue)
+                b.writeInteger(d.seq)
+                b.writeInteger(d.expiresAt)
+                b.writeInteger(UInt8(d.persist ? 1 : 0))
+            }
+            b.writeShortString(message.exchange)
+            b.writeShortString(message.routingKey)
+            let lengthAt = b.writerIndex
+            b.writeInteger(UInt32(0))
+            if let raw = message.encodedProperties {
+                var raw = raw
+                b.writeBuffer(&raw)
+            } else {
+                message.properties.encode(into: &b)
+            }
+            b.setInteger(UInt32(b.writerIndex - lengthAt - 4), at: lengthAt)
+            var body = message.body
+            b.writeInteger(UInt32(body.readableBytes))
+            b.writeBuffer(&body)
+        }
+    }
+
+    /// The destinations of a message record and where its message part starts; cheap enough to
+    /// run over every record at recovery.
+    static func messageDestinations(_ payload: ByteBuffer) -> (source: UInt32, destinations: [MessageDestination], messageAt: Int)? {
+        var p = payload
+        guard let source = p.readInteger(as: UInt32.self), let n = p.readInteger(as: UInt16.self) else { return nil }
+        var out: [MessageDestination] = []
+        out.reserveCapacity(Int(n))
+        for _ in 0..<n {
+            guard let q = p.readInteger(as: UInt32.self), let seq = p.readInteger(as: UInt64.self),
+                let exp = p.readInteger(as: Int64.self), let flags = p.readInteger(as: UInt8.self)
+            else { return nil }
+            out.append(MessageDestination(queue: q, seq: seq, expiresAt: exp, persist: flags & 1 != 0))
+        }
+        return (source, out, p.readerIndex - payload.readerIndex)
+    }
+
+    /// The message a record holds; its body and property bytes are slices of `payload`.
+    static func message(_ payload: ByteBuffer, at offset: Int) -> Message? {
+        var p = payload
+        p.moveReaderIndex(forwardBy: offset)
+        guard let exchange = p.readShortString(), let routingKey = p.readShortString(),
+            let propsLength = p.readInteger(as: UInt32.self), var props = p.readSlice(length: Int(propsLength)),
+            let bodyLength = p.readInteger(as: UInt32.self), let body = p.readSlice(length: Int(bodyLength))
+        else { return nil }
+        let raw = props
+        guard let properties = try? BasicProperties(decodingFrom: &props) else { return nil }
+        return Message(
+            exchange: exchange, routingKey: routingKey, properties: properties,
+            encodedProperties: raw.readableBytes == 0 ? nil : raw, body: body)
+    }
+
+    // MARK: range records (removed, delivered)
+
+    static func writeRanges(_ type: RecordType, queue: StoreQueueID, _ ranges: RangeSet, into buffer: inout ByteBuffer) -> Int {
+        write(type, into: &buffer) { b in
+            b.writeInteger(queue)
+            b.writeInteger(UInt32(ranges.rangeCount))
+            for r in ranges.ranges {
+                b.writeInteger(r.lowerBound)
+                b.writeInteger(r.upperBound)
+            }
+        }
+    }
+
+    static func ranges(_ payload: ByteBuffer) -> (queue: StoreQueueID, ranges: [Range<UInt64>])? {
+        var p = payload
+        guard let q = p.readInteger(as: UInt32.self), let n = p.readInteger(as: UInt32.self), Int(n) * 16 <= p.readableBytes else { return nil }
+        var out: [Range<UInt64>] = []
+        out.reserveCapacity(Int(n))
+        for _ in 0..<n {
+            let lo = p.readInteger(as: UInt64.self)!
+            let hi = p.readInteger(as: UInt64.self)!
+            guard lo < hi else { return nil }
+            out.append(lo..<hi)
+        }
+        return (q, out)
+    }
+
+    static func writeQueueDropped(_ queue: StoreQueueID, into buffer: inout ByteBuffer) -> Int {
+        write(.queueDropped, into: &buffer) { $0.writeInteger(queue) }
+    }
+
+    /// A padding record exactly `size` bytes long (at least a header).
+    static func writePadding(size: Int, into buffer: inout ByteBuffer) -> Int {
+        write(.padding, into: &buffer) { $0.writeRepeatingByte(0, count: size - headerSize) }
+    }
+
+    static func writeMetadata(_ json: [UInt8], into buffer: inout ByteBuffer) -> Int {
+        write(.metadata, into: &buffer) { $0.writeBytes(json) }
+    }
+}
+
+extension ByteBuffer {
+    mutating func writeShortString(_ s: String) {
+        let bytes = s.utf8
+        writeInteger(UInt8(truncatingIfNeeded: min(bytes.count, 255)))
+        writeBytes(bytes.prefix(255))
+    }
+
+    mutating func readShortString() -> String? {
+        guard let n = readInteger(as: UInt8.self) else { return nil }
+        return readString(length: Int(n))
+    }
+}
