@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "WarrenNode", "AMQPClient", "AMQPProtocol", "WarrenCore", "warren",
+                "WarrenNode", "AMQPClient", "AMQPProtocol", "WarrenCore", "WarrenStore", "warren",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 public import NIOCore
+import NIOConcurrencyHelpers
 import NIOPosix
 public import ServiceLifecycle
 import UnixSignals
@@ -19,6 +20,9 @@ public final class WarrenNode: Sendable {
     public let store: NIOLoopBound<FileMessageStore>
     private let tickTask: RepeatedTask
     private let monitorTask: RepeatedTask
+    /// The alarm limits in force; start from the configuration, changeable at runtime (as
+    /// `rabbitmqctl set_disk_free_limit` / `set_vm_memory_high_watermark`).
+    private let resourceLimits: NIOLockedValueBox<ResourceLimits>
 
     /// Opens the data directory, recovers the store (refusing to start on corruption, with a
     /// message that says what to do), rebuilds the broker from it and imports the definitions
@@ -67,12 +71,22 @@ public final class WarrenNode: Sendable {
             broker.value.tick()
             store.value.tick()
         }
-        let limits = configuration.resources
+        let limits = NIOLockedValueBox(configuration.resources)
+        self.resourceLimits = limits
         let dataPath = dataDirectory.path
         self.monitorTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
-            broker.value.apply(resources: ResourceReadings.read(dataDirectory: dataPath), limits: limits)
+            broker.value.apply(resources: ResourceReadings.read(dataDirectory: dataPath), limits: limits.withLockedValue { $0 })
         }
     }
+
+    /// Changes the alarm limits and re-evaluates them at once.
+    public func setResourceLimits(_ limits: ResourceLimits) async throws {
+        resourceLimits.withLockedValue { $0 = limits }
+        let dataPath = dataDirectory.path
+        try await withBroker { $0.apply(resources: ResourceReadings.read(dataDirectory: dataPath), limits: limits) }
+    }
+
+    public var currentResourceLimits: ResourceLimits { resourceLimits.withLockedValue { $0 } }
 
     /// The services this node runs, in start order.
     public func services(onAMQPListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) -> [any Service] {

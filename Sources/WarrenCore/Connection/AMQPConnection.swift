@@ -96,6 +96,8 @@ public final class AMQPConnection {
     public func start(transport: any ConnectionTransport) {
         self.transport = transport
         self.id = broker.register(self)
+        // An alarm already in force blocks this connection too once it publishes.
+        alarmBlocked = !broker.activeAlarms.isEmpty
         logger[metadataKey: "connection"] = "\(id)"
         logger.info("accepting AMQP connection")
     }
