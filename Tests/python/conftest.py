@@ -21,12 +21,14 @@ def warren_binary():
 class Node:
     """A warren process bound to 127.0.0.1 on a port it picked."""
 
-    def __init__(self, name, extra_args=(), bind="127.0.0.1"):
+    def __init__(self, name, extra_args=(), bind="127.0.0.1", data_dir=None, append_log=False):
+        """`data_dir` reuses a node's directory (a restart); `append_log` keeps the earlier log."""
         name = name.replace('/', '_')
         os.makedirs(ARTIFACTS, exist_ok=True)
-        self.data_dir = tempfile.mkdtemp(prefix="warren-test-")
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="warren-test-")
         self.log_path = os.path.join(ARTIFACTS, f"{name}.log")
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "a" if append_log else "w")
+        self.log_start = self.log.tell()
         self.proc = subprocess.Popen(
             [warren_binary(), "--amqp-port", "0", "--bind", bind, "--data-dir", self.data_dir, *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
@@ -39,6 +41,7 @@ class Node:
         pattern = re.compile(r"AMQP listener started on [^ ]+:(\d+)")
         while time.time() < deadline:
             with open(self.log_path) as f:
+                f.seek(self.log_start)
                 m = pattern.search(f.read())
             if m:
                 return int(m.group(1))
@@ -58,6 +61,12 @@ class Node:
     def log_text(self):
         with open(self.log_path) as f:
             return f.read()
+
+    def kill(self):
+        """kill -9: no shutdown, no final sync; what the store promised must still be there."""
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
 
     def stop(self):
         """SIGTERM, as an operator would; the node must exit cleanly."""
