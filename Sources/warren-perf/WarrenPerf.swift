@@ -38,6 +38,9 @@ struct WarrenPerf: AsyncParsableCommand {
     @Option(help: "Event-loop threads of the client.") var threads = 1
     @Option(help: "A label for this run, echoed in the JSON line.") var label = ""
     @Flag(help: "Keep the queues at the end.") var keepQueues = false
+    @Flag(help: "Do not purge the queues at the start (to drain a backlog left by an earlier run).") var noPurge = false
+    @Option(help: "Each producer stops after this many messages; the run ends when all are published (and confirmed).") var pmessages: UInt64 = 0
+    @Option(help: "The run ends once the consumers have taken this many messages in all.") var cmessages: UInt64 = 0
     @Flag(help: "No per-second progress lines.") var quiet = false
 
     func validate() throws {
@@ -65,7 +68,7 @@ struct WarrenPerf: AsyncParsableCommand {
         let args = try Self.parseArguments(queueArgs)
         for q in queueNames {
             try await sch.queueDeclare(q, durable: persistent, arguments: args)
-            try await sch.queuePurge(q)
+            if !noPurge { try await sch.queuePurge(q) }
         }
         if !exchange.isEmpty {
             try await sch.exchangeDeclare(exchange, type: exchangeType, durable: persistent)
@@ -87,16 +90,24 @@ struct WarrenPerf: AsyncParsableCommand {
             let q = queueNames[i % queues]
             let key = exchange.isEmpty ? q : (routingKey ?? q)
             let template = PublishTemplate(channel: ch.number, exchange: exchange, routingKey: key, properties: properties, bodySize: size)
-            producerList.append(Producer(index: i, channel: ch, template: template, confirmBound: confirm, rate: rate))
+            producerList.append(Producer(index: i, channel: ch, template: template, confirmBound: confirm, rate: rate, limit: pmessages))
         }
 
         let start = ContinuousClock.now
         for p in producerList { try await p.start() }
         var last = (published: UInt64(0), consumed: UInt64(0))
         var elapsed = 0.0
+        let countedRun = pmessages > 0 || cmessages > 0
         while elapsed < duration {
-            try await Task.sleep(for: .seconds(min(1.0, duration - elapsed)))
+            try await Task.sleep(for: .seconds(countedRun ? min(0.05, duration - elapsed) : min(1.0, duration - elapsed)))
             elapsed = Self.seconds(ContinuousClock.now - start)
+            if countedRun {
+                let now = try await Self.totals(producerList, consumerList)
+                let produced = pmessages == 0 || (now.published >= pmessages * UInt64(producers) && (confirm == 0 || now.confirmed + now.nacked >= now.published))
+                let consumedAll = cmessages == 0 || now.consumed >= cmessages
+                if produced && consumedAll { break }
+                continue
+            }
             if !quiet {
                 let now = try await Self.totals(producerList, consumerList)
                 print(String(format: "%6.1fs published %9.0f/s  consumed %9.0f/s  confirmed %llu", elapsed, Double(now.published - last.published), Double(now.consumed - last.consumed), now.confirmed))

@@ -21,6 +21,8 @@ final class Producer: @unchecked Sendable {
     let template: PublishTemplate
     let confirmBound: Int
     let rate: Double
+    /// Stop after this many messages; 0 is no limit.
+    let limit: UInt64
     var published: UInt64 = 0
     var confirmed: UInt64 = 0
     var nacked: UInt64 = 0
@@ -29,8 +31,9 @@ final class Producer: @unchecked Sendable {
     private var started: UInt64 = 0
     private let padding: Int
 
-    init(index: Int, channel: AMQPClientChannel, template: PublishTemplate, confirmBound: Int, rate: Double) {
+    init(index: Int, channel: AMQPClientChannel, template: PublishTemplate, confirmBound: Int, rate: Double, limit: UInt64 = 0) {
         self.index = index
+        self.limit = limit
         self.channel = channel
         self.template = template
         self.confirmBound = confirmBound
@@ -71,6 +74,10 @@ final class Producer: @unchecked Sendable {
         let ch = channel.onEventLoop
         var batch = 0
         while batch < 200 && !stopped {
+            if limit > 0 && published >= limit {
+                stopped = true
+                return
+            }
             if confirmBound > 0 && ch.unconfirmedCount >= confirmBound {
                 waiting = true
                 return

@@ -38,6 +38,17 @@ struct NodeConfigurationTests {
         #expect(c.configFile == file)
     }
 
+    @Test("Deploy/warren.conf.example loads and states the defaults")
+    func example() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let file = root.appendingPathComponent("Deploy/warren.conf.example").path
+        let c = try NodeConfiguration.load(flags: [:], environment: ["WARREN_CONFIG": file])
+        let defaults = try NodeConfiguration.load(flags: [:], environment: [:])
+        #expect(c.amqpPort == defaults.amqpPort)
+        #expect(c.broker.frameMax == defaults.broker.frameMax && c.broker.channelMax == defaults.broker.channelMax)
+        #expect(c.resources == defaults.resources, "the example's alarm limits are the defaults")
+    }
+
     @Test("every setting has a flag, a WARREN_ variable and a config key of the same name")
     func naming() {
         for s in NodeConfiguration.settings {
