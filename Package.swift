@@ -48,6 +48,10 @@ let package = Package(
         // CRC-32C with the SSE4.2 instruction where the CPU has it (the store checksums every
         // record it writes and reads).
         .target(name: "CWarrenCRC"),
+        // Raft consensus, pure: no IO, no clocks, no threads, no dependencies.
+        .target(name: "Raft", swiftSettings: strict),
+        // A deterministic simulator of Raft groups (network faults, crashes, invariant checks).
+        .target(name: "RaftTestKit", dependencies: ["Raft"], swiftSettings: strict),
         // Durable storage: the shared log with group commit, paging, checkpoints, compaction,
         // recovery. Implements WarrenCore's MessageStore.
         .target(
@@ -150,6 +154,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RaftTests",
+            dependencies: ["Raft", "RaftTestKit"],
+            resources: [.copy("Scenarios")],
             swiftSettings: strict
         ),
         .testTarget(
