@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "Raft", swiftSettings: strict),
         // A deterministic simulator of Raft groups (network faults, crashes, invariant checks).
         .target(name: "RaftTestKit", dependencies: ["Raft"], swiftSettings: strict),
+        // The long simulation mode and the core's benchmarks, in a release build.
+        .executableTarget(name: "raft-sim", dependencies: ["Raft", "RaftTestKit"], swiftSettings: strict),
         // Durable storage: the shared log with group commit, paging, checkpoints, compaction,
         // recovery. Implements WarrenCore's MessageStore.
         .target(

@@ -6,8 +6,9 @@ extension RaftNode {
     }
 
     func broadcastHeartbeat(context: UInt64) {
-        for (pid, p) in progress where pid != id {
-            send(to: pid, .heartbeat(commit: min(p.match, log.committed), context: context))
+        // In id order: the core's output must not depend on hash seeds, so a run replays.
+        for pid in progress.keys.sorted() where pid != id {
+            send(to: pid, .heartbeat(commit: min(progress[pid]!.match, log.committed), context: context))
         }
     }
 

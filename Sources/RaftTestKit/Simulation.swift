@@ -358,7 +358,7 @@ public final class Simulation {
     }
 
     func isMember(_ id: NodeID) -> Bool {
-        guard let l = leader()?.raft ?? nodes.values.compactMap(\.raft).first else { return true }
+        guard let l = leader()?.raft ?? nodes.keys.sorted().compactMap({ nodes[$0]!.raft }).first else { return true }
         return l.membership.members.contains(id)
     }
 
@@ -379,7 +379,7 @@ public final class Simulation {
             partition([Array(shuffled[..<cut]), Array(shuffled[cut...])])
         }
         if chance(faults.heal) { heal() }
-        if chance(faults.transfer), let l = leader(), let target = l.raft!.membership.voters.filter({ $0 != l.id }).randomElement(using: &rng) {
+        if chance(faults.transfer), let l = leader(), let target = l.raft!.membership.voters.sorted().filter({ $0 != l.id }).randomElement(using: &rng) {
             if (try? l.raft!.transferLeadership(to: target)) != nil { counts.transfers += 1 }
         }
         if chance(faults.membershipChange), let l = leader()?.raft {

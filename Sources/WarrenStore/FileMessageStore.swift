@@ -289,10 +289,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
         if var last = q.extents[level]?.last, last.segment == segment, !last.relocated, seq > last.lastSeq,
             Int(start) - Int(last.end) <= configuration.extentGapBytes
         {
-            last.end = end
-            last.count += 1
-            last.bytes += bytes
-            last.lastSeq = seq
+            last.append(end: end, bytes: bytes, seq: seq)
             q.extents[level]![q.extents[level]!.count - 1] = last
         } else {
             q.extents[level, default: []].append(

@@ -315,10 +315,7 @@ struct ScanState {
         if var last = q.extents[level]?.last, last.segment == position.segment, last.relocated == relocated, seq > last.lastSeq,
             !Self.anyStart(in: extentStarts[key] ?? [], above: last.lastSeq, below: seq)
         {
-            last.end = end
-            last.count += 1
-            last.bytes += bytes
-            last.lastSeq = seq
+            last.append(end: end, bytes: bytes, seq: seq)
             q.extents[level]![q.extents[level]!.count - 1] = last
         } else {
             var e = Extent(

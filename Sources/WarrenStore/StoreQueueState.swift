@@ -22,6 +22,14 @@ struct Extent: Equatable {
     /// transient message for this queue before the restart are not).
     var persistedOnly = false
 
+    /// Takes one more member, the record ending at `end`.
+    mutating func append(end: UInt32, bytes: Int, seq: UInt64) {
+        self.end = end
+        count += 1
+        self.bytes += bytes
+        lastSeq = seq
+    }
+
     func isMember(_ seq: UInt64, relocated flag: Bool, persisted: Bool) -> Bool {
         flag == relocated && seq >= firstSeq && seq <= lastSeq && (persisted || !persistedOnly)
     }
