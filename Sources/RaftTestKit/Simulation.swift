@@ -328,7 +328,9 @@ public final class Simulation {
         }
         // Quiet: all faults off, everyone up and connected.
         heal()
-        for id in nodes.keys.sorted() where !nodes[id]!.isUp && isMember(id) { restart(id) }
+        // Every node comes back, members or not: who is a member can still change while an
+        // uncommitted configuration entry is replaced (found by seed 14005).
+        for id in nodes.keys.sorted() where !nodes[id]!.isUp { restart(id) }
         let saved = faults
         faults = .none
         defer { faults = saved }
