@@ -52,6 +52,13 @@ let package = Package(
         .target(name: "Raft", swiftSettings: strict),
         // A deterministic simulator of Raft groups (network faults, crashes, invariant checks).
         .target(name: "RaftTestKit", dependencies: ["Raft"], swiftSettings: strict),
+        // The codec's fuzz target (Scripts/fuzz builds it with libFuzzer; a normal build
+        // replays input files through it).
+        .executableTarget(
+            name: "warren-fuzz",
+            dependencies: ["AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         // The long simulation mode and the core's benchmarks, in a release build.
         .executableTarget(name: "raft-sim", dependencies: ["Raft", "RaftTestKit"], swiftSettings: strict),
         // Durable storage: the shared log with group commit, paging, checkpoints, compaction,
