@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // Pure wire codec: ByteBuffer in, values out. No Channel, no EventLoop.
@@ -48,6 +51,18 @@ let package = Package(
         // CRC-32C with the SSE4.2 instruction where the CPU has it (the store checksums every
         // record it writes and reads).
         .target(name: "CWarrenCRC"),
+        // TLS settings shared by the AMQPS listener (and later cluster and federation links):
+        // files to NIOSSLContext, reload, certificate-to-user mapping for SASL EXTERNAL.
+        .target(
+            name: "WarrenTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict
+        ),
         // Raft consensus, pure: no IO, no clocks, no threads, no dependencies.
         .target(name: "Raft", swiftSettings: strict),
         // A deterministic simulator of Raft groups (network faults, crashes, invariant checks).

@@ -98,10 +98,26 @@ enum Fuzz {
 }
 
 #if FUZZING
-    @_cdecl("LLVMFuzzerTestOneInput")
-    public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-        Fuzz.run(UnsafeRawBufferPointer(start: data, count: size))
-        return 0
+    // libFuzzer's driver, called from our own main (SwiftPM names the executable's entry point,
+    // so libFuzzer's main is not used).
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    @main
+    struct FuzzMain {
+        static func main() {
+            var argc = CommandLine.argc
+            var argv = CommandLine.unsafeArgv
+            let code = LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+                Fuzz.run(UnsafeRawBufferPointer(start: data, count: size))
+                return 0
+            }
+            exit(code)
+        }
     }
 #else
     @main
