@@ -92,6 +92,7 @@ let package = Package(
         .target(
             name: "AMQPServer",
             dependencies: [
+                "WarrenTLS", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOTLS", package: "swift-nio"),
                 "AMQPProtocol", "WarrenCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,6 +115,7 @@ let package = Package(
         .target(
             name: "WarrenNode",
             dependencies: [
+                "WarrenTLS",
                 "AMQPServer", "WarrenCore", "WarrenStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

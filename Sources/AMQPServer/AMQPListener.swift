@@ -1,5 +1,7 @@
 public import NIOCore
 import NIOPosix
+import NIOSSL
+import WarrenTLS
 public import WarrenCore
 
 /// Socket-level settings of the AMQP listener.
@@ -11,6 +13,8 @@ public struct AMQPServerConfiguration: Sendable {
     public var handshakeTimeout: TimeAmount
     /// How long we wait for close-ok after sending connection.close.
     public var closeTimeout: TimeAmount
+    /// Set for an AMQPS listener.
+    public var tls: AMQPTLSOptions?
 
     public init(host: String = "0.0.0.0", port: Int = 5672, handshakeTimeout: TimeAmount = .seconds(10), closeTimeout: TimeAmount = .seconds(3)) {
         self.host = host
@@ -48,6 +52,11 @@ public final class AMQPListener: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let connection = AMQPConnection(broker: broker.value, peer: peerInfo(channel.remoteAddress))
                     let handler = AMQPConnectionHandler(connection: connection, configuration: configuration)
+                    if let tls = configuration.tls {
+                        // TLS wraps the AMQP pipeline; the AMQP handler sees plain bytes.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.contexts.context))
+                        try channel.pipeline.syncOperations.addHandler(TLSHandshakeHandler(options: tls, connection: connection))
+                    }
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }

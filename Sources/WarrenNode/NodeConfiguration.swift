@@ -1,6 +1,7 @@
 import Foundation
 public import Logging
 public import WarrenCore
+public import WarrenTLS
 
 /// Everything a node is configured with, loaded with one rule for every setting:
 /// command-line flag, then environment variable, then config file, then default.
@@ -19,6 +20,35 @@ public struct NodeConfiguration: Sendable {
     public var loadDefinitions: String?
     public var broker = BrokerConfiguration()
     public var resources = ResourceLimits()
+    /// The plain AMQP listener; off leaves only AMQPS.
+    public var plainListener = true
+    public var amqpsPort = 5671
+    /// TLS: the AMQPS listener runs when a certificate is configured.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var tlsCACertificate: String?
+    public var tlsVerifyPeer = false
+    public var tlsFailIfNoPeerCertificate = false
+    public var tlsMinimumVersion = TLSSettings.Version.tls12
+    public var tlsCiphers = TLSSettings.defaultCiphers
+    public var tlsLoginFrom = TLSSettings.LoginFrom.distinguishedName
+    public var tlsHandshakeTimeoutSeconds = 5
+
+    /// The AMQPS listener's TLS settings, or nil when no certificate is configured.
+    public func tlsSettings() throws -> TLSSettings? {
+        guard let cert = tlsCertificate else {
+            if tlsKey != nil { throw Error("tls-key given without tls-cert") }
+            return nil
+        }
+        guard let key = tlsKey else { throw Error("tls-cert given without tls-key") }
+        var t = TLSSettings(certificatePath: cert, keyPath: key, caPath: tlsCACertificate)
+        t.verifyPeer = tlsVerifyPeer
+        t.failIfNoPeerCertificate = tlsFailIfNoPeerCertificate
+        t.minimumVersion = tlsMinimumVersion
+        t.ciphers = tlsCiphers
+        t.loginFrom = tlsLoginFrom
+        return t
+    }
 
     public init() {}
 
@@ -96,7 +126,47 @@ public struct NodeConfiguration: Sendable {
             guard let n = ResourceLimits.parseBytes(v) else { throw Error("disk-free-limit: expected a size like 50MB or 1GiB, got '\(v)'") }
             c.resources.diskFreeLimit = n
         },
+        Setting(name: "plain-listener", help: "on or off: the plain (non-TLS) AMQP listener (default on).") { c, v in
+            c.plainListener = try bool(v, "plain-listener")
+        },
+        Setting(name: "amqps-port", help: "AMQP over TLS port, used when --tls-cert is set; 0 picks a free one (default 5671).") { c, v in
+            c.amqpsPort = try port(v, "amqps-port")
+        },
+        Setting(name: "tls-cert", help: "Server certificate chain (PEM); turns the AMQPS listener on.") { c, v in c.tlsCertificate = v },
+        Setting(name: "tls-key", help: "Private key of the server certificate (PEM).") { c, v in c.tlsKey = v },
+        Setting(name: "tls-ca-cert", help: "CA bundle (PEM) client certificates are verified against.") { c, v in c.tlsCACertificate = v },
+        Setting(name: "tls-verify-peer", help: "on or off: ask clients for a certificate and verify it (default off).") { c, v in
+            c.tlsVerifyPeer = try bool(v, "tls-verify-peer")
+        },
+        Setting(name: "tls-fail-if-no-peer-cert", help: "on or off: with tls-verify-peer, refuse clients without a certificate (default off).") {
+            c, v in c.tlsFailIfNoPeerCertificate = try bool(v, "tls-fail-if-no-peer-cert")
+        },
+        Setting(name: "tls-min-version", help: "tlsv1.2 (default) or tlsv1.3; older versions are never accepted.") { c, v in
+            guard let version = TLSSettings.Version(rawValue: v) else { throw Error("tls-min-version: expected tlsv1.2 or tlsv1.3, got '\(v)'") }
+            c.tlsMinimumVersion = version
+        },
+        Setting(name: "tls-ciphers", help: "OpenSSL cipher list for TLS 1.2 (default: ECDHE with AES-GCM or ChaCha20 only).") { c, v in
+            c.tlsCiphers = v
+        },
+        Setting(
+            name: "tls-cert-login-from",
+            help: "What names the user of a client certificate for EXTERNAL: distinguished_name (default), common_name, subject_alternative_name:dns or subject_alternative_name:email."
+        ) { c, v in
+            guard let l = TLSSettings.LoginFrom(v) else { throw Error("tls-cert-login-from: unknown value '\(v)'") }
+            c.tlsLoginFrom = l
+        },
+        Setting(name: "tls-handshake-timeout", help: "Seconds a client has to finish the TLS handshake (default 5).") { c, v in
+            c.tlsHandshakeTimeoutSeconds = try number(v, "tls-handshake-timeout", max: 3600)
+        },
     ]
+
+    static func bool(_ v: String, _ name: String) throws -> Bool {
+        switch v.lowercased() {
+        case "on", "true", "yes", "1": return true
+        case "off", "false", "no", "0": return false
+        default: throw Error("\(name): expected on or off, got '\(v)'")
+        }
+    }
 
     static func port(_ v: String, _ name: String) throws -> Int {
         guard let n = Int(v), (0...65535).contains(n) else { throw Error("\(name): not a port number: '\(v)'") }
@@ -125,6 +195,10 @@ public struct NodeConfiguration: Sendable {
             if let v = flags[s.name] ?? environment[s.environmentVariable] ?? fileValues[s.configKey] {
                 try s.apply(&config, v)
             }
+        }
+        _ = try config.tlsSettings()
+        if !config.plainListener && config.tlsCertificate == nil {
+            throw Error("plain-listener off needs the AMQPS listener (tls-cert and tls-key)")
         }
         return config
     }

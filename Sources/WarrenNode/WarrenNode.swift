@@ -8,6 +8,7 @@ import UnixSignals
 import AMQPServer
 public import WarrenCore
 public import WarrenStore
+public import WarrenTLS
 
 /// The composition root of a node: one event loop for the broker and its store, the services,
 /// and their graceful shutdown on SIGTERM/SIGINT.
@@ -23,6 +24,8 @@ public final class WarrenNode: Sendable {
     /// The alarm limits in force; start from the configuration, changeable at runtime (as
     /// `rabbitmqctl set_disk_free_limit` / `set_vm_memory_high_watermark`).
     private let resourceLimits: NIOLockedValueBox<ResourceLimits>
+    /// The AMQPS listener's TLS contexts (reloaded on SIGHUP), when TLS is configured.
+    public let tlsContexts: TLSContextBox?
 
     /// Opens the data directory, recovers the store (refusing to start on corruption, with a
     /// message that says what to do), rebuilds the broker from it and imports the definitions
@@ -31,6 +34,8 @@ public final class WarrenNode: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.dataDirectory = try DataDirectory(path: configuration.resolvedDataDirectory())
+        // Certificate problems stop the start with the file that is wrong.
+        self.tlsContexts = try configuration.tlsSettings().map { try TLSContextBox(settings: $0) }
         // One loop owns the broker and every connection (docs/architecture.md explains why).
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
@@ -89,15 +94,26 @@ public final class WarrenNode: Sendable {
     public var currentResourceLimits: ResourceLimits { resourceLimits.withLockedValue { $0 } }
 
     /// The services this node runs, in start order.
-    public func services(onAMQPListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) -> [any Service] {
+    public func services(
+        onAMQPListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
+        onAMQPSListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) -> [any Service] {
         let amqp = AMQPServerConfiguration(
             host: configuration.bindAddress, port: configuration.amqpPort,
             handshakeTimeout: .seconds(Int64(configuration.handshakeTimeoutSeconds)))
-        return [
-            AMQPService(
-                configuration: amqp, broker: broker, shutdownTimeout: .seconds(Int64(configuration.shutdownTimeoutSeconds)),
-                logger: logger, onListening: onAMQPListening)
-        ]
+        let shutdown = TimeAmount.seconds(Int64(configuration.shutdownTimeoutSeconds))
+        var list: [any Service] = []
+        if configuration.plainListener {
+            list.append(AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: onAMQPListening))
+        }
+        if let tls = tlsContexts {
+            var amqps = amqp
+            amqps.port = configuration.amqpsPort
+            amqps.tls = AMQPTLSOptions(contexts: tls, handshakeTimeout: .seconds(Int64(configuration.tlsHandshakeTimeoutSeconds)))
+            list.append(AMQPService(configuration: amqps, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: onAMQPSListening))
+            list.append(TLSReloadService(contexts: tls, logger: logger))
+        }
+        return list
     }
 
     /// Runs until SIGTERM or SIGINT, then shuts down gracefully.

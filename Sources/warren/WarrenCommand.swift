@@ -43,6 +43,19 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("memory-high-watermark"), help: "Memory at which publishers are blocked: 0.4 of RAM (default) or a size (2GB).")
     var memoryHighWatermark: String?
     @Option(name: .customLong("disk-free-limit"), help: "Free disk below which publishers are blocked (default 50MB).") var diskFreeLimit: String?
+    @Option(name: .customLong("plain-listener"), help: "on or off: the plain AMQP listener (default on).") var plainListener: String?
+    @Option(name: .customLong("amqps-port"), help: "AMQP over TLS port, with --tls-cert (default 5671).") var amqpsPort: String?
+    @Option(name: .customLong("tls-cert"), help: "Server certificate chain (PEM); turns AMQPS on.") var tlsCert: String?
+    @Option(name: .customLong("tls-key"), help: "Private key of the server certificate (PEM).") var tlsKey: String?
+    @Option(name: .customLong("tls-ca-cert"), help: "CA bundle (PEM) to verify client certificates.") var tlsCACert: String?
+    @Option(name: .customLong("tls-verify-peer"), help: "on or off: verify client certificates (default off).") var tlsVerifyPeer: String?
+    @Option(name: .customLong("tls-fail-if-no-peer-cert"), help: "on or off: refuse clients without a certificate (default off).")
+    var tlsFailIfNoPeerCert: String?
+    @Option(name: .customLong("tls-min-version"), help: "tlsv1.2 (default) or tlsv1.3.") var tlsMinVersion: String?
+    @Option(name: .customLong("tls-ciphers"), help: "OpenSSL cipher list for TLS 1.2 (default: ECDHE + AEAD only).") var tlsCiphers: String?
+    @Option(name: .customLong("tls-cert-login-from"), help: "distinguished_name (default), common_name, subject_alternative_name:dns|email.")
+    var tlsCertLoginFrom: String?
+    @Option(name: .customLong("tls-handshake-timeout"), help: "Seconds to finish the TLS handshake (default 5).") var tlsHandshakeTimeout: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -53,6 +66,10 @@ struct Serve: AsyncParsableCommand {
             ("channel-max", channelMax), ("max-message-size", maxMessageSize),
             ("handshake-timeout", handshakeTimeout), ("shutdown-timeout", shutdownTimeout),
             ("load-definitions", loadDefinitions), ("memory-high-watermark", memoryHighWatermark), ("disk-free-limit", diskFreeLimit),
+            ("plain-listener", plainListener), ("amqps-port", amqpsPort), ("tls-cert", tlsCert), ("tls-key", tlsKey),
+            ("tls-ca-cert", tlsCACert), ("tls-verify-peer", tlsVerifyPeer), ("tls-fail-if-no-peer-cert", tlsFailIfNoPeerCert),
+            ("tls-min-version", tlsMinVersion), ("tls-ciphers", tlsCiphers), ("tls-cert-login-from", tlsCertLoginFrom),
+            ("tls-handshake-timeout", tlsHandshakeTimeout),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

@@ -66,6 +66,11 @@ struct NodeConfigurationTests {
         ("just words", "config line 1: expected 'key = value', got 'just words'"),
         ("frame_max = 100", "frame-max: must be at least 4096, got 100"),
         ("log_level = loud", "log-level: unknown level 'loud'"),
+        ("tls_cert = /x.pem", "tls-cert given without tls-key"),
+        ("plain_listener = off", "plain-listener off needs the AMQPS listener (tls-cert and tls-key)"),
+        ("tls_min_version = tlsv1.1", "tls-min-version: expected tlsv1.2 or tlsv1.3, got 'tlsv1.1'"),
+        ("tls_verify_peer = maybe", "tls-verify-peer: expected on or off, got 'maybe'"),
+        ("tls_cert_login_from = cn", "tls-cert-login-from: unknown value 'cn'"),
     ])
     func errors(_ text: String, _ message: String) throws {
         let file = try writeConfig(text)

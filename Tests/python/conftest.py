@@ -34,11 +34,14 @@ class Node:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.host = bind
-        self.port = self._wait_for_port()
+        tls = "--tls-cert" in extra_args
+        plain = not (tls and "off" in [extra_args[i + 1] for i, a in enumerate(extra_args[:-1]) if a == "--plain-listener"])
+        self.port = self._wait_for_port() if plain else None
+        self.amqps_port = self._wait_for_port(kind="AMQPS") if tls else None
 
-    def _wait_for_port(self, timeout=30):
+    def _wait_for_port(self, timeout=30, kind="AMQP"):
         deadline = time.time() + timeout
-        pattern = re.compile(r"AMQP listener started on [^ ]+:(\d+)")
+        pattern = re.compile(kind + r" listener started on [^ ]+:(\d+)\s*\n")  # whole line only
         while time.time() < deadline:
             with open(self.log_path) as f:
                 f.seek(self.log_start)

@@ -22,9 +22,13 @@ public protocol ConnectionTransport: AnyObject {
 public struct PeerInfo: Sendable, Hashable {
     public var address: String
     public var isLoopback: Bool
-    public init(address: String, isLoopback: Bool) {
+    /// Over TLS, the user name the client's verified certificate stands for (SASL EXTERNAL
+    /// logs in as it); nil otherwise.
+    public var certificateLogin: String?
+    public init(address: String, isLoopback: Bool, certificateLogin: String? = nil) {
         self.address = address
         self.isLoopback = isLoopback
+        self.certificateLogin = certificateLogin
     }
 }
 
@@ -35,7 +39,7 @@ public struct PeerInfo: Sendable, Hashable {
 /// broker's event loop.
 public final class AMQPConnection {
     public let broker: Broker
-    public let peer: PeerInfo
+    public private(set) var peer: PeerInfo
     public private(set) var id: ConnectionID = 0
     public weak var transport: (any ConnectionTransport)?
     public private(set) var logger: Logger
@@ -283,9 +287,25 @@ public final class AMQPConnection {
         }
     }
 
+    /// Over TLS the shell learns, after the handshake, who the client certificate names; a
+    /// verified certificate offers EXTERNAL first, as RabbitMQ's rabbitmq_auth_mechanism_ssl.
+    public func setCertificateLogin(_ login: String?) {
+        peer.certificateLogin = login
+        if login != nil { machine.mechanisms = "EXTERNAL PLAIN AMQPLAIN" }
+    }
+
     private func authenticate(mechanism: String, response: [UInt8]) {
         let refused = AMQPError.accessRefused(
             "Login was refused using authentication mechanism \(mechanism). For details see the broker logfile.")
+        if mechanism == "EXTERNAL" {
+            guard let login = peer.certificateLogin, let user = broker.users[login] else {
+                logger.error("EXTERNAL login refused: user '\(peer.certificateLogin ?? "")' - no such user (from the client certificate)")
+                run(machine.authenticationFailed(refused))
+                return
+            }
+            admitAuthenticated(user, mechanism: mechanism, refused: refused)
+            return
+        }
         guard let credentials = SASL.parse(mechanism: mechanism, response: response) else {
             logger.error("\(mechanism) login refused: malformed response")
             run(machine.authenticationFailed(refused))
@@ -296,6 +316,10 @@ public final class AMQPConnection {
             run(machine.authenticationFailed(refused))
             return
         }
+        admitAuthenticated(user, mechanism: mechanism, refused: refused)
+    }
+
+    private func admitAuthenticated(_ user: User, mechanism: String, refused: AMQPError) {
         if broker.configuration.loopbackUsers.contains(user.name) && !peer.isLoopback {
             logger.error("\(mechanism) login refused: user '\(user.name)' can only connect via localhost")
             run(machine.authenticationFailed(refused))

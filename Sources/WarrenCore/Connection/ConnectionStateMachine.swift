@@ -53,7 +53,7 @@ public struct ConnectionStateMachine: Sendable {
     public private(set) var state: State = .awaitingProtocolHeader
     public let serverLimits: Limits
     public let serverProperties: FieldTable
-    public let mechanisms: String
+    public var mechanisms: String
     /// Whether the client asked to be told why authentication failed (its capabilities table).
     public private(set) var clientWantsAuthFailureClose = false
 
