@@ -1,4 +1,5 @@
 public import NIOCore
+import Logging
 import NIOPosix
 import NIOSSL
 import WarrenTLS
@@ -15,6 +16,9 @@ public struct AMQPServerConfiguration: Sendable {
     public var closeTimeout: TimeAmount
     /// Set for an AMQPS listener.
     public var tls: AMQPTLSOptions?
+    /// Sockets beyond this many connections (all listeners together) are closed at once, as
+    /// RabbitMQ's `connection_max`; nil is no limit.
+    public var maxConnections: Int?
 
     public init(host: String = "0.0.0.0", port: Int = 5672, handshakeTimeout: TimeAmount = .seconds(10), closeTimeout: TimeAmount = .seconds(3)) {
         self.host = host
@@ -49,7 +53,13 @@ public final class AMQPListener: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 262_144))
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                if let max = configuration.maxConnections, broker.value.connections.count >= max {
+                    broker.value.logger.warning(
+                        "connection refused: the node's connection limit is reached",
+                        metadata: ["peer": "\(peerInfo(channel.remoteAddress).address)", "limit": "\(max)"])
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     let connection = AMQPConnection(broker: broker.value, peer: peerInfo(channel.remoteAddress))
                     let handler = AMQPConnectionHandler(connection: connection, configuration: configuration)
                     if let tls = configuration.tls {

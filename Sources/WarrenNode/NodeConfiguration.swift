@@ -33,6 +33,8 @@ public struct NodeConfiguration: Sendable {
     public var tlsCiphers = TLSSettings.defaultCiphers
     public var tlsLoginFrom = TLSSettings.LoginFrom.distinguishedName
     public var tlsHandshakeTimeoutSeconds = 5
+    /// Connections the node accepts in all (nil: no limit, as RabbitMQ's default).
+    public var maxConnections: Int?
 
     /// The AMQPS listener's TLS settings, or nil when no certificate is configured.
     public func tlsSettings() throws -> TLSSettings? {
@@ -154,6 +156,9 @@ public struct NodeConfiguration: Sendable {
         ) { c, v in
             guard let l = TLSSettings.LoginFrom(v) else { throw Error("tls-cert-login-from: unknown value '\(v)'") }
             c.tlsLoginFrom = l
+        },
+        Setting(name: "max-connections", help: "Connections the node accepts at most, all listeners together; 'infinity' (default) for no limit.") {
+            c, v in c.maxConnections = v == "infinity" ? nil : try number(v, "max-connections", max: 10_000_000)
         },
         Setting(name: "tls-handshake-timeout", help: "Seconds a client has to finish the TLS handshake (default 5).") { c, v in
             c.tlsHandshakeTimeoutSeconds = try number(v, "tls-handshake-timeout", max: 3600)

@@ -98,9 +98,10 @@ public final class WarrenNode: Sendable {
         onAMQPListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
         onAMQPSListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) -> [any Service] {
-        let amqp = AMQPServerConfiguration(
+        var amqp = AMQPServerConfiguration(
             host: configuration.bindAddress, port: configuration.amqpPort,
             handshakeTimeout: .seconds(Int64(configuration.handshakeTimeoutSeconds)))
+        amqp.maxConnections = configuration.maxConnections
         let shutdown = TimeAmount.seconds(Int64(configuration.shutdownTimeoutSeconds))
         var list: [any Service] = []
         if configuration.plainListener {

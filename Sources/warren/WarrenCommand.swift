@@ -55,6 +55,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-ciphers"), help: "OpenSSL cipher list for TLS 1.2 (default: ECDHE + AEAD only).") var tlsCiphers: String?
     @Option(name: .customLong("tls-cert-login-from"), help: "distinguished_name (default), common_name, subject_alternative_name:dns|email.")
     var tlsCertLoginFrom: String?
+    @Option(name: .customLong("max-connections"), help: "Connections the node accepts at most ('infinity', the default, for no limit).")
+    var maxConnections: String?
     @Option(name: .customLong("tls-handshake-timeout"), help: "Seconds to finish the TLS handshake (default 5).") var tlsHandshakeTimeout: String?
 
     func run() async throws {
@@ -69,7 +71,7 @@ struct Serve: AsyncParsableCommand {
             ("plain-listener", plainListener), ("amqps-port", amqpsPort), ("tls-cert", tlsCert), ("tls-key", tlsKey),
             ("tls-ca-cert", tlsCACert), ("tls-verify-peer", tlsVerifyPeer), ("tls-fail-if-no-peer-cert", tlsFailIfNoPeerCert),
             ("tls-min-version", tlsMinVersion), ("tls-ciphers", tlsCiphers), ("tls-cert-login-from", tlsCertLoginFrom),
-            ("tls-handshake-timeout", tlsHandshakeTimeout),
+            ("tls-handshake-timeout", tlsHandshakeTimeout), ("max-connections", maxConnections),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

@@ -123,6 +123,25 @@ def case_frame_before_handshake_ends(r):
     r.send(b'AMQP\x00\x00\x09\x01'); r.read_method(); r.send(method(1, 20, 10, shortstr('')))
 
 
+def case_huge_frame_before_login(r):
+    # A 4 GiB frame announced right after the protocol header: refused from its 7-byte header,
+    # nothing is allocated for it.
+    r.send(b'AMQP\x00\x00\x09\x01'); r.read_method(); r.send(struct.pack('>BHI', 1, 0, 0xFFFFFFFF))
+
+
+def nested_table(depth):
+    inner = struct.pack('>I', 0)
+    for _ in range(depth):
+        entry = shortstr('k') + b'F' + inner
+        inner = struct.pack('>I', len(entry)) + entry
+    return inner
+
+
+def case_deeply_nested_table(r):
+    r.handshake(); r.open_channel(1)
+    r.send(method(1, 50, 10, struct.pack('>H', 0) + shortstr('q') + b'\x00' + nested_table(200)))
+
+
 # name: (provoke, code, text, class, method, how RabbitMQ 3.10.8 differs)
 CASES = {
     'unknown_frame_type': (case_unknown_frame_type, 501, 'FRAME_ERROR - unknown frame type 9', 0, 0, 'wording'),
@@ -145,6 +164,8 @@ CASES = {
     'consumer_tag_reused': (case_consumer_tag_reused, 530, "NOT_ALLOWED - attempt to reuse consumer tag 'tag'", 60, 20, None),
     'publish_immediate': (case_publish_immediate, 540, 'NOT_IMPLEMENTED - immediate=true', 60, 40, None),
     'header_of_wrong_class': (case_header_of_wrong_class, 505, 'UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead', 60, 40, None),
+    'huge_frame_before_login': (case_huge_frame_before_login, 501, 'FRAME_ERROR - type 1, frame size 4294967295 is larger than the negotiated maximum 8184', 0, 0, 'wording'),
+    'deeply_nested_table': (case_deeply_nested_table, 501, 'FRAME_ERROR - cannot decode method arguments: field table nesting deeper than 32', 50, 10, 'RabbitMQ has no nesting limit'),
     'frame_before_handshake_ends': (case_frame_before_handshake_ends, 503, 'COMMAND_INVALID - channel frame received before the connection was opened', 0, 0, 'RabbitMQ closes the socket'),
 }
 
@@ -157,6 +178,18 @@ def test_hostile_frame(warren, name):
     assert expect_close(r) == (code, text, cls, mid)
     r.send(method(0, 10, 51))  # close-ok: the server then closes the socket
     assert r.closed()
+    assert_serving(warren)
+
+
+
+
+def test_declared_body_over_the_maximum_message_size_closes_the_channel(warren):
+    """The header's body size is checked before any body is buffered: 406 on the channel."""
+    r = Raw(warren.port)
+    r.handshake(); r.open_channel(1); r.send(PUBLISH); r.send(header(1, 60, 20 * 1024 * 1024))
+    assert expect_close(r) == ('channel', 406, 'PRECONDITION_FAILED - message size 20971520 is larger than configured max size 16777216', 60, 40)
+    r.send(method(1, 20, 41))  # channel.close-ok; the connection stays usable
+    r.open_channel(2)
     assert_serving(warren)
 
 
