@@ -184,3 +184,25 @@ def test_plain_listener_can_be_turned_off():
         conn.close()
     finally:
         assert node.stop() == 0
+
+
+@pytest.mark.parametrize("login_from,user", [
+    ("distinguished_name", "CN=tlsuser,O=Warren Tests"),
+    ("subject_alternative_name:dns", "tlsuser.example"),
+    ("subject_alternative_name:email", "tlsuser@example.com"),
+])
+def test_external_user_from_the_dn_or_a_san(login_from, user):
+    defs = {"users": [{"name": user, "password_hash": "", "tags": ""}], "vhosts": [{"name": "/"}],
+            "permissions": [{"user": user, "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}
+    path = os.path.join(tempfile.mkdtemp(prefix="warren-defs-"), "defs.json")
+    with open(path, "w") as f:
+        json.dump(defs, f)
+    node = Node("test_tls_pika-login-" + login_from.replace(":", "-"),
+                tls_args("--tls-verify-peer", "on", "--tls-cert-login-from", login_from, "--load-definitions", path))
+    try:
+        conn = pika.BlockingConnection(params(node, cert="client", external=True))
+        assert round_trip(conn) == b"over tls"
+        conn.close()
+        assert f"login={user}" in node.log_text()
+    finally:
+        assert node.stop() == 0
