@@ -71,7 +71,10 @@ let package = Package(
         // replays input files through it).
         .executableTarget(
             name: "warren-fuzz",
-            dependencies: ["AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "AMQPProtocol", "WarrenCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // The long simulation mode and the core's benchmarks, in a release build.

@@ -1,6 +1,8 @@
 import AMQPProtocol
 import Foundation
+import Logging
 import NIOCore
+import WarrenCore
 
 // The fuzz target over the codec: frame reader (before and after tune), method decoders,
 // content headers, field tables, and the command assembler. Built two ways:
@@ -17,12 +19,65 @@ enum Fuzz {
     static func run(_ data: UnsafeRawBufferPointer) {
         guard let selector = data.first else { return }
         var buffer = ByteBuffer(bytes: data.dropFirst())
-        switch selector % 4 {
-        case 0: frames(&buffer, chunk: Int(selector / 4) + 1)
+        switch selector % 5 {
+        case 0: frames(&buffer, chunk: Int(selector / 5) + 1)
         case 1: method(&buffer)
         case 2: table(&buffer)
-        default: properties(&buffer)
+        case 3: properties(&buffer)
+        default: broker(&buffer, chunk: Int(selector / 5) + 1)
         }
+    }
+
+    final class NullTransport: ConnectionTransport {
+        func outputPending() {}
+        func disconnect() {}
+        func startHeartbeatTimer(intervalMilliseconds: Int) {}
+        func startCloseTimer() {}
+        func setReading(_ enabled: Bool) {}
+    }
+
+    /// The broker core behind the codec, on a fresh broker: connection A (logged in, channel 1
+    /// open) gets the input as frames after its handshake, in chunks; connection B consumes
+    /// queue "q" with prefetch 2, so A's traffic reaches another connection. Then the broker
+    /// ticks and both connections go away. Whatever a client sends must
+    /// end in a reply or a close, never a crash, and leave the broker consistent.
+    static func broker(_ input: inout ByteBuffer, chunk: Int) {
+        let broker = Broker(logger: Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() })
+        let transport = NullTransport()
+        var connections: [AMQPConnection] = []
+        for _ in 0..<2 {
+            let c = AMQPConnection(broker: broker, peer: PeerInfo(address: "127.0.0.1:1", isLoopback: true))
+            c.start(transport: transport)
+            var b = ByteBuffer()
+            b.writeAMQPProtocolHeader()
+            b.writeAMQPFrame(.method(channel: 0, .connectionStartOk(ConnectionStartOk(clientProperties: [:], mechanism: "PLAIN", response: Array("\0guest\0guest".utf8)))))
+            b.writeAMQPFrame(.method(channel: 0, .connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 131_072, heartbeat: 0))))
+            b.writeAMQPFrame(.method(channel: 0, .connectionOpen(ConnectionOpen())))
+            b.writeAMQPFrame(.method(channel: 1, .channelOpen(ChannelOpen())))
+            if !connections.isEmpty {
+                b.writeAMQPFrame(.method(channel: 1, .queueDeclare(QueueDeclare(queue: "q"))))
+                b.writeAMQPFrame(.method(channel: 1, .basicQos(BasicQos(prefetchCount: 2))))
+                b.writeAMQPFrame(.method(channel: 1, .basicConsume(BasicConsume(queue: "q", consumerTag: "b"))))
+            }
+            c.receive(b)
+            c.receiveComplete()
+            _ = c.takeOutbound()
+            connections.append(c)
+        }
+        let a = connections[0]
+        while input.readableBytes > 0 {
+            let slice = input.readSlice(length: min(chunk, input.readableBytes))!
+            a.receive(slice)
+            a.receiveComplete()
+            _ = a.takeOutbound()
+            _ = connections[1].takeOutbound()
+        }
+        for _ in 0..<3 { broker.tick() }
+        for c in connections {
+            _ = c.takeOutbound()
+            c.transportClosed()
+        }
+        precondition(broker.connections.isEmpty, "connections left registered after both closed")
     }
 
     /// Frames as the server reads them: protocol header first, small frames before tune, fed in
