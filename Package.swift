@@ -107,6 +107,7 @@ let package = Package(
         .target(
             name: "AMQPClient",
             dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -142,6 +143,7 @@ let package = Package(
         .executableTarget(
             name: "warren-perf",
             dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 "AMQPClient", "AMQPProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

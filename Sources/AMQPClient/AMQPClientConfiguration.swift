@@ -1,4 +1,5 @@
 public import AMQPProtocol
+public import NIOSSL
 
 /// Where and how to connect.
 public struct AMQPClientConfiguration: Sendable {
@@ -15,6 +16,10 @@ public struct AMQPClientConfiguration: Sendable {
     public var mechanism: String
     /// Shown by the broker as the connection's name.
     public var connectionName: String?
+    /// Set for AMQPS: the TLS client context (trust roots, client certificate).
+    public var tls: NIOSSLContext?
+    /// The name the server's certificate must carry (default: `host` when it is a name).
+    public var tlsServerName: String?
 
     public init(
         host: String = "127.0.0.1", port: Int = 5672, username: String = "guest", password: String = "guest",
@@ -35,11 +40,17 @@ public struct AMQPClientConfiguration: Sendable {
     /// Parses `amqp://user:pass@host:port/vhost` (the vhost percent-decoded; `/` when absent).
     public init(url: String) throws(AMQPClientError) {
         self.init()
-        if url.hasPrefix("amqps://") {
-            throw .invalidURL("\(url) (amqps:// needs TLS, which AMQPClient does not have yet)")
+        let secure = url.hasPrefix("amqps://")
+        guard secure || url.hasPrefix("amqp://") else { throw .invalidURL(url) }
+        if secure {
+            port = 5671
+            do {
+                tls = try NIOSSLContext(configuration: .makeClientConfiguration())
+            } catch {
+                throw .invalidURL("\(url) (TLS: \(error))")
+            }
         }
-        guard url.hasPrefix("amqp://") else { throw .invalidURL(url) }
-        var rest = Substring(url.dropFirst("amqp://".count))
+        var rest = Substring(url.dropFirst(secure ? "amqps://".count : "amqp://".count))
         var vhostPart: Substring?
         if let slash = rest.firstIndex(of: "/") {
             vhostPart = rest[rest.index(after: slash)...]

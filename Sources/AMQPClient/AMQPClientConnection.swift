@@ -1,6 +1,7 @@
 public import AMQPProtocol
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 
 /// A connection to an AMQP 0-9-1 broker.
 ///
@@ -34,6 +35,10 @@ public final class AMQPClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = configuration.tls {
+                        let name = configuration.tlsServerName ?? (configuration.host.first?.isLetter == true ? configuration.host : nil)
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ClientHandler(configuration: configuration, connectPromise: promise))
                 }
             }

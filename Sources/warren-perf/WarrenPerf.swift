@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 @main
 struct WarrenPerf: AsyncParsableCommand {
@@ -42,6 +43,7 @@ struct WarrenPerf: AsyncParsableCommand {
     @Option(help: "Each producer stops after this many messages; the run ends when all are published (and confirmed).") var pmessages: UInt64 = 0
     @Option(help: "The run ends once the consumers have taken this many messages in all.") var cmessages: UInt64 = 0
     @Flag(help: "No per-second progress lines.") var quiet = false
+    @Option(help: "CA bundle (PEM) that verifies an amqps:// broker (default: the system's trust store).") var tlsCa: String?
 
     func validate() throws {
         if size < Payload.minimumSize { throw ValidationError("--size must be at least \(Payload.minimumSize)") }
@@ -49,7 +51,12 @@ struct WarrenPerf: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let config = try AMQPClientConfiguration(url: uri)
+        var config = try AMQPClientConfiguration(url: uri)
+        if let tlsCa, config.tls != nil {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(tlsCa)
+            config.tls = try NIOSSLContext(configuration: tls)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let cpuBefore = Self.processCPUSeconds()
         if idleConnections > 0 {

@@ -206,3 +206,15 @@ def test_external_user_from_the_dn_or_a_san(login_from, user):
         assert f"login={user}" in node.log_text()
     finally:
         assert node.stop() == 0
+
+
+def test_warren_perf_over_amqps_loses_nothing(server_tls):
+    """AMQPClient's TLS (the load generator, later federation links) against the AMQPS listener."""
+    from conftest import warren_binary
+    perf = os.path.join(os.path.dirname(warren_binary()), "warren-perf")
+    out = subprocess.run([perf, "--uri", f"amqps://guest:guest@localhost:{server_tls.amqps_port}/", "--tls-ca", pki("ca.pem"),
+                          "--duration", "1", "--quiet", "--size", "64", "--verify", "--confirm", "100"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["consumed"] > 0 and result["lost"] == 0 and result["duplicated"] == 0, result
