@@ -1,4 +1,5 @@
 import AMQPProtocol
+import Logging
 import NIOCore
 import Testing
 
@@ -77,5 +78,28 @@ struct ArgumentTests {
         t.amqpWriteFieldTable(["LOGIN": "u", "PASSWORD": "p"])
         #expect(SASL.parse(mechanism: "AMQPLAIN", response: Array(t.readableBytesView.dropFirst(4))) == Credentials(username: "u", password: "p"))
         #expect(SASL.parse(mechanism: "AMQPLAIN", response: [1, 2, 3]) == nil)
+    }
+}
+
+@Suite("Object graph")
+struct ObjectGraphTests {
+    @Test("a released broker frees its vhosts' bound queues and exchanges (found by the fuzzer's leak check)")
+    func noCyclesLeftBehind() throws {
+        weak var queue: MessageQueue?
+        weak var exchange: Exchange?
+        do {
+            let broker = Broker(logger: Logger(label: "graph") { _ in SwiftLogNoOpLogHandler() })
+            let client = TestClient.ready(broker)
+            client.send(channel: 1, .exchangeDeclare(ExchangeDeclare(exchange: "x", type: "topic")))
+            client.send(channel: 1, .queueDeclare(QueueDeclare(queue: "q")))
+            client.send(channel: 1, .queueBind(QueueBind(queue: "q", exchange: "x", routingKey: "a.#")))
+            client.collect()
+            queue = broker.vhosts["/"]!.queues["q"]
+            exchange = broker.vhosts["/"]!.exchanges["x"]
+            #expect(queue != nil && exchange != nil && queue!.bindings.count == 1)
+            client.connection.transportClosed()
+        }
+        #expect(queue == nil, "the queue outlived its broker")
+        #expect(exchange == nil, "the exchange outlived its broker")
     }
 }

@@ -55,6 +55,13 @@ public final class Exchange {
         router.remove(binding)
         return true
     }
+
+    /// Drops every binding from and to this exchange (the vhost is going away).
+    func dropAllBindings() {
+        for b in bindings { router.remove(b) }
+        bindings.removeAll()
+        incoming.removeAll()
+    }
 }
 
 /// The default exchange: every queue is reachable by its name as the routing key. It keeps no

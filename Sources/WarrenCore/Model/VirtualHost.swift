@@ -22,6 +22,15 @@ public final class VirtualHost {
         ("amq.headers", .headers), ("amq.match", .headers),
     ]
 
+    /// Bindings hold their exchange and their destination strongly, and queues and exchanges
+    /// list their bindings, so a bound pair is a reference cycle; while the vhost lives that is
+    /// the graph, and unbinding breaks it. When the vhost itself goes (a broker released, e.g.
+    /// in tests or the fuzzer), its whole graph goes with it. Found by the fuzzer's leak check.
+    deinit {
+        for x in exchanges.values { x.dropAllBindings() }
+        for q in queues.values { q.bindings.removeAll() }
+    }
+
     init(name: String, broker: Broker) {
         self.name = name
         self.broker = broker
