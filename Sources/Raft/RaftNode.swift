@@ -269,8 +269,6 @@ public final class RaftNode {
     /// Leader only: how far each member's log is known to match.
     public var matchIndexes: [NodeID: LogIndex] { progress.mapValues(\.match) }
 
-    var hardStateChanged: Bool { hardState != lastHardState }
-
     // MARK: internals shared by the extensions
 
     func send(to: NodeID, _ kind: Message.Kind) {

@@ -29,8 +29,6 @@ public final class History {
         operations[op] = o
     }
 
-    func nodeDown(_ node: NodeID, at t: Int) {}
-
     /// Checks the history against the counter's sequential specification, given the committed
     /// log (which fixes the order of increments):
     ///

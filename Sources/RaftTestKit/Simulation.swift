@@ -139,7 +139,6 @@ public final class Simulation {
         guard let n = nodes[id], n.isUp else { return }
         n.raft = nil
         counts.crashes += 1
-        history.nodeDown(id, at: now)
     }
 
     public func restart(_ id: NodeID) {

@@ -109,14 +109,8 @@ extension FileMessageStore {
         var at: LogPosition = 0
         let end = append { buffer in
             RecordFormat.write(.message, flags: MessageFlags.relocated, into: &buffer) { b in
-                b.writeInteger(source.number)
-                b.writeInteger(UInt16(kept.count))
-                for d in kept {
-                    b.writeInteger(d.queue)
-                    b.writeInteger(d.seq)
-                    b.writeInteger(d.expiresAt)
-                    b.writeInteger(UInt8(d.persist ? 1 : 0))
-                }
+                // The message part is copied as it is on disk, not decoded and re-encoded.
+                RecordFormat.writeDestinations(kept, relocatedFrom: source.number, into: &b)
                 var m = message
                 b.writeBuffer(&m)
             }

@@ -115,14 +115,7 @@ enum RecordFormat {
         _ message: Message, destinations: [MessageDestination], relocatedFrom source: UInt32 = 0, into buffer: inout ByteBuffer
     ) -> Int {
         write(.message, flags: source == 0 ? 0 : MessageFlags.relocated, into: &buffer) { b in
-            b.writeInteger(source)
-            b.writeInteger(UInt16(destinations.count))
-            for d in destinations {
-                b.writeInteger(d.queue)
-                b.writeInteger(d.seq)
-                b.writeInteger(d.expiresAt)
-                b.writeInteger(UInt8(d.persist ? 1 : 0))
-            }
+            writeDestinations(destinations, relocatedFrom: source, into: &b)
             b.writeShortString(message.exchange)
             b.writeShortString(message.routingKey)
             let lengthAt = b.writerIndex
@@ -137,6 +130,19 @@ enum RecordFormat {
             var body = message.body
             b.writeInteger(UInt32(body.readableBytes))
             b.writeBuffer(&body)
+        }
+    }
+
+    /// The part of a message record before the message: the source segment (0 unless a
+    /// compaction copy) and the destinations. `messageDestinations` reads it back.
+    static func writeDestinations(_ destinations: [MessageDestination], relocatedFrom source: UInt32, into b: inout ByteBuffer) {
+        b.writeInteger(source)
+        b.writeInteger(UInt16(destinations.count))
+        for d in destinations {
+            b.writeInteger(d.queue)
+            b.writeInteger(d.seq)
+            b.writeInteger(d.expiresAt)
+            b.writeInteger(UInt8(d.persist ? 1 : 0))
         }
     }
 
