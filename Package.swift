@@ -67,12 +67,18 @@ let package = Package(
         .target(name: "Raft", swiftSettings: strict),
         // A deterministic simulator of Raft groups (network faults, crashes, invariant checks).
         .target(name: "RaftTestKit", dependencies: ["Raft"], swiftSettings: strict),
+        // Connections inside the process (no sockets), for the microbenchmark and the fuzzer.
+        .target(
+            name: "WarrenCoreInProcess",
+            dependencies: ["WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         // The codec's fuzz target (Scripts/fuzz builds it with libFuzzer; a normal build
         // replays input files through it).
         .executableTarget(
             name: "warren-fuzz",
             dependencies: [
-                "AMQPProtocol", "WarrenCore", .product(name: "NIOCore", package: "swift-nio"),
+                "AMQPProtocol", "WarrenCore", "WarrenCoreInProcess", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -157,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "warren-microbench",
             dependencies: [
-                "WarrenCore", "AMQPProtocol", "CMallocCounter",
+                "WarrenCore", "WarrenCoreInProcess", "AMQPProtocol", "CMallocCounter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import WarrenCore
+import WarrenCoreInProcess
 
 // The fuzz target over the codec: frame reader (before and after tune), method decoders,
 // content headers, field tables, and the command assembler. Built two ways:
@@ -28,14 +29,6 @@ enum Fuzz {
         }
     }
 
-    final class NullTransport: ConnectionTransport {
-        func outputPending() {}
-        func disconnect() {}
-        func startHeartbeatTimer(intervalMilliseconds: Int) {}
-        func startCloseTimer() {}
-        func setReading(_ enabled: Bool) {}
-    }
-
     /// The broker core behind the codec, on a fresh broker: connection A (logged in, channel 1
     /// open) gets the input as frames after its handshake, in chunks; connection B consumes
     /// queue "q" with prefetch 2, so A's traffic reaches another connection. Then the broker
@@ -44,26 +37,13 @@ enum Fuzz {
     static func broker(_ input: inout ByteBuffer, chunk: Int) {
         let broker = Broker(logger: Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() })
         let transport = NullTransport()
-        var connections: [AMQPConnection] = []
-        for _ in 0..<2 {
-            let c = AMQPConnection(broker: broker, peer: PeerInfo(address: "127.0.0.1:1", isLoopback: true))
-            c.start(transport: transport)
-            var b = ByteBuffer()
-            b.writeAMQPProtocolHeader()
-            b.writeAMQPFrame(.method(channel: 0, .connectionStartOk(ConnectionStartOk(clientProperties: [:], mechanism: "PLAIN", response: Array("\0guest\0guest".utf8)))))
-            b.writeAMQPFrame(.method(channel: 0, .connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 131_072, heartbeat: 0))))
-            b.writeAMQPFrame(.method(channel: 0, .connectionOpen(ConnectionOpen())))
-            b.writeAMQPFrame(.method(channel: 1, .channelOpen(ChannelOpen())))
-            if !connections.isEmpty {
-                b.writeAMQPFrame(.method(channel: 1, .queueDeclare(QueueDeclare(queue: "q"))))
-                b.writeAMQPFrame(.method(channel: 1, .basicQos(BasicQos(prefetchCount: 2))))
-                b.writeAMQPFrame(.method(channel: 1, .basicConsume(BasicConsume(queue: "q", consumerTag: "b"))))
-            }
-            c.receive(b)
-            c.receiveComplete()
-            _ = c.takeOutbound()
-            connections.append(c)
-        }
+        // B consumes "q" (declared here), so A's traffic can reach another connection.
+        let connections = [
+            AMQPConnection.inProcess(broker: broker, transport: transport),
+            AMQPConnection.inProcess(
+                broker: broker, transport: transport,
+                setup: [.queueDeclare(QueueDeclare(queue: "q")), .basicQos(BasicQos(prefetchCount: 2)), .basicConsume(BasicConsume(queue: "q", consumerTag: "b"))]),
+        ]
         let a = connections[0]
         while input.readableBytes > 0 {
             let slice = input.readSlice(length: min(chunk, input.readableBytes))!

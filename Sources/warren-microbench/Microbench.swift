@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import Logging
 import WarrenCore
+import WarrenCoreInProcess
 
 /// The broker core with no sockets: publish frames go in as 64 KiB "reads", deliveries come out
 /// and are dropped. What is left is the broker's own cost per message: CPU time and allocations.
@@ -31,13 +32,6 @@ struct Microbench: ParsableCommand {
     }
 }
 
-final class NullTransport: ConnectionTransport {
-    func outputPending() {}
-    func disconnect() {}
-    func startHeartbeatTimer(intervalMilliseconds: Int) {}
-    func startCloseTimer() {}
-    func setReading(_ enabled: Bool) {}
-}
 
 struct Scenario {
     struct Result {
@@ -52,18 +46,7 @@ struct Scenario {
     let size: Int
 
     func connect(_ broker: Broker, _ transport: NullTransport) -> AMQPConnection {
-        let c = AMQPConnection(broker: broker, peer: PeerInfo(address: "127.0.0.1:1", isLoopback: true))
-        c.start(transport: transport)
-        var b = ByteBuffer()
-        b.writeAMQPProtocolHeader()
-        b.writeAMQPFrame(.method(channel: 0, .connectionStartOk(ConnectionStartOk(clientProperties: [:], mechanism: "PLAIN", response: Array("\0guest\0guest".utf8)))))
-        b.writeAMQPFrame(.method(channel: 0, .connectionTuneOk(ConnectionTuneOk(channelMax: 0, frameMax: 131_072, heartbeat: 0))))
-        b.writeAMQPFrame(.method(channel: 0, .connectionOpen(ConnectionOpen())))
-        b.writeAMQPFrame(.method(channel: 1, .channelOpen(ChannelOpen())))
-        c.receive(b)
-        c.receiveComplete()
-        _ = c.takeOutbound()
-        return c
+        AMQPConnection.inProcess(broker: broker, transport: transport)
     }
 
     func send(_ c: AMQPConnection, _ methods: AMQPMethod...) {
