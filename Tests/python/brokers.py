@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 from conftest import ROOT, Node
 
@@ -48,3 +49,13 @@ def start(name, definitions, extra_args=()):
     if reference_mode():
         return ScratchRabbit(path)
     return Node(name, ["--load-definitions", path, *extra_args])
+
+
+def get(ch, queue, wait=1.0):
+    """basic.get, retrying briefly: dead-lettering and expiry are asynchronous in RabbitMQ."""
+    deadline = time.time() + wait
+    while True:
+        m = ch.basic_get(queue, auto_ack=True)
+        if m[0] is not None or time.time() > deadline:
+            return m
+        time.sleep(0.02)

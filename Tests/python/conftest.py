@@ -34,10 +34,10 @@ class Node:
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.host = bind
-        tls = "--tls-cert" in extra_args
-        plain = not (tls and "off" in [extra_args[i + 1] for i, a in enumerate(extra_args[:-1]) if a == "--plain-listener"])
+        flags = dict(zip(extra_args[::2], extra_args[1::2]))  # every flag takes one value
+        plain = flags.get("--plain-listener", "on") != "off"
         self.port = self._wait_for_port() if plain else None
-        self.amqps_port = self._wait_for_port(kind="AMQPS") if tls else None
+        self.amqps_port = self._wait_for_port(kind="AMQPS") if "--tls-cert" in flags else None
 
     def _wait_for_port(self, timeout=30, kind="AMQP"):
         deadline = time.time() + timeout

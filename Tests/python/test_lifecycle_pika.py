@@ -8,6 +8,8 @@ import time
 import pika
 import pytest
 
+from brokers import get
+
 
 def connect(node):
     return pika.BlockingConnection(pika.ConnectionParameters(node.host, node.port, heartbeat=0))
@@ -35,15 +37,6 @@ def dead_letter_target(ch, exchange="lc.dlx", queue="lc.dead"):
     ch.queue_bind(queue, exchange)
     return exchange, queue
 
-
-def get(ch, queue, wait=1.0):
-    """basic.get, retrying briefly: dead-lettering and expiry are asynchronous in RabbitMQ."""
-    deadline = time.time() + wait
-    while True:
-        m = ch.basic_get(queue, auto_ack=True)
-        if m[0] is not None or time.time() > deadline:
-            return m
-        time.sleep(0.02)
 
 
 def pump(*connections, seconds=0.3):

@@ -7,6 +7,7 @@ import pika
 import pytest
 
 import brokers
+from brokers import get
 
 DEFINITIONS = {
     "users": [{"name": "guest", "password": "guest", "tags": ["administrator"]}],
@@ -60,14 +61,6 @@ def ch(node):
     if c.is_open:
         c.close()
 
-
-def get(ch, queue, wait=1.0):
-    deadline = time.time() + wait
-    while True:
-        m = ch.basic_get(queue, auto_ack=True)
-        if m[0] is not None or time.time() > deadline:
-            return m
-        time.sleep(0.02)
 
 
 def fill(ch, queue, n):
