@@ -218,3 +218,18 @@ def test_warren_perf_over_amqps_loses_nothing(server_tls):
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["consumed"] > 0 and result["lost"] == 0 and result["duplicated"] == 0, result
+
+
+def test_external_for_a_user_that_does_not_exist_is_refused_with_403():
+    """A verified certificate naming nobody the node knows: ACCESS_REFUSED, logged, node serving."""
+    node = Node("test_tls_pika-nouser", tls_args("--tls-verify-peer", "on", "--tls-cert-login-from", "common_name"))
+    try:
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError) as e:
+            pika.BlockingConnection(params(node, cert="client", external=True))
+        assert "(403) 'ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL." in str(e.value)
+        assert "EXTERNAL login refused: user 'tlsuser'" in node.log_text()
+        conn = pika.BlockingConnection(params(node))  # guest over PLAIN still gets in
+        assert round_trip(conn) == b"over tls"
+        conn.close()
+    finally:
+        assert node.stop() == 0
