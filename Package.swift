@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "warren", targets: ["warren"]),
         .executable(name: "warren-perf", targets: ["warren-perf"]),
+        .executable(name: "warrenctl", targets: ["warrenctl"]),
         .library(name: "AMQPProtocol", targets: ["AMQPProtocol"]),
         .library(name: "AMQPClient", targets: ["AMQPClient"]),
     ],
@@ -28,6 +29,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        // The management HTTP API and the Prometheus endpoint (default traits off: no
+        // swift-configuration, no extra Foundation).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Pure wire codec: ByteBuffer in, values out. No Channel, no EventLoop.
@@ -121,17 +127,37 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The management API's core: requests in, JSON out, run on the broker's loop. No HTTP
+        // server, no sockets (the node's Hummingbird shell feeds it).
+        .target(
+            name: "WarrenManagement",
+            dependencies: [
+                "WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("UI")],
+            swiftSettings: strict
+        ),
+        // The operator CLI: a client of the management API with rabbitmqctl's verbs and output.
+        .executableTarget(
+            name: "warrenctl",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         // Configuration and the composition root.
         .target(
             name: "WarrenNode",
             dependencies: [
                 "WarrenTLS",
-                "AMQPServer", "WarrenCore", "WarrenStore",
+                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenManagement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),

@@ -80,8 +80,11 @@ class RabbitMQ:
             os.makedirs(os.path.join(self.dir, d))
         with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
             f.write("[" + ",".join(plugins) + "].\n")
+        self.management_port = free_port()
+        self.prometheus_port = free_port()
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
-            f.write(f"management.tcp.port = {free_port()}\nmanagement.tcp.ip = 127.0.0.1\n")
+            f.write(f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+                    f"prometheus.tcp.port = {self.prometheus_port}\nprometheus.tcp.ip = 127.0.0.1\n")
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=False)
         self.env = dict(os.environ,
                         RABBITMQ_NODENAME=self.nodename, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",

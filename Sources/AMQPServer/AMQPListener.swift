@@ -60,7 +60,10 @@ public final class AMQPListener: Sendable {
                     return channel.close()
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    let connection = AMQPConnection(broker: broker.value, peer: peerInfo(channel.remoteAddress))
+                    var peer = peerInfo(channel.remoteAddress)
+                    peer.localAddress = channel.localAddress.map { peerInfo($0).address } ?? ""
+                    peer.isTLS = configuration.tls != nil
+                    let connection = AMQPConnection(broker: broker.value, peer: peer)
                     let handler = AMQPConnectionHandler(connection: connection, configuration: configuration)
                     if let tls = configuration.tls {
                         // TLS wraps the AMQP pipeline; the AMQP handler sees plain bytes.

@@ -35,6 +35,11 @@ public struct NodeConfiguration: Sendable {
     public var tlsHandshakeTimeoutSeconds = 5
     /// Connections the node accepts in all (nil: no limit, as RabbitMQ's default).
     public var maxConnections: Int?
+    /// The management HTTP API and web UI, and the Prometheus endpoint (RabbitMQ's ports).
+    public var management = true
+    public var managementPort = 15672
+    public var prometheus = true
+    public var prometheusPort = 15692
 
     /// The AMQPS listener's TLS settings, or nil when no certificate is configured.
     public func tlsSettings() throws -> TLSSettings? {
@@ -159,6 +164,18 @@ public struct NodeConfiguration: Sendable {
         },
         Setting(name: "max-connections", help: "Connections the node accepts at most, all listeners together; 'infinity' (default) for no limit.") {
             c, v in c.maxConnections = v == "infinity" ? nil : try number(v, "max-connections", max: 10_000_000)
+        },
+        Setting(name: "management", help: "on or off: the management HTTP API and web UI (default on).") { c, v in
+            c.management = try bool(v, "management")
+        },
+        Setting(name: "management-port", help: "Management API and web UI port; 0 picks a free one and the log says which (default 15672).") {
+            c, v in c.managementPort = try port(v, "management-port")
+        },
+        Setting(name: "prometheus", help: "on or off: the Prometheus /metrics endpoint (default on).") { c, v in
+            c.prometheus = try bool(v, "prometheus")
+        },
+        Setting(name: "prometheus-port", help: "Prometheus metrics port; 0 picks a free one and the log says which (default 15692).") {
+            c, v in c.prometheusPort = try port(v, "prometheus-port")
         },
         Setting(name: "tls-handshake-timeout", help: "Seconds a client has to finish the TLS handshake (default 5).") { c, v in
             c.tlsHandshakeTimeoutSeconds = try number(v, "tls-handshake-timeout", max: 3600)

@@ -6,6 +6,7 @@ import NIOPosix
 public import ServiceLifecycle
 import UnixSignals
 import AMQPServer
+public import WarrenManagement
 public import WarrenCore
 public import WarrenStore
 public import WarrenTLS
@@ -26,6 +27,13 @@ public final class WarrenNode: Sendable {
     private let resourceLimits: NIOLockedValueBox<ResourceLimits>
     /// The AMQPS listener's TLS contexts (reloaded on SIGHUP), when TLS is configured.
     public let tlsContexts: TLSContextBox?
+    /// The management API's core, on the broker loop.
+    public let management: NIOLoopBound<ManagementAPI>
+    private let rateTask: RepeatedTask
+    let prometheus = PrometheusExporter()
+    /// The listeners running now, as the overview shows them.
+    let listeners = NIOLockedValueBox<[NodeStatus.Listener]>([])
+    let managementPort = NIOLockedValueBox(0)
 
     /// Opens the data directory, recovers the store (refusing to start on corruption, with a
     /// message that says what to do), rebuilds the broker from it and imports the definitions
@@ -46,7 +54,7 @@ public final class WarrenNode: Sendable {
         storeLogger[metadataKey: "subsystem"] = "store"
         let definitions = configuration.loadDefinitions
         let storeDirectory = (dataDirectory.path as NSString).appendingPathComponent("store")
-        let (broker, store) = try loop.submit { [brokerLogger, storeLogger] in
+        let (broker, store, management) = try loop.submit { [brokerLogger, storeLogger] in
             var config = brokerConfig
             config.seedDefaults = false
             let broker = Broker(configuration: config, logger: brokerLogger)
@@ -66,10 +74,16 @@ public final class WarrenNode: Sendable {
                 broker.recover(metadata: store.recoveredMetadata, queues: store.recoveredQueues)
             }
             if let definitions { try broker.importDefinitions(file: definitions) }
-            return (NIOLoopBound(broker, eventLoop: loop), NIOLoopBound(store, eventLoop: loop))
+            let management = ManagementAPI(broker: broker, nodeName: NodeStatusReader.nodeName)
+            return (NIOLoopBound(broker, eventLoop: loop), NIOLoopBound(store, eventLoop: loop), NIOLoopBound(management, eventLoop: loop))
         }.wait()
         self.broker = broker
         self.store = store
+        self.management = management
+        // Rates for the management API, on RabbitMQ's 5 s statistics beat.
+        self.rateTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(5)) { _ in
+            management.value.sampleRates(now: broker.value.clock.nowMilliseconds())
+        }
         // Message TTL and queue expiry: expired heads and unused queues go within 50 ms; the
         // store syncs what nobody waited for, checkpoints and compacts on the same beat.
         self.tickTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { _ in
@@ -96,7 +110,9 @@ public final class WarrenNode: Sendable {
     /// The services this node runs, in start order.
     public func services(
         onAMQPListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
-        onAMQPSListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+        onAMQPSListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
+        onManagementListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
+        onPrometheusListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) -> [any Service] {
         var amqp = AMQPServerConfiguration(
             host: configuration.bindAddress, port: configuration.amqpPort,
@@ -104,15 +120,40 @@ public final class WarrenNode: Sendable {
         amqp.maxConnections = configuration.maxConnections
         let shutdown = TimeAmount.seconds(Int64(configuration.shutdownTimeoutSeconds))
         var list: [any Service] = []
+        let listeners = self.listeners
+        func noting(_ name: String, _ then: @escaping @Sendable (SocketAddress) -> Void) -> @Sendable (SocketAddress) -> Void {
+            { address in
+                listeners.withLockedValue { $0.append(NodeStatus.Listener(protocolName: name, ip: address.ipAddress ?? "", port: address.port ?? 0)) }
+                then(address)
+            }
+        }
         if configuration.plainListener {
-            list.append(AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: onAMQPListening))
+            list.append(
+                AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: noting("amqp", onAMQPListening)))
         }
         if let tls = tlsContexts {
             var amqps = amqp
             amqps.port = configuration.amqpsPort
             amqps.tls = AMQPTLSOptions(contexts: tls, handshakeTimeout: .seconds(Int64(configuration.tlsHandshakeTimeoutSeconds)))
-            list.append(AMQPService(configuration: amqps, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: onAMQPSListening))
+            list.append(
+                AMQPService(configuration: amqps, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: noting("amqp/ssl", onAMQPSListening)))
             list.append(TLSReloadService(contexts: tls, logger: logger))
+        }
+        if configuration.management {
+            let port = managementPort
+            list.append(
+                HTTPShell.application(
+                    name: "management", host: configuration.bindAddress, port: configuration.managementPort, logger: logger,
+                    onListening: noting("http") { address in
+                        port.withLockedValue { $0 = address.port ?? 0 }
+                        onManagementListening(address)
+                    }, answer: { [self] in try await answerManagement($0) }))
+        }
+        if configuration.prometheus {
+            list.append(
+                HTTPShell.application(
+                    name: "prometheus", host: configuration.bindAddress, port: configuration.prometheusPort, logger: logger,
+                    onListening: noting("http/prometheus", onPrometheusListening), answer: { [self] in try await answerPrometheus($0) }))
         }
         return list
     }
@@ -132,6 +173,7 @@ public final class WarrenNode: Sendable {
     public func shutdownEventLoops() async throws {
         tickTask.cancel()
         monitorTask.cancel()
+        rateTask.cancel()
         let store = self.store
         try await store.eventLoop.submit { store.value.close() }.get()
         try await group.shutdownGracefully()
@@ -141,5 +183,38 @@ public final class WarrenNode: Sendable {
     public func withBroker<T: Sendable>(_ body: @escaping @Sendable (Broker) throws -> T) async throws -> T {
         let broker = self.broker
         return try await broker.eventLoop.submit { try body(broker.value) }.get()
+    }
+}
+
+extension WarrenNode {
+    /// The node as the management API reports it, measured now.
+    func nodeStatus() -> NodeStatus {
+        NodeStatusReader.read(
+            dataDirectory: dataDirectory.path, limits: currentResourceLimits, listeners: listeners.withLockedValue { $0 },
+            managementPort: managementPort.withLockedValue { $0 })
+    }
+
+    /// `/api/...` goes to the API core on the broker loop; other paths are the web UI's files.
+    func answerManagement(_ request: ManagementRequest) async throws -> ManagementResponse {
+        guard request.path == "/api" || request.path.hasPrefix("/api/") else {
+            return UIAssets.response(for: request.path) ?? ManagementResponse(status: 404, contentType: "text/plain", body: Array("Not Found".utf8))
+        }
+        let status = nodeStatus()
+        let management = self.management
+        return try await management.eventLoop.submit { management.value.handle(request, node: status) }.get()
+    }
+
+    /// `/metrics` (node-wide) and `/metrics/per-object` (also per queue), in Prometheus' text
+    /// format.
+    func answerPrometheus(_ request: ManagementRequest) async throws -> ManagementResponse {
+        let perObject = request.path == "/metrics/per-object"
+        guard request.method == "GET", perObject || request.path == "/metrics" else {
+            return ManagementResponse(status: 404, contentType: "text/plain", body: Array("Not Found".utf8))
+        }
+        let status = nodeStatus()
+        let broker = self.broker
+        let snapshot = try await broker.eventLoop.submit { MetricsSnapshot.take(broker.value, perObject: perObject) }.get()
+        let text = prometheus.scrape(snapshot, node: status, cluster: configuration.broker.clusterName, perObjectSeries: perObject)
+        return ManagementResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
     }
 }

@@ -58,6 +58,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Connections the node accepts at most ('infinity', the default, for no limit).")
     var maxConnections: String?
     @Option(name: .customLong("tls-handshake-timeout"), help: "Seconds to finish the TLS handshake (default 5).") var tlsHandshakeTimeout: String?
+    @Option(name: .long, help: "on or off: the management HTTP API and web UI (default on).") var management: String?
+    @Option(name: .customLong("management-port"), help: "Management API and web UI port; 0 picks a free one (default 15672).")
+    var managementPort: String?
+    @Option(name: .long, help: "on or off: the Prometheus /metrics endpoint (default on).") var prometheus: String?
+    @Option(name: .customLong("prometheus-port"), help: "Prometheus port; 0 picks a free one (default 15692).") var prometheusPort: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -72,6 +77,8 @@ struct Serve: AsyncParsableCommand {
             ("tls-ca-cert", tlsCACert), ("tls-verify-peer", tlsVerifyPeer), ("tls-fail-if-no-peer-cert", tlsFailIfNoPeerCert),
             ("tls-min-version", tlsMinVersion), ("tls-ciphers", tlsCiphers), ("tls-cert-login-from", tlsCertLoginFrom),
             ("tls-handshake-timeout", tlsHandshakeTimeout), ("max-connections", maxConnections),
+            ("management", management), ("management-port", managementPort), ("prometheus", prometheus),
+            ("prometheus-port", prometheusPort),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

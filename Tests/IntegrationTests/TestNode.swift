@@ -53,6 +53,9 @@ final class TestNode: Sendable {
         config.bindAddress = "127.0.0.1"
         config.dataDirectory = NSTemporaryDirectory() + "warren-it-\(UUID().uuidString)"
         config.shutdownTimeoutSeconds = 2
+        // Several nodes run at once in the tests: no fixed HTTP ports.
+        config.managementPort = 0
+        config.prometheusPort = 0
         adjust(&config)
         let logs = CapturedLogs()
         let logger = Logger(label: "warren") { _ in CapturingLogHandler(sink: logs) }

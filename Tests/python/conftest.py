@@ -30,7 +30,8 @@ class Node:
         self.log = open(self.log_path, "a" if append_log else "w")
         self.log_start = self.log.tell()
         self.proc = subprocess.Popen(
-            [warren_binary(), "--amqp-port", "0", "--bind", bind, "--data-dir", self.data_dir, *extra_args],
+            [warren_binary(), "--amqp-port", "0", "--bind", bind, "--data-dir", self.data_dir,
+             "--management-port", "0", "--prometheus-port", "0", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.host = bind
@@ -38,6 +39,8 @@ class Node:
         plain = flags.get("--plain-listener", "on") != "off"
         self.port = self._wait_for_port() if plain else None
         self.amqps_port = self._wait_for_port(kind="AMQPS") if "--tls-cert" in flags else None
+        self.management_port = self._wait_for_port(kind="management") if flags.get("--management", "on") != "off" else None
+        self.prometheus_port = self._wait_for_port(kind="prometheus") if flags.get("--prometheus", "on") != "off" else None
 
     def _wait_for_port(self, timeout=30, kind="AMQP"):
         deadline = time.time() + timeout

@@ -183,3 +183,23 @@ extension Broker {
         for c in connections.values { c.alarmsChanged(blocked: after, reason: activeAlarms.sorted().joined(separator: ", ")) }
     }
 }
+
+extension Broker {
+    /// Publishes a message without a channel (the management API's publish and aliveness
+    /// test): routed as basic.publish routes it, alternate exchanges included, and counted.
+    /// Returns whether a queue took it.
+    @discardableResult
+    public func publish(_ message: Message, via exchange: Exchange, in vhost: VirtualHost) -> Bool {
+        stats.received &+= 1
+        var queues: [MessageQueue] = []
+        vhost.routeWithAlternates(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
+        guard !queues.isEmpty else {
+            stats.unroutableDropped &+= 1
+            return false
+        }
+        stats.routed &+= 1
+        var taken = false
+        for q in queues where q.enqueue(message) { taken = true }
+        return taken
+    }
+}

@@ -109,15 +109,21 @@ extension ChannelSession {
     /// a nack when a queue refused it (x-overflow reject-publish).
     func route(_ message: Message, via exchange: Exchange, mandatory: Bool, bcc: [String] = []) {
         let seq = confirmMode ? confirms.nextPublish() : 0
+        broker.stats.received &+= 1
+        if confirmMode { broker.stats.receivedConfirm &+= 1 }
         var queues = connection.takeRouteScratch()
         // (No queue can have the reply-to prefix, amq. being reserved, so without reply
         // consumers there is nothing to check.)
         if exchange.isDefault && !broker.replyTargets.isEmpty && message.routingKey.hasPrefix(Self.replyToPrefix) {
             // Direct reply-to: straight to the requesting channel, no queue.
             if let target = broker.replyTargets[message.routingKey] {
+                broker.stats.routed &+= 1
                 target.deliverDirectReply(message)
             } else if mandatory {
+                broker.stats.unroutableReturned &+= 1
                 returnUnroutable(message)
+            } else {
+                broker.stats.unroutableDropped &+= 1
             }
             connection.returnRouteScratch(consume queues)
             if confirmMode { settleConfirm(seq, .ack) }
@@ -143,8 +149,14 @@ extension ChannelSession {
         }
         var refused = false
         if queues.isEmpty {
-            if mandatory { returnUnroutable(message) }
+            if mandatory {
+                broker.stats.unroutableReturned &+= 1
+                returnUnroutable(message)
+            } else {
+                broker.stats.unroutableDropped &+= 1
+            }
         } else {
+            broker.stats.routed &+= 1
             for q in queues {
                 if !q.enqueue(message) { refused = true }
                 if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
@@ -183,6 +195,7 @@ extension ChannelSession {
                 connection.send(number, .txCommitOk(TxCommitOk()))
             } else {
                 confirms.settle(first.confirm, .ack)
+                broker.stats.confirmed &+= 1
                 confirmed = true
             }
         }
@@ -194,6 +207,7 @@ extension ChannelSession {
 
     private func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
         confirms.settle(seq, outcome)
+        if outcome == .ack { broker.stats.confirmed &+= 1 }
         connection.confirmsPending(on: self)
     }
 

@@ -17,7 +17,7 @@ public final class ChannelSession {
     }
 
     public let number: UInt16
-    unowned(unsafe) let connection: AMQPConnection
+    public unowned(unsafe) let connection: AMQPConnection
     @exclusivity(unchecked) var state: State = .open
     @exclusivity(unchecked) var assembler: CommandAssembler
 

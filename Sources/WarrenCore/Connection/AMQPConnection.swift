@@ -25,10 +25,16 @@ public struct PeerInfo: Sendable, Hashable {
     /// Over TLS, the user name the client's verified certificate stands for (SASL EXTERNAL
     /// logs in as it); nil otherwise.
     public var certificateLogin: String?
-    public init(address: String, isLoopback: Bool, certificateLogin: String? = nil) {
+    /// The server side of the socket ("127.0.0.1:5672"), and whether it is an AMQPS listener
+    /// (the management API shows both).
+    public var localAddress: String
+    public var isTLS: Bool
+    public init(address: String, isLoopback: Bool, certificateLogin: String? = nil, localAddress: String = "", isTLS: Bool = false) {
         self.address = address
         self.isLoopback = isLoopback
         self.certificateLogin = certificateLogin
+        self.localAddress = localAddress
+        self.isTLS = isTLS
     }
 }
 
@@ -53,6 +59,9 @@ public final class AMQPConnection {
     public private(set) var vhost: VirtualHost?
     @exclusivity(unchecked) public private(set) var limits: ConnectionStateMachine.Limits
     public private(set) var clientProperties: FieldTable = [:]
+    /// The SASL mechanism the client logged in with; when it connected (broker clock, ms).
+    public private(set) var authMechanism: String?
+    public private(set) var connectedAt: Int64 = 0
     var clientSupportsCancelNotify = false
     var clientSupportsBlocked = false
     /// Set on the first publish: only publishing connections are blocked by alarms.
@@ -100,6 +109,7 @@ public final class AMQPConnection {
     public func start(transport: any ConnectionTransport) {
         self.transport = transport
         self.id = broker.register(self)
+        connectedAt = broker.clock.nowMilliseconds()
         // An alarm already in force blocks this connection too once it publishes.
         alarmBlocked = !broker.activeAlarms.isEmpty
         logger[metadataKey: "connection"] = "\(id)"
@@ -326,6 +336,7 @@ public final class AMQPConnection {
             return
         }
         self.user = user
+        authMechanism = mechanism
         run(machine.authenticated())
     }
 

@@ -1,4 +1,4 @@
-import AMQPProtocol
+public import AMQPProtocol
 public import Foundation
 import Logging
 
@@ -72,7 +72,7 @@ extension Broker {
 
     // One entry of each kind, as RabbitMQ's export writes it.
 
-    static func json(user u: User) -> JSONValue {
+    public static func json(user u: User) -> JSONValue {
         var limits: [String: JSONValue] = [:]
         if let n = u.limits.maxConnections { limits["max-connections"] = .int(Int64(n)) }
         if let n = u.limits.maxChannels { limits["max-channels"] = .int(Int64(n)) }
@@ -85,7 +85,7 @@ extension Broker {
         ])
     }
 
-    static func json(vhost v: VirtualHost) -> JSONValue {
+    public static func json(vhost v: VirtualHost) -> JSONValue {
         var limitPairs: [JSONValue] = []
         if let n = v.limits.maxConnections { limitPairs.append(.array([.string("max-connections"), .int(Int64(n))])) }
         if let n = v.limits.maxQueues { limitPairs.append(.array([.string("max-queues"), .int(Int64(n))])) }
@@ -95,29 +95,29 @@ extension Broker {
         ])
     }
 
-    static func json(permission p: Permission, user: String, vhost: String) -> JSONValue {
+    public static func json(permission p: Permission, user: String, vhost: String) -> JSONValue {
         .object([
             "user": .string(user), "vhost": .string(vhost), "configure": .string(p.configure),
             "write": .string(p.write), "read": .string(p.read),
         ])
     }
 
-    static func json(topicPermission tp: TopicPermission, user: String, vhost: String) -> JSONValue {
+    public static func json(topicPermission tp: TopicPermission, user: String, vhost: String) -> JSONValue {
         .object([
             "user": .string(user), "vhost": .string(vhost), "exchange": .string(tp.exchange),
             "write": .string(tp.write), "read": .string(tp.read),
         ])
     }
 
-    static func json(parameter value: JSONValue, component: String, name: String, vhost: String) -> JSONValue {
+    public static func json(parameter value: JSONValue, component: String, name: String, vhost: String) -> JSONValue {
         .object(["vhost": .string(vhost), "component": .string(component), "name": .string(name), "value": value])
     }
 
-    static func json(globalParameter value: JSONValue, name: String) -> JSONValue {
+    public static func json(globalParameter value: JSONValue, name: String) -> JSONValue {
         .object(["name": .string(name), "value": value])
     }
 
-    static func json(operatorPolicy p: Policy) -> JSONValue {
+    public static func json(operatorPolicy p: Policy) -> JSONValue {
         .object([
             "vhost": .string(p.vhost), "component": .string("operator_policy"), "name": .string(p.name),
             "value": .object([
@@ -130,7 +130,7 @@ extension Broker {
     /// Key under which a durable queue's definition names its storage (RabbitMQ ignores it).
     static let storeIDKey = "warren_store_id"
 
-    static func json(queue q: MessageQueue, withStorage: Bool) -> JSONValue {
+    public static func json(queue q: MessageQueue, withStorage: Bool) -> JSONValue {
         var o: [String: JSONValue] = [
             "name": .string(q.name), "vhost": .string(q.vhost.name), "durable": .bool(q.durable),
             "auto_delete": .bool(q.autoDelete), "arguments": json(q.arguments), "type": .string("classic"),
@@ -139,38 +139,38 @@ extension Broker {
         return .object(o)
     }
 
-    static func json(exchange x: Exchange, vhost: String) -> JSONValue {
+    public static func json(exchange x: Exchange, vhost: String) -> JSONValue {
         .object([
             "name": .string(x.name), "vhost": .string(vhost), "type": .string(x.type), "durable": .bool(x.durable),
             "auto_delete": .bool(x.autoDelete), "internal": .bool(x.internal), "arguments": json(x.arguments),
         ])
     }
 
-    static func bindingOrder(_ a: Binding, _ b: Binding) -> Bool {
+    public static func bindingOrder(_ a: Binding, _ b: Binding) -> Bool {
         (a.source.name, a.destination.name, a.routingKey) < (b.source.name, b.destination.name, b.routingKey)
     }
 
-    static func json(_ b: Binding, vhost: String) -> JSONValue {
+    public static func json(_ b: Binding, vhost: String) -> JSONValue {
         .object([
             "source": .string(b.source.name), "vhost": .string(vhost), "destination": .string(b.destination.name),
             "destination_type": .string(b.destination.kind), "routing_key": .string(b.routingKey), "arguments": json(b.arguments),
         ])
     }
 
-    static func json(_ p: Policy) -> JSONValue {
+    public static func json(_ p: Policy) -> JSONValue {
         .object([
             "vhost": .string(p.vhost), "name": .string(p.name), "pattern": .string(p.pattern),
             "apply-to": .string(p.applyTo.rawValue), "priority": .int(Int64(p.priority)), "definition": .object(p.definition),
         ])
     }
 
-    static func json(_ t: FieldTable) -> JSONValue {
+    public static func json(_ t: FieldTable) -> JSONValue {
         var o: [String: JSONValue] = [:]
         for e in t.entries { o[e.key] = json(e.value) }
         return .object(o)
     }
 
-    static func json(_ v: FieldValue) -> JSONValue {
+    public static func json(_ v: FieldValue) -> JSONValue {
         switch v {
         case .boolean(let b): return .bool(b)
         case .float(let f): return .double(Double(f))
@@ -186,7 +186,7 @@ extension Broker {
         }
     }
 
-    static func fieldValue(_ j: JSONValue) -> FieldValue {
+    public static func fieldValue(_ j: JSONValue) -> FieldValue {
         switch j {
         case .null: return .void
         case .bool(let b): return .boolean(b)
@@ -198,7 +198,7 @@ extension Broker {
         }
     }
 
-    static func fieldTable(_ o: [String: JSONValue]?) -> FieldTable {
+    public static func fieldTable(_ o: [String: JSONValue]?) -> FieldTable {
         FieldTable((o ?? [:]).sorted(by: { $0.key < $1.key }).map { FieldTable.Entry(key: $0.key, value: fieldValue($0.value)) })
     }
 

@@ -104,6 +104,8 @@ public final class Broker {
     var durabilityWaiters: [ObjectIdentifier: ChannelSession] = [:]
     /// Memory is tight: queues send new messages to the store instead of keeping them.
     public var pagingActive = false
+    /// Message counters since start (management API, Prometheus).
+    @exclusivity(unchecked) public internal(set) var stats = BrokerStats()
     private var nextConnectionID: ConnectionID = 1
     private var randomSource: any RandomNumberGenerator
 

@@ -78,6 +78,11 @@ public final class MessageQueue {
     @exclusivity(unchecked) public private(set) var redeliveredCount: UInt64 = 0
     @exclusivity(unchecked) public private(set) var ackedCount: UInt64 = 0
     public private(set) var deadLetteredCount: UInt64 = 0
+    /// basic.get answers (part of `deliveredCount`), and basic.get on an empty queue.
+    public private(set) var getCount: UInt64 = 0
+    public private(set) var getEmptyCount: UInt64 = 0
+    /// Deliveries and gets without acknowledgement (part of `deliveredCount`).
+    public private(set) var noAckCount: UInt64 = 0
 
     init(
         name: String, vhost: VirtualHost, durable: Bool, autoDelete: Bool, exclusiveOwner: ConnectionID?,
@@ -272,6 +277,7 @@ public final class MessageQueue {
             back.append(e)
         }
         redeliveredCount &+= UInt64(back.count)
+        vhost.broker.stats.redelivered &+= UInt64(back.count)
         ready.requeue(back)
         dispatch()
     }
@@ -328,8 +334,11 @@ public final class MessageQueue {
         deliveredCount &+= 1
         if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.delivered(handle, seq: entry.seq) }
         if consumer.noAck {
+            noAckCount &+= 1
+            vhost.broker.stats.deliveredAutoAck &+= 1
             forget(entry)
         } else {
+            vhost.broker.stats.deliveredManualAck &+= 1
             unackedCount += 1
         }
         consumer.channel.deliver(entry, from: self, to: consumer)
@@ -384,14 +393,20 @@ public final class MessageQueue {
                 continue
             }
             deliveredCount &+= 1
+            getCount &+= 1
             if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.delivered(handle, seq: entry.seq) }
             if noAck {
+                noAckCount &+= 1
+                vhost.broker.stats.getAutoAck &+= 1
                 forget(entry)
             } else {
+                vhost.broker.stats.getManualAck &+= 1
                 unackedCount += 1
             }
             return entry
         }
+        getEmptyCount &+= 1
+        vhost.broker.stats.getEmpty &+= 1
         return nil
     }
 
@@ -399,6 +414,7 @@ public final class MessageQueue {
     public func acknowledged(_ entry: QueueEntry) {
         unackedCount -= 1
         ackedCount &+= 1
+        vhost.broker.stats.acknowledged &+= 1
         forget(entry)
     }
 
@@ -444,6 +460,7 @@ public final class MessageQueue {
 
     private func deadLetter(_ entry: QueueEntry, _ reason: DeadLetterReason) {
         deadLetteredCount &+= 1
+        vhost.broker.stats.deadLettered &+= 1
         vhost.deadLetter(entry.message, from: self, reason: reason)
         forget(entry)
     }

@@ -1,0 +1,152 @@
+import AMQPProtocol
+import Foundation
+import Logging
+public import WarrenCore
+
+/// The management HTTP API's core, RabbitMQ's paths, status codes and JSON: a request in, a
+/// response out, run on the broker's event loop (the broker is not thread-safe and does not
+/// need to be). No sockets here; WarrenNode's Hummingbird shell feeds it, tests call it directly.
+public final class ManagementAPI {
+    public let broker: Broker
+    var rates = RateSampler()
+    /// The node's name as the API shows it (`warren@host`).
+    public let nodeName: String
+
+    public init(broker: Broker, nodeName: String) {
+        self.broker = broker
+        self.nodeName = nodeName
+    }
+
+    public func handle(_ request: ManagementRequest, node: NodeStatus) -> ManagementResponse {
+        do {
+            let segments = try Self.segments(request.path)
+            guard segments.first == "api" else { throw APIError.notFound }
+            let caller = try authenticate(request)
+            return try route(Array(segments.dropFirst()), request, caller, node)
+        } catch let e as APIError {
+            return e.response
+        } catch let e as AMQPError {
+            return Self.apiError(e).response
+        } catch let e as AdminError {
+            return APIError.badRequest(e.description).response
+        } catch {
+            broker.logger.error("management API: \(request.method) \(request.path) failed: \(error)")
+            return APIError(status: 500, error: "internal_error", reason: "\(error)").response
+        }
+    }
+
+    /// AMQP errors from the broker's operations, as RabbitMQ's API reports them.
+    static func apiError(_ e: AMQPError) -> APIError {
+        // RabbitMQ's API gives the text without the AMQP reply name in front.
+        var text = e.text
+        if let dash = text.range(of: " - "), text[..<dash.lowerBound].allSatisfy({ $0.isUppercase || $0 == "_" }) {
+            text = String(text[dash.upperBound...])
+        }
+        switch e.code {
+        case .notFound: return .notFound
+        case .accessRefused: return .forbidden(text)
+        default: return .badRequest(text)
+        }
+    }
+
+    /// Splits a raw path into percent-decoded segments (`/api/queues/%2F/q` -> api, queues, /, q).
+    static func segments(_ path: String) throws(APIError) -> [String] {
+        var out: [String] = []
+        for raw in path.split(separator: "/", omittingEmptySubsequences: true) {
+            guard let s = String(raw).removingPercentEncoding else { throw .badRequest("bad path encoding") }
+            out.append(s)
+        }
+        return out
+    }
+
+    // MARK: authentication
+
+    struct Caller {
+        let user: User
+        var isAdministrator: Bool { user.hasTag("administrator") }
+        var isMonitor: Bool { isAdministrator || user.hasTag("monitoring") }
+        var isPolicymaker: Bool { isAdministrator || user.hasTag("policymaker") }
+        var isManagement: Bool { isMonitor || isPolicymaker || user.hasTag("management") }
+    }
+
+    enum Need { case management, monitoring, policymaker, administrator }
+
+    /// HTTP basic auth against the broker's users; the user must have a management tag at all.
+    func authenticate(_ request: ManagementRequest) throws(APIError) -> Caller {
+        let challenge = [("WWW-Authenticate", "Basic realm=\"Warren Management\"")]
+        guard let header = request.authorization, header.lowercased().hasPrefix("basic "),
+            let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let pair = String(data: decoded, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+        else {
+            throw APIError(status: 401, error: "", reason: "", headers: challenge, emptyBody: true)
+        }
+        let name = String(pair[..<colon])
+        let password = String(pair[pair.index(after: colon)...])
+        guard let user = broker.users[name], user.authenticate(password: password) else {
+            broker.logger.warning("management API: login failed", metadata: ["user": "\(name)"])
+            throw .loginFailed()
+        }
+        if broker.configuration.loopbackUsers.contains(name) && !request.peerIsLoopback {
+            throw .loginFailed("User can only log in via localhost")
+        }
+        let caller = Caller(user: user)
+        guard caller.isManagement else { throw .forbidden("Not management user") }
+        return caller
+    }
+
+    func require(_ need: Need, _ caller: Caller) throws(APIError) {
+        switch need {
+        case .management: return
+        case .monitoring: if !caller.isMonitor { throw .forbidden("Not monitor user") }
+        case .policymaker: if !caller.isPolicymaker { throw .forbidden("Not policymaker user") }
+        case .administrator: if !caller.isAdministrator { throw .forbidden("Not administrator user") }
+        }
+    }
+
+    /// Whether the caller sees a vhost's objects: monitors see all, others where they have
+    /// permissions.
+    func canSee(_ vhost: String, _ caller: Caller) -> Bool {
+        caller.isMonitor || broker.canAccess(vhost: vhost, user: caller.user.name)
+    }
+
+    /// A vhost that must exist (404) and be visible to the caller (403).
+    func visibleVHost(_ name: String, _ caller: Caller) throws(APIError) -> VirtualHost {
+        guard let v = broker.vhosts[name] else { throw .notFound }
+        guard canSee(name, caller) else { throw .forbidden("User not authorised to access virtual host") }
+        return v
+    }
+
+    /// A vhost the caller acts in: it must have permissions there, whatever its tags.
+    func actingVHost(_ name: String, _ caller: Caller) throws(APIError) -> VirtualHost {
+        guard let v = broker.vhosts[name] else { throw .notFound }
+        guard broker.canAccess(vhost: name, user: caller.user.name) else {
+            throw .forbidden("User not authorised to access virtual host")
+        }
+        return v
+    }
+
+    /// The vhosts the caller may list objects of, in name order.
+    func visibleVHosts(_ caller: Caller) -> [VirtualHost] {
+        broker.vhosts.values.filter { canSee($0.name, caller) }.sorted { $0.name < $1.name }
+    }
+
+    // MARK: rates
+
+    /// Samples the counters behind every `*_details.rate`; the node calls it every 5 s.
+    public func sampleRates(now: Int64) {
+        let s = broker.stats
+        var ready = 0
+        var unacked = 0
+        for v in broker.vhosts.values {
+            for q in v.queues.values {
+                ready += q.messageCount
+                unacked += q.unackedCount
+                rates.record(Self.rateKey(q), Self.queueCounters(q), now: now)
+            }
+        }
+        rates.record("global", Self.globalCounters(s, ready: ready, unacked: unacked), now: now)
+        rates.endRound()
+    }
+
+    static func rateKey(_ q: MessageQueue) -> String { "q\u{0}\(q.vhost.name)\u{0}\(q.name)" }
+}

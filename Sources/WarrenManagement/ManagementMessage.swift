@@ -1,0 +1,76 @@
+public import WarrenCore
+
+/// An HTTP request as the API core sees it: the shell (Hummingbird in WarrenNode) fills it in.
+/// `path` is the raw, still percent-encoded path: RabbitMQ's paths carry the vhost `/` as `%2F`,
+/// so segments are split first and decoded one by one.
+public struct ManagementRequest: Sendable {
+    public var method: String
+    public var path: String
+    public var query: [String: String]
+    public var authorization: String?
+    public var body: [UInt8]
+    /// Whether the client is on a loopback address (`guest` may log in from there only).
+    public var peerIsLoopback: Bool
+    /// The `X-Reason` header (DELETE of a connection).
+    public var reason: String?
+
+    public init(
+        method: String, path: String, query: [String: String] = [:], authorization: String? = nil, body: [UInt8] = [],
+        peerIsLoopback: Bool = true, reason: String? = nil
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.authorization = authorization
+        self.body = body
+        self.peerIsLoopback = peerIsLoopback
+        self.reason = reason
+    }
+}
+
+public struct ManagementResponse: Sendable {
+    public var status: Int
+    public var contentType: String
+    public var headers: [(String, String)]
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func json(_ value: JSONValue, status: Int = 200) -> ManagementResponse {
+        ManagementResponse(status: status, body: JSONWriter.bytes(value))
+    }
+
+    /// The body as text (tests, logs).
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// An answer other than 2xx, with RabbitMQ's `{"error": ..., "reason": ...}` body.
+struct APIError: Error {
+    let status: Int
+    let error: String
+    let reason: String
+    var headers: [(String, String)] = []
+    var emptyBody = false
+
+    static let notFound = APIError(status: 404, error: "Object Not Found", reason: "Not Found")
+    static func badRequest(_ reason: String) -> APIError { APIError(status: 400, error: "bad_request", reason: reason) }
+    static func loginFailed(_ reason: String = "Login failed") -> APIError {
+        APIError(status: 401, error: "not_authorized", reason: reason)
+    }
+    /// Authenticated, but the user's tags or permissions do not allow it: 403 (RabbitMQ 3.10
+    /// answers 401 here; docs/management.md explains the choice).
+    static func forbidden(_ reason: String) -> APIError { APIError(status: 403, error: "not_authorised", reason: reason) }
+    static let methodNotAllowed = APIError(status: 405, error: "", reason: "", emptyBody: true)
+
+    var response: ManagementResponse {
+        if emptyBody { return ManagementResponse(status: status, headers: headers) }
+        return ManagementResponse(
+            status: status, headers: headers,
+            body: JSONWriter.bytes(.object(["error": .string(error), "reason": .string(reason)])))
+    }
+}

@@ -1,0 +1,131 @@
+import AMQPProtocol
+import NIOCore
+import Logging
+import WarrenCore
+
+/// Overview, nodes, connections and channels, health checks.
+extension ManagementAPI {
+    func overview(_ caller: Caller, _ node: NodeStatus) -> JSONValue {
+        var ready = 0
+        var unacked = 0
+        var queues = 0
+        var exchanges = 0
+        var consumers = 0
+        for v in visibleVHosts(caller) {
+            exchanges += v.exchanges.count
+            for q in v.queues.values {
+                queues += 1
+                consumers += q.consumerCount
+                ready += q.messageCount
+                unacked += q.unackedCount
+            }
+        }
+        let conns = visibleConnections(caller)
+        let counters = Self.globalCounters(broker.stats, ready: ready, unacked: unacked)
+        var totals: [String: JSONValue] = [:]
+        // The totals' rates are sampled node-wide; a management user sees its own counts with them.
+        messageTotals(into: &totals, Array(counters.prefix(Self.globalStatNames.count)) + [Double(ready + unacked), Double(ready), Double(unacked)],
+                      offset: Self.globalStatNames.count, key: "global")
+        let version = broker.configuration.productVersion
+        return .object([
+            "management_version": .string(version), "rates_mode": .string("basic"),
+            "product_name": .string("Warren"), "product_version": .string(version),
+            "rabbitmq_version": .string("3.10.8"), "cluster_name": .string(broker.configuration.clusterName),
+            "node": .string(nodeName),
+            "object_totals": .object([
+                "connections": Self.int(conns.count), "channels": Self.int(conns.reduce(0) { $0 + $1.channelCount }),
+                "exchanges": Self.int(exchanges), "queues": Self.int(queues), "consumers": Self.int(consumers),
+            ]),
+            "queue_totals": .object(totals),
+            "message_stats": messageStats(Self.globalStatNames, counters, key: "global"),
+            "listeners": .array(node.listeners.map { l in
+                .object(["node": .string(nodeName), "protocol": .string(l.protocolName), "ip_address": .string(l.ip), "port": Self.int(l.port)])
+            }),
+            "contexts": .array([
+                .object([
+                    "node": .string(nodeName), "description": .string("Warren Management"), "path": .string("/"),
+                    "port": .string(String(node.managementPort)),
+                ])
+            ]),
+            "exchange_types": Self.exchangeTypes,
+            "statistics_db_event_queue": .int(0),
+        ])
+    }
+
+    static let exchangeTypes = JSONValue.array(
+        [
+            ("direct", "AMQP direct exchange, as per the AMQP specification"),
+            ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
+            ("headers", "AMQP headers exchange, as per the AMQP specification"),
+            ("topic", "AMQP topic exchange, as per the AMQP specification"),
+        ].map { .object(["name": .string($0.0), "description": .string($0.1), "enabled": .bool(true)]) })
+
+    func nodeJSON(_ n: NodeStatus) -> JSONValue {
+        .object([
+            "name": .string(nodeName), "type": .string("disc"), "running": .bool(true), "os_pid": .string(String(n.pid)),
+            "mem_used": Self.int(n.memoryUsed), "mem_limit": Self.int(n.memoryLimit),
+            "mem_alarm": .bool(broker.activeAlarms.contains("memory")),
+            "disk_free": Self.int(n.diskFree), "disk_free_limit": Self.int(n.diskFreeLimit),
+            "disk_free_alarm": .bool(broker.activeAlarms.contains("disk")),
+            "fd_used": Self.int(n.fdUsed), "fd_total": Self.int(n.fdTotal),
+            "sockets_used": Self.int(broker.connections.count), "sockets_total": Self.int(n.fdTotal),
+            "uptime": .int(n.uptimeMilliseconds), "processors": Self.int(n.processors), "rates_mode": .string("basic"),
+            "partitions": .array([]), "exchange_types": Self.exchangeTypes,
+            "auth_mechanisms": .array(["PLAIN", "AMQPLAIN", "EXTERNAL"].map { .object(["name": .string($0), "enabled": .bool(true)]) }),
+        ])
+    }
+
+    /// Monitors see every connection, other management users their own, as RabbitMQ.
+    func visibleConnections(_ caller: Caller) -> [AMQPConnection] {
+        broker.connections.values
+            .filter { $0.user != nil && (caller.isMonitor || $0.user?.name == caller.user.name) }
+            .sorted { $0.id < $1.id }
+    }
+
+    func channels(of c: AMQPConnection) -> [ChannelSession] { c.channelNumbers.compactMap { c.channel($0) } }
+
+    func connections(
+        _ p: [String], _ r: ManagementRequest, _ caller: Caller, _ list: ([JSONValue]) throws -> ManagementResponse
+    ) throws -> ManagementResponse {
+        if p.count == 1 {
+            guard r.method == "GET" else { throw APIError.methodNotAllowed }
+            return try list(visibleConnections(caller).map { json(connection: $0) })
+        }
+        guard let c = visibleConnections(caller).first(where: { Self.connectionName($0) == p[1] }) else { throw APIError.notFound }
+        if p.count == 3 && p[2] == "channels" && r.method == "GET" { return try list(channels(of: c).map { json(channel: $0) }) }
+        guard p.count == 2 else { throw APIError.notFound }
+        switch r.method {
+        case "GET": return .json(json(connection: c))
+        case "DELETE":
+            let reason = r.reason ?? "Closed via management plugin"
+            broker.logger.notice("closing connection at an operator's request", metadata: [
+                "connection": "\(Self.connectionName(c))", "by": "\(caller.user.name)", "reason": "\(reason)",
+            ])
+            c.close(reason: reason)
+            return Self.noContent
+        default: throw APIError.methodNotAllowed
+        }
+    }
+
+    /// 200 {"status":"ok"}, or 503 naming the alarms in force (one node: the same for both).
+    func alarmsCheck(local: Bool) -> ManagementResponse {
+        guard !broker.activeAlarms.isEmpty else { return .json(.object(["status": .string("ok")])) }
+        let alarms = broker.activeAlarms.sorted().map { JSONValue.object(["node": .string(nodeName), "resource": .string($0)]) }
+        let reason = local ? "resource alarm(s) in effect on this node" : "resource alarm(s) in effect in the cluster"
+        return .json(.object(["status": .string("failed"), "reason": .string(reason), "alarms": .array(alarms)]), status: 503)
+    }
+
+    /// Declares `aliveness-test` in the vhost, publishes a message to it and reads it back.
+    func aliveness(_ vhostName: String, _ caller: Caller) throws -> ManagementResponse {
+        let v = try actingVHost(vhostName, caller)
+        let (q, _) = try v.declareQueue(name: "aliveness-test", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        var body = ByteBuffer()
+        body.writeString("test_message")
+        q.enqueue(Message(exchange: "", routingKey: "aliveness-test", properties: BasicProperties(), body: body))
+        guard let e = q.get(noAck: true), e.message.body.getString(at: e.message.body.readerIndex, length: e.message.bodySize) == "test_message"
+        else {
+            return .json(.object(["status": .string("failed"), "reason": .string("test message not received")]), status: 503)
+        }
+        return .json(.object(["status": .string("ok")]))
+    }
+}

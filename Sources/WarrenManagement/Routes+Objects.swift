@@ -1,0 +1,214 @@
+import AMQPProtocol
+import Foundation
+import WarrenCore
+
+/// Exchanges, queues and bindings: listing, declaring, deleting, publishing and getting.
+extension ManagementAPI {
+    typealias Lister = ([JSONValue]) throws -> ManagementResponse
+
+    // MARK: exchanges
+
+    func exchanges(_ p: [String], _ r: ManagementRequest, _ caller: Caller, _ list: Lister) throws -> ManagementResponse {
+        if p.count <= 2 {
+            guard r.method == "GET" else { throw APIError.methodNotAllowed }
+            let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
+            return try list(vhosts.flatMap { v in v.exchanges.values.sorted { $0.name < $1.name }.map { json(exchange: $0, vhost: v.name) } })
+        }
+        // The default exchange has no name; URLs call it amq.default.
+        let name = p[2] == "amq.default" ? "" : p[2]
+        if p.count == 3 && r.method == "PUT" { return try putExchange(p[1], name, r, caller) }
+        let v = try visibleVHost(p[1], caller)
+        if p.count == 3 && r.method == "DELETE" {
+            let v = try actingVHost(v.name, caller)
+            guard v.exchanges[name] != nil else { throw APIError.notFound }
+            try broker.checkAccess(.configure, .exchange(name), user: caller.user.name, vhost: v.name)
+            try v.deleteExchange(named: name, ifUnused: r.query["if-unused"] == "true")
+            return Self.noContent
+        }
+        guard let x = v.exchanges[name] else { throw APIError.notFound }
+        switch (r.method, p.count, p.count > 3 ? p[3] : "") {
+        case ("GET", 3, _):
+            guard case .object(var o) = json(exchange: x, vhost: v.name) else { throw APIError.notFound }
+            o["incoming"] = .array([])
+            o["outgoing"] = .array([])
+            return .json(.object(o))
+        case ("GET", 5, "bindings") where p[4] == "source":
+            if x.isDefault { return try list(v.queues.values.sorted { $0.name < $1.name }.map(Self.json(implicitBindingTo:))) }
+            return try list(x.bindings.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) })
+        case ("GET", 5, "bindings") where p[4] == "destination":
+            return try list(x.incoming.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) })
+        case ("POST", 4, "publish"): return try publish(to: x, in: v, r, caller)
+        case (_, 3, _), (_, 4, "publish"): throw APIError.methodNotAllowed
+        default: throw APIError.notFound
+        }
+    }
+
+    private func putExchange(_ vhostName: String, _ name: String, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
+        let body = try object(r)
+        let v = try actingVHost(vhostName, caller)
+        guard let type = body["type"]?.stringValue else { throw APIError.badRequest("key_missing: type") }
+        try broker.checkAccess(.configure, .exchange(name), user: caller.user.name, vhost: v.name)
+        let existed = v.exchanges[name] != nil
+        if !existed && name.hasPrefix("amq.") {
+            throw APIError.forbidden("exchange name '\(name)' contains reserved prefix 'amq.*'")
+        }
+        try v.declareExchange(
+            name: name, type: type, durable: Self.bool(body["durable"], default: true),
+            autoDelete: Self.bool(body["auto_delete"], default: false), internal: Self.bool(body["internal"], default: false),
+            arguments: Broker.fieldTable(body["arguments"]?.objectValue))
+        return existed ? Self.noContent : Self.created
+    }
+
+    private func publish(to x: Exchange, in v: VirtualHost, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
+        let body = try object(r)
+        _ = try actingVHost(v.name, caller)
+        try broker.checkAccess(.write, .exchange(x.name), user: caller.user.name, vhost: v.name)
+        guard let key = body["routing_key"]?.stringValue else { throw APIError.badRequest("key_missing: routing_key") }
+        let message = Message(
+            exchange: x.name, routingKey: key, properties: try MessageJSON.properties(body["properties"]), body: try MessageJSON.payload(body))
+        if UInt64(message.bodySize) > broker.configuration.maxMessageSize {
+            throw APIError.badRequest("message size \(message.bodySize) is larger than configured max size \(broker.configuration.maxMessageSize)")
+        }
+        return .json(.object(["routed": .bool(broker.publish(message, via: x, in: v))]))
+    }
+
+    // MARK: queues
+
+    func queues(_ p: [String], _ r: ManagementRequest, _ caller: Caller, _ list: Lister) throws -> ManagementResponse {
+        if p.count <= 2 {
+            guard r.method == "GET" else { throw APIError.methodNotAllowed }
+            let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
+            return try list(vhosts.flatMap { v in v.queues.values.sorted { $0.name < $1.name }.map { json(queue: $0, detailed: false) } })
+        }
+        let name = p[2]
+        if p.count == 3 && r.method == "PUT" { return try putQueue(p[1], name, r, caller) }
+        let v = try visibleVHost(p[1], caller)
+        guard let q = v.queues[name] else { throw APIError.notFound }
+        switch (r.method, p.count, p.count > 3 ? p[3] : "") {
+        case ("GET", 3, _): return .json(json(queue: q, detailed: true))
+        case ("DELETE", 3, _):
+            _ = try actingVHost(v.name, caller)
+            try broker.checkAccess(.configure, .queue(name), user: caller.user.name, vhost: v.name)
+            _ = try v.deleteQueue(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
+            return Self.noContent
+        case ("GET", 4, "bindings"):
+            let declared = q.bindings.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) }
+            return try list([Self.json(implicitBindingTo: q)] + declared)
+        case ("DELETE", 4, "contents"):
+            _ = try actingVHost(v.name, caller)
+            try broker.checkAccess(.read, .queue(name), user: caller.user.name, vhost: v.name)
+            q.purge()
+            return Self.noContent
+        case ("POST", 4, "get"): return try get(from: q, r, caller)
+        case (_, 3, _), (_, 4, "bindings"), (_, 4, "contents"), (_, 4, "get"): throw APIError.methodNotAllowed
+        default: throw APIError.notFound
+        }
+    }
+
+    private func putQueue(_ vhostName: String, _ name: String, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
+        let body = try object(r)
+        let v = try actingVHost(vhostName, caller)
+        try broker.checkAccess(.configure, .queue(name), user: caller.user.name, vhost: v.name)
+        let (_, created) = try v.declareQueue(
+            name: name, durable: Self.bool(body["durable"], default: true), exclusive: false,
+            autoDelete: Self.bool(body["auto_delete"], default: false), arguments: Broker.fieldTable(body["arguments"]?.objectValue),
+            owner: nil)
+        return created ? Self.created : Self.noContent
+    }
+
+    /// RabbitMQ's "get messages": takes up to `count`, then requeues, acks or rejects them all.
+    private func get(from q: MessageQueue, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
+        let body = try object(r)
+        _ = try actingVHost(q.vhost.name, caller)
+        try broker.checkAccess(.read, .queue(q.name), user: caller.user.name, vhost: q.vhost.name)
+        guard let count = body["count"]?.intValue ?? body["count"]?.stringValue.flatMap({ Int64($0) }), count >= 0 else {
+            throw APIError.badRequest("key_missing: count")
+        }
+        let mode = body["ackmode"]?.stringValue ?? ""
+        guard ["ack_requeue_true", "ack_requeue_false", "reject_requeue_true", "reject_requeue_false"].contains(mode) else {
+            throw APIError.badRequest("Unknown ackmode: \(mode)")
+        }
+        let encoding = body["encoding"]?.stringValue ?? "auto"
+        guard encoding == "auto" || encoding == "base64" else { throw APIError.badRequest("Unknown encoding: \(encoding)") }
+        if q.isExclusive { throw APIError.badRequest("cannot get from exclusive \(q.resourceDescription)") }
+        let truncate = body["truncate"]?.intValue.map { Int($0) }
+        var taken: [QueueEntry] = []
+        var out: [JSONValue] = []
+        for _ in 0..<count {
+            guard let e = q.get(noAck: false) else { break }
+            taken.append(e)
+            out.append(MessageJSON.json(e, remaining: q.messageCount, encoding: encoding, truncate: truncate))
+        }
+        switch mode {
+        case "ack_requeue_true", "reject_requeue_true": q.requeue(taken)
+        case "ack_requeue_false": for e in taken { q.acknowledged(e) }
+        default: for e in taken { q.rejected(e) }
+        }
+        return .json(.array(out))
+    }
+
+    // MARK: bindings
+
+    func bindings(_ p: [String], _ r: ManagementRequest, _ caller: Caller, _ list: Lister) throws -> ManagementResponse {
+        if p.count <= 2 {
+            guard r.method == "GET" else { throw APIError.methodNotAllowed }
+            let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
+            return try list(vhosts.flatMap { bindings(in: $0) })
+        }
+        // bindings/vhost/e/source/(q|e)/destination[/props]
+        guard p.count == 6 || p.count == 7, p[2] == "e", p[4] == "q" || p[4] == "e" else { throw APIError.notFound }
+        let v = try visibleVHost(p[1], caller)
+        guard let source = v.exchanges[p[3]] else { throw APIError.notFound }
+        let destination: BindingDestination
+        if p[4] == "q" {
+            guard let q = v.queues[p[5]] else { throw APIError.notFound }
+            destination = .queue(q)
+        } else {
+            guard let x = v.exchanges[p[5]] else { throw APIError.notFound }
+            destination = .exchange(x)
+        }
+        if source.isDefault, case .queue(let q) = destination, p.count == 6, r.method == "GET" {
+            return try list([Self.json(implicitBindingTo: q)])
+        }
+        let between = source.bindings.filter { $0.destination == destination }.sorted(by: Broker.bindingOrder)
+            .map { (b: $0, json: Self.json(binding: $0, vhost: v.name)) }
+        if p.count == 6 {
+            switch r.method {
+            case "GET": return try list(between.map(\.json))
+            case "POST":
+                let body = try object(r)
+                _ = try actingVHost(v.name, caller)
+                try checkBindAccess(source, destination, caller, v)
+                let key = body["routing_key"]?.stringValue ?? ""
+                let arguments = Broker.fieldTable(body["arguments"]?.objectValue)
+                try v.bind(source: source, destination: destination, routingKey: key, arguments: arguments)
+                return ManagementResponse(status: 201, headers: [("Location", Self.propertiesKey(key, arguments))])
+            default: throw APIError.methodNotAllowed
+            }
+        }
+        // The key arrives decoded once: it may be the properties key itself or its decoded form.
+        let match = between.first { m in
+            let key = m.json["properties_key"]?.stringValue ?? ""
+            return key == p[6] || key.removingPercentEncoding == p[6]
+        }
+        guard let match else { throw APIError.notFound }
+        switch r.method {
+        case "GET": return .json(match.json)
+        case "DELETE":
+            _ = try actingVHost(v.name, caller)
+            try checkBindAccess(source, destination, caller, v)
+            try v.unbind(source: source, destination: destination, routingKey: match.b.routingKey, arguments: match.b.arguments)
+            return Self.noContent
+        default: throw APIError.methodNotAllowed
+        }
+    }
+
+    /// queue.bind's checks: write on the destination, read on the source.
+    private func checkBindAccess(_ source: Exchange, _ destination: BindingDestination, _ caller: Caller, _ v: VirtualHost) throws {
+        switch destination {
+        case .queue(let q): try broker.checkAccess(.write, .queue(q.name), user: caller.user.name, vhost: v.name)
+        case .exchange(let x): try broker.checkAccess(.write, .exchange(x.name), user: caller.user.name, vhost: v.name)
+        }
+        try broker.checkAccess(.read, .exchange(source.name), user: caller.user.name, vhost: v.name)
+    }
+}

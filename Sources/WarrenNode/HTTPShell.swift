@@ -1,0 +1,65 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import WarrenManagement
+
+/// Hummingbird's request context with the peer's address (the API lets `guest` in from
+/// loopback only, as for AMQP).
+struct PeerRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    var peerIsLoopback: Bool {
+        guard let ip = remoteAddress?.ipAddress else { return remoteAddress != nil }
+        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
+    }
+}
+
+/// A small HTTP server on its own port: Hummingbird serves, `answer` decides. Used for the
+/// management API and for the Prometheus endpoint.
+enum HTTPShell {
+    static func application(
+        name: String, host: String, port: Int, logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) -> Void,
+        answer: @escaping @Sendable (ManagementRequest) async throws -> ManagementResponse
+    ) -> some Service {
+        let responder = CallbackResponder { (request: Request, context: PeerRequestContext) -> Response in
+            var query: [String: String] = [:]
+            for (k, v) in request.uri.queryParameters { query[String(k)] = String(v) }
+            // Bodies are definitions files at most; 64 MiB is far above any real one.
+            let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
+            let req = ManagementRequest(
+                method: request.method.rawValue, path: request.uri.path, query: query,
+                authorization: request.headers[.authorization], body: Array(buffer: body),
+                peerIsLoopback: context.peerIsLoopback, reason: request.headers[HTTPField.Name("X-Reason")!])
+            let r = try await answer(req)
+            var headers = HTTPFields()
+            headers[.contentType] = r.contentType
+            for (k, v) in r.headers { if let n = HTTPField.Name(k) { headers[n] = v } }
+            return Response(
+                status: HTTPResponse.Status(code: r.status), headers: headers,
+                body: r.body.isEmpty ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(bytes: r.body)))
+        }
+        var httpLogger = logger
+        httpLogger[metadataKey: "subsystem"] = "\(name)"
+        // Hummingbird logs each request at debug; the node's level decides.
+        return Application(
+            responder: responder,
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Warren"),
+            onServerRunning: { channel in
+                let address = channel.localAddress
+                logger.notice("\(name) listener started on \(address?.ipAddress ?? host):\(address?.port ?? port)")
+                if let address { onListening(address) }
+            },
+            eventLoopGroupProvider: .singleton,
+            logger: httpLogger)
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import WarrenManagement
+
+/// Measures what the management API reports about the process: memory, disk, descriptors.
+enum NodeStatusReader {
+    static let startedAt = Date()
+    static let nodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
+
+    static func read(dataDirectory: String, limits: ResourceLimits, listeners: [NodeStatus.Listener], managementPort: Int) -> NodeStatus {
+        var s = NodeStatus(name: nodeName)
+        let r = ResourceReadings.read(dataDirectory: dataDirectory)
+        s.pid = ProcessInfo.processInfo.processIdentifier
+        s.uptimeMilliseconds = Int64(Date().timeIntervalSince(startedAt) * 1000)
+        s.memoryUsed = r.residentMemory
+        s.memoryLimit = limits.watermarkBytes(total: r.totalMemory)
+        s.diskFree = r.diskFree ?? 0
+        s.diskFreeLimit = limits.diskFreeLimit
+        s.fdUsed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+        var rl = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0 { s.fdTotal = Int(clamping: rl.rlim_cur) }
+        s.processors = ProcessInfo.processInfo.activeProcessorCount
+        s.listeners = listeners
+        s.managementPort = managementPort
+        return s
+    }
+}
