@@ -116,13 +116,20 @@ public final class ManagementAPI {
         return v
     }
 
-    /// A vhost the caller acts in: it must have permissions there, whatever its tags.
+    /// A vhost the caller acts in: it must have permissions there, unless it is an
+    /// administrator (who may act anywhere, as with rabbitmqctl; warrenctl goes through here).
     func actingVHost(_ name: String, _ caller: Caller) throws(APIError) -> VirtualHost {
         guard let v = broker.vhosts[name] else { throw .notFound }
-        guard broker.canAccess(vhost: name, user: caller.user.name) else {
+        guard caller.isAdministrator || broker.canAccess(vhost: name, user: caller.user.name) else {
             throw .forbidden("User not authorised to access virtual host")
         }
         return v
+    }
+
+    /// A permission check as the AMQP methods make it; administrators pass (see `actingVHost`).
+    func checkAccess(_ kind: AccessKind, _ resource: Resource, _ caller: Caller, _ vhost: VirtualHost) throws(AMQPError) {
+        if caller.isAdministrator { return }
+        try broker.checkAccess(kind, resource, user: caller.user.name, vhost: vhost.name)
     }
 
     /// The vhosts the caller may list objects of, in name order.

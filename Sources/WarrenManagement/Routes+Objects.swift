@@ -21,7 +21,7 @@ extension ManagementAPI {
         if p.count == 3 && r.method == "DELETE" {
             let v = try actingVHost(v.name, caller)
             guard v.exchanges[name] != nil else { throw APIError.notFound }
-            try broker.checkAccess(.configure, .exchange(name), user: caller.user.name, vhost: v.name)
+            try checkAccess(.configure, .exchange(name), caller, v)
             try v.deleteExchange(named: name, ifUnused: r.query["if-unused"] == "true")
             return Self.noContent
         }
@@ -47,7 +47,7 @@ extension ManagementAPI {
         let body = try object(r)
         let v = try actingVHost(vhostName, caller)
         guard let type = body["type"]?.stringValue else { throw APIError.badRequest("key_missing: type") }
-        try broker.checkAccess(.configure, .exchange(name), user: caller.user.name, vhost: v.name)
+        try checkAccess(.configure, .exchange(name), caller, v)
         let existed = v.exchanges[name] != nil
         if !existed && name.hasPrefix("amq.") {
             throw APIError.forbidden("exchange name '\(name)' contains reserved prefix 'amq.*'")
@@ -62,7 +62,7 @@ extension ManagementAPI {
     private func publish(to x: Exchange, in v: VirtualHost, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
         let body = try object(r)
         _ = try actingVHost(v.name, caller)
-        try broker.checkAccess(.write, .exchange(x.name), user: caller.user.name, vhost: v.name)
+        try checkAccess(.write, .exchange(x.name), caller, v)
         guard let key = body["routing_key"]?.stringValue else { throw APIError.badRequest("key_missing: routing_key") }
         let message = Message(
             exchange: x.name, routingKey: key, properties: try MessageJSON.properties(body["properties"]), body: try MessageJSON.payload(body))
@@ -88,7 +88,7 @@ extension ManagementAPI {
         case ("GET", 3, _): return .json(json(queue: q, detailed: true))
         case ("DELETE", 3, _):
             _ = try actingVHost(v.name, caller)
-            try broker.checkAccess(.configure, .queue(name), user: caller.user.name, vhost: v.name)
+            try checkAccess(.configure, .queue(name), caller, v)
             _ = try v.deleteQueue(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
             return Self.noContent
         case ("GET", 4, "bindings"):
@@ -96,7 +96,7 @@ extension ManagementAPI {
             return try list([Self.json(implicitBindingTo: q)] + declared)
         case ("DELETE", 4, "contents"):
             _ = try actingVHost(v.name, caller)
-            try broker.checkAccess(.read, .queue(name), user: caller.user.name, vhost: v.name)
+            try checkAccess(.read, .queue(name), caller, v)
             q.purge()
             return Self.noContent
         case ("POST", 4, "get"): return try get(from: q, r, caller)
@@ -108,7 +108,7 @@ extension ManagementAPI {
     private func putQueue(_ vhostName: String, _ name: String, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
         let body = try object(r)
         let v = try actingVHost(vhostName, caller)
-        try broker.checkAccess(.configure, .queue(name), user: caller.user.name, vhost: v.name)
+        try checkAccess(.configure, .queue(name), caller, v)
         let (_, created) = try v.declareQueue(
             name: name, durable: Self.bool(body["durable"], default: true), exclusive: false,
             autoDelete: Self.bool(body["auto_delete"], default: false), arguments: Broker.fieldTable(body["arguments"]?.objectValue),
@@ -120,7 +120,7 @@ extension ManagementAPI {
     private func get(from q: MessageQueue, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
         let body = try object(r)
         _ = try actingVHost(q.vhost.name, caller)
-        try broker.checkAccess(.read, .queue(q.name), user: caller.user.name, vhost: q.vhost.name)
+        try checkAccess(.read, .queue(q.name), caller, q.vhost)
         guard let count = body["count"]?.intValue ?? body["count"]?.stringValue.flatMap({ Int64($0) }), count >= 0 else {
             throw APIError.badRequest("key_missing: count")
         }
@@ -206,9 +206,9 @@ extension ManagementAPI {
     /// queue.bind's checks: write on the destination, read on the source.
     private func checkBindAccess(_ source: Exchange, _ destination: BindingDestination, _ caller: Caller, _ v: VirtualHost) throws {
         switch destination {
-        case .queue(let q): try broker.checkAccess(.write, .queue(q.name), user: caller.user.name, vhost: v.name)
-        case .exchange(let x): try broker.checkAccess(.write, .exchange(x.name), user: caller.user.name, vhost: v.name)
+        case .queue(let q): try checkAccess(.write, .queue(q.name), caller, v)
+        case .exchange(let x): try checkAccess(.write, .exchange(x.name), caller, v)
         }
-        try broker.checkAccess(.read, .exchange(source.name), user: caller.user.name, vhost: v.name)
+        try checkAccess(.read, .exchange(source.name), caller, v)
     }
 }

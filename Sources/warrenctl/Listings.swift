@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+
+/// One rabbitmqctl list verb: where its rows come from, its columns (default first) and how
+/// each is read from the API's JSON.
+struct Listing: Sendable {
+    let noun: String
+    let path: @Sendable (NodeOptions) -> String
+    let defaults: [String]
+    let columns: [(String, @Sendable ([String: Any]) -> Any?)]
+    let info: @Sendable (NodeOptions) -> String
+
+    static func field(_ key: String) -> @Sendable ([String: Any]) -> Any? { { $0[key] } }
+    static func nested(_ a: String, _ b: String) -> @Sendable ([String: Any]) -> Any? { { ($0[a] as? [String: Any])?[b] } }
+    static func fields(_ names: [String]) -> [(String, @Sendable ([String: Any]) -> Any?)] { names.map { ($0, field($0)) } }
+
+    var columnNames: [String] { columns.map(\.0) }
+
+    func run(_ node: NodeOptions, _ requested: [String]) throws {
+        let chosen = requested.isEmpty ? defaults : requested
+        let unknown = chosen.filter { c in !columns.contains { $0.0 == c } }
+        guard unknown.isEmpty else {
+            throw CtlError.usage("Invalid \(noun) info item(s): \(unknown.joined(separator: ", ")). Valid items: \(columnNames.joined(separator: ", "))")
+        }
+        let items = try node.client.list(path(node))
+        let rows = items.map { item -> [String: Any] in
+            var row: [String: Any] = [:]
+            for (name, read) in columns where chosen.contains(name) { row[name] = read(item) ?? NSNull() }
+            return row
+        }
+        node.say(info(node))
+        Table.print(rows, columns: chosen, json: node.formatter == "json")
+    }
+
+    static let queues = Listing(
+        noun: "queue", path: { "/api/queues/\($0.v)" }, defaults: ["name", "messages"],
+        columns: fields([
+            "name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive",
+            "arguments", "policy", "operator_policy", "memory", "state", "type", "message_bytes", "message_bytes_ready",
+            "exclusive_consumer_tag", "single_active_consumer_tag", "vhost", "node",
+        ]),
+        info: { "Listing queues for vhost \($0.vhost) ..." })
+
+    static let exchanges = Listing(
+        noun: "exchange", path: { "/api/exchanges/\($0.v)" }, defaults: ["name", "type"],
+        columns: fields(["name", "type", "durable", "auto_delete", "internal", "arguments", "policy", "vhost"]),
+        info: { "Listing exchanges for vhost \($0.vhost) ..." })
+
+    static let bindings = Listing(
+        noun: "binding", path: { "/api/bindings/\($0.v)" },
+        defaults: ["source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"],
+        columns: [
+            ("source_name", field("source")), ("source_kind", { _ in "exchange" }), ("destination_name", field("destination")),
+            ("destination_kind", field("destination_type")), ("routing_key", field("routing_key")), ("arguments", field("arguments")),
+            ("vhost", field("vhost")),
+        ],
+        info: { "Listing bindings for vhost \($0.vhost)..." })
+
+    static let connections = Listing(
+        noun: "connection", path: { _ in "/api/connections" }, defaults: ["user", "peer_host", "peer_port", "state"],
+        columns: fields([
+            "user", "peer_host", "peer_port", "state", "name", "vhost", "host", "port", "channels", "protocol", "ssl",
+            "auth_mechanism", "timeout", "frame_max", "channel_max", "connected_at", "client_properties", "user_provided_name", "type", "node",
+        ]),
+        info: { _ in "Listing connections ..." })
+
+    static let channels = Listing(
+        noun: "channel", path: { _ in "/api/channels" }, defaults: ["name", "user", "consumer_count", "messages_unacknowledged"],
+        columns: fields([
+            "name", "user", "consumer_count", "messages_unacknowledged", "number", "vhost", "prefetch_count", "global_prefetch_count",
+            "confirm", "transactional", "state", "node",
+        ]) + [("connection", nested("connection_details", "name"))],
+        info: { _ in "Listing channels ..." })
+
+    static let consumers = Listing(
+        noun: "consumer", path: { "/api/consumers/\($0.v)" },
+        defaults: ["queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "arguments"],
+        columns: [
+            ("queue_name", nested("queue", "name")), ("channel_pid", nested("channel_details", "name")), ("consumer_tag", field("consumer_tag")),
+            ("ack_required", field("ack_required")), ("prefetch_count", field("prefetch_count")), ("active", field("active")),
+            ("activity_status", field("activity_status")), ("exclusive", field("exclusive")), ("arguments", field("arguments")),
+        ],
+        info: { "Listing consumers in vhost \($0.vhost) ..." })
+
+    static let users = Listing(
+        noun: "user", path: { _ in "/api/users" }, defaults: ["user", "tags"],
+        columns: [("user", field("name")), ("tags", field("tags"))],
+        info: { _ in "Listing users ..." })
+
+    static let vhosts = Listing(
+        noun: "vhost", path: { _ in "/api/vhosts" }, defaults: ["name"],
+        columns: fields(["name", "description", "tags", "tracing", "messages", "messages_ready", "messages_unacknowledged"]),
+        info: { _ in "Listing vhosts ..." })
+
+    static let permissions = Listing(
+        noun: "permission", path: { "/api/vhosts/\($0.v)/permissions" }, defaults: ["user", "configure", "write", "read"],
+        columns: fields(["user", "configure", "write", "read"]),
+        info: { "Listing permissions for vhost \"\($0.vhost)\" ..." })
+
+    static let policies = Listing(
+        noun: "policy", path: { "/api/policies/\($0.v)" }, defaults: ["vhost", "name", "pattern", "apply-to", "definition", "priority"],
+        columns: fields(["vhost", "name", "pattern", "apply-to", "definition", "priority"]),
+        info: { "Listing policies for vhost \"\($0.vhost)\" ..." })
+}
+
+/// The list verbs, each `list_<noun>s [columns...]`.
+struct ListQueues: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_queues", abstract: "Lists queues and their properties.",
+        discussion: "Columns: \(Listing.queues.columnNames.joined(separator: " ")). Default: name messages.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.queues.run(node, columns) }
+}
+
+struct ListExchanges: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_exchanges", abstract: "Lists exchanges.",
+        discussion: "Columns: \(Listing.exchanges.columnNames.joined(separator: " ")). Default: name type.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.exchanges.run(node, columns) }
+}
+
+struct ListBindings: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_bindings", abstract: "Lists bindings, the default exchange's implicit ones too.",
+        discussion: "Columns: \(Listing.bindings.columnNames.joined(separator: " ")).")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.bindings.run(node, columns) }
+}
+
+struct ListConnections: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_connections", abstract: "Lists AMQP connections.",
+        discussion: "Columns: \(Listing.connections.columnNames.joined(separator: " ")). Default: user peer_host peer_port state.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.connections.run(node, columns) }
+}
+
+struct ListChannels: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_channels", abstract: "Lists channels.",
+        discussion: "Columns: \(Listing.channels.columnNames.joined(separator: " ")). Channels are named, not Erlang pids.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.channels.run(node, columns) }
+}
+
+struct ListConsumers: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_consumers", abstract: "Lists consumers in a vhost.",
+        discussion: "Columns: \(Listing.consumers.columnNames.joined(separator: " ")). channel_pid shows the channel's name.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.consumers.run(node, columns) }
+}
+
+struct ListUsers: CtlVerb {
+    static let configuration = CommandConfiguration(commandName: "list_users", abstract: "Lists users and their tags.")
+    @OptionGroup var node: NodeOptions
+    func execute() throws { try Listing.users.run(node, []) }
+}
+
+struct ListVHosts: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "list_vhosts", abstract: "Lists virtual hosts.", discussion: "Columns: \(Listing.vhosts.columnNames.joined(separator: " ")).")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "Columns to show.") var columns: [String] = []
+    func execute() throws { try Listing.vhosts.run(node, columns) }
+}
+
+struct ListPermissions: CtlVerb {
+    static let configuration = CommandConfiguration(commandName: "list_permissions", abstract: "Lists the permissions in a vhost.")
+    @OptionGroup var node: NodeOptions
+    func execute() throws { try Listing.permissions.run(node, []) }
+}
+
+struct ListPolicies: CtlVerb {
+    static let configuration = CommandConfiguration(commandName: "list_policies", abstract: "Lists the policies in a vhost.")
+    @OptionGroup var node: NodeOptions
+    func execute() throws { try Listing.policies.run(node, []) }
+}
