@@ -220,6 +220,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "ManagementTests",
+            dependencies: ["WarrenManagement", "WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "RaftTests",
             dependencies: ["Raft", "RaftTestKit"],
             resources: [.copy("Scenarios")],
