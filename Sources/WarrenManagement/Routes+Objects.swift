@@ -46,6 +46,7 @@ extension ManagementAPI {
     private func putExchange(_ vhostName: String, _ name: String, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
         let body = try object(r)
         let v = try actingVHost(vhostName, caller)
+        if name.isEmpty { throw APIError.forbidden("operation not permitted on the default exchange") }
         guard let type = body["type"]?.stringValue else { throw APIError.badRequest("key_missing: type") }
         try checkAccess(.configure, .exchange(name), caller, v)
         let existed = v.exchanges[name] != nil

@@ -120,3 +120,13 @@ struct ManagementAPITests {
         #expect(JSONWriter.string(v) == #"{"i":-3,"k":"a\"b\\c\n\u0001é","n":0.0}"#)
     }
 }
+
+extension ManagementAPITests {
+    @Test func defaultAndBuiltInExchangesAreProtected() {
+        #expect(call("PUT", "/api/exchanges/%2F/amq.default", #"{"type":"direct"}"#).0 == 403)
+        #expect(call("DELETE", "/api/exchanges/%2F/amq.default").0 == 403)
+        #expect(call("DELETE", "/api/exchanges/%2F/amq.topic").0 == 403)
+        #expect(call("PUT", "/api/exchanges/%2F/amq.mine", #"{"type":"direct"}"#).0 == 403)
+        #expect(call("GET", "/api/exchanges/%2F/amq.default").1?["name"]?.stringValue == "")
+    }
+}
