@@ -1,9 +1,9 @@
 import Foundation
-public import WarrenCore
+import WarrenCore
 
 /// What RabbitMQ's list endpoints accept in the query string: `columns=a,b.c`, `sort=field`,
 /// `sort_reverse=true`, and pagination with `page`, `page_size`, `name`, `use_regex`.
-struct ListQuery {
+struct ListQuery: Sendable {
     var columns: [[String]]?
     var sort: [String]?
     var sortReverse = false

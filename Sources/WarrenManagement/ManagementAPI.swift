@@ -17,7 +17,14 @@ public final class ManagementAPI {
         self.nodeName = nodeName
     }
 
+    /// Answers a request, body included.
     public func handle(_ request: ManagementRequest, node: NodeStatus) -> ManagementResponse {
+        respond(request, node: node).finish()
+    }
+
+    /// Answers a request, leaving sorting, paging and serializing to `finish()`, which the
+    /// node's HTTP shell calls off the broker loop.
+    public func respond(_ request: ManagementRequest, node: NodeStatus) -> ManagementResponse {
         do {
             let segments = try Self.segments(request.path)
             guard segments.first == "api" else { throw APIError.notFound }

@@ -33,6 +33,16 @@ public struct ManagementResponse: Sendable {
     public var contentType: String
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// Work left for `finish()`, off the broker loop: a list to sort, filter, page and trim to
+    /// columns, and JSON to serialize. Listing 10,000 queues builds their JSON on the loop
+    /// (it reads the broker) but spends as long again sorting and writing it out; that part
+    /// need not hold up AMQP traffic.
+    var pending: Pending?
+
+    enum Pending: Sendable {
+        case json(JSONValue)
+        case list([JSONValue], ListQuery)
+    }
 
     public init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [], body: [UInt8] = []) {
         self.status = status
@@ -42,7 +52,32 @@ public struct ManagementResponse: Sendable {
     }
 
     public static func json(_ value: JSONValue, status: Int = 200) -> ManagementResponse {
-        ManagementResponse(status: status, body: JSONWriter.bytes(value))
+        var r = ManagementResponse(status: status)
+        r.pending = .json(value)
+        return r
+    }
+
+    static func list(_ items: [JSONValue], _ query: ListQuery) -> ManagementResponse {
+        var r = ManagementResponse(status: 200)
+        r.pending = .list(items, query)
+        return r
+    }
+
+    /// Does the pending work: the body is ready to send after this.
+    public func finish() -> ManagementResponse {
+        var r = self
+        r.pending = nil
+        switch pending {
+        case nil: return self
+        case .json(let v): r.body = JSONWriter.bytes(v)
+        case .list(let items, let query):
+            do {
+                r.body = JSONWriter.bytes(try query.apply(items))
+            } catch {
+                return error.response
+            }
+        }
+        return r
     }
 
     /// The body as text (tests, logs).

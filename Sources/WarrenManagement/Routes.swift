@@ -7,7 +7,8 @@ import WarrenCore
 extension ManagementAPI {
     func route(_ p: [String], _ r: ManagementRequest, _ caller: Caller, _ node: NodeStatus) throws -> ManagementResponse {
         let m = r.method
-        let list = { (items: [JSONValue]) throws -> ManagementResponse in .json(try ListQuery(r.query).apply(items)) }
+        let query = try ListQuery(r.query)
+        let list = { (items: [JSONValue]) throws -> ManagementResponse in .list(items, query) }
         switch (m, p.count, p.first ?? "") {
         case ("GET", 1, "overview"): return .json(overview(caller, node))
         case ("GET", 1, "whoami"):

@@ -1,5 +1,5 @@
 import AMQPProtocol
-public import WarrenCore
+import WarrenCore
 
 /// The JSON RabbitMQ's API shows for each kind of object, with its field names and types. Only
 /// fields Warren can fill truthfully are present (no Erlang process details).

@@ -201,7 +201,8 @@ extension WarrenNode {
         }
         let status = nodeStatus()
         let management = self.management
-        return try await management.eventLoop.submit { management.value.handle(request, node: status) }.get()
+        let response = try await management.eventLoop.submit { management.value.respond(request, node: status) }.get()
+        return response.finish()
     }
 
     /// `/metrics` (node-wide) and `/metrics/per-object` (also per queue), in Prometheus' text
