@@ -51,7 +51,7 @@ enum HTTPShell {
         var httpLogger = logger
         httpLogger[metadataKey: "subsystem"] = "\(name)"
         // Hummingbird logs each request at debug; the node's level decides.
-        return Application(
+        let app = Application(
             responder: responder,
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "Warren"),
             onServerRunning: { channel in
@@ -61,5 +61,26 @@ enum HTTPShell {
             },
             eventLoopGroupProvider: .singleton,
             logger: httpLogger)
+        return Listening(inner: app, what: "\(name) listener on \(host):\(port)", flag: "--\(name)-port")
+    }
+}
+
+/// A listener that says which one could not start (a port already taken is the usual case:
+/// a RabbitMQ on the same machine holds 15672 and 15692).
+struct Listening<S: Service>: Service {
+    let inner: S
+    let what: String
+    let flag: String
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    func run() async throws {
+        do {
+            try await inner.run()
+        } catch let e as IOError {
+            throw Failure(description: "cannot start the \(what): \(e.description); choose another port with \(flag) (0 picks a free one) or turn it off")
+        }
     }
 }

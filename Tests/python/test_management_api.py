@@ -260,3 +260,21 @@ def test_malformed_requests_keep_the_node_serving(warren):
     assert api.call("POST", "/api/queues/shop/work/get", {"count": 1, "ackmode": "nonsense"})[0] == 400
     assert api.call("GET", "/api/queues/%ZZ")[0] in (400, 404)
     assert api.get("/api/overview")[0] == 200
+
+
+def test_a_taken_management_port_stops_the_start_with_a_clear_message():
+    import socket
+    import subprocess
+    import tempfile
+    from conftest import warren_binary
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        p = subprocess.run([warren_binary(), "--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", tempfile.mkdtemp(),
+                            "--management-port", str(port), "--prometheus-port", "0"], capture_output=True, text=True, timeout=30)
+    finally:
+        s.close()
+    assert p.returncode != 0
+    assert f"cannot start the management listener on 127.0.0.1:{port}" in p.stderr and "--management-port" in p.stderr
