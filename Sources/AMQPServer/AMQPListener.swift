@@ -94,7 +94,9 @@ public final class AMQPListener: Sendable {
         }
     }
 
-    static func peerInfo(_ address: SocketAddress?) -> PeerInfo {
+    /// The peer as the broker sees it: its address and whether it is on loopback (what
+    /// `--loopback-users` checks, for AMQP and the management API alike).
+    public static func peerInfo(_ address: SocketAddress?) -> PeerInfo {
         guard let address else { return PeerInfo(address: "unknown", isLoopback: false) }
         switch address {
         case .v4:

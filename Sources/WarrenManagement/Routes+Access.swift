@@ -52,11 +52,11 @@ extension ManagementAPI {
         let all = broker.users.values.sorted { $0.name < $1.name }
         if p.count == 1 {
             guard r.method == "GET" else { throw APIError.methodNotAllowed }
-            return try list(all.map(Self.json(user:)))
+            return try list(all.map(Broker.json(user:)))
         }
         if p.count == 2 && p[1] == "without-permissions" && r.method == "GET" {
             let with = Set(broker.permissions.values.flatMap(\.keys))
-            return try list(all.filter { !with.contains($0.name) }.map(Self.json(user:)))
+            return try list(all.filter { !with.contains($0.name) }.map(Broker.json(user:)))
         }
         let name = p[1]
         if p.count == 3 {
@@ -70,7 +70,7 @@ extension ManagementAPI {
         switch r.method {
         case "GET":
             guard let u = broker.users[name] else { throw APIError.notFound }
-            return .json(Self.json(user: u))
+            return .json(Broker.json(user: u))
         case "PUT":
             let body = try object(r)
             let existing = broker.users[name]

@@ -23,9 +23,8 @@ extension ManagementAPI {
         let conns = visibleConnections(caller)
         let counters = Self.globalCounters(broker.stats, ready: ready, unacked: unacked)
         var totals: [String: JSONValue] = [:]
-        // The totals' rates are sampled node-wide; a management user sees its own counts with them.
-        messageTotals(into: &totals, Array(counters.prefix(Self.globalStatNames.count)) + [Double(ready + unacked), Double(ready), Double(unacked)],
-                      offset: Self.globalStatNames.count, key: "global")
+        // The counts are what the caller sees; their rates are sampled node-wide.
+        messageTotals(into: &totals, counters, offset: Self.globalStatNames.count, key: "global")
         let version = broker.configuration.productVersion
         return .object([
             "management_version": .string(version), "rates_mode": .string("basic"),

@@ -1,4 +1,5 @@
 import AMQPProtocol
+import Foundation
 import WarrenCore
 
 /// The JSON RabbitMQ's API shows for each kind of object, with its field names and types. Only
@@ -146,7 +147,7 @@ extension ManagementAPI {
             if b < 0x80 && (c.isLetter || c.isNumber || "-_.~".contains(c)) {
                 out.append(c)
             } else {
-                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(2)
+                out += String(format: "%%%02X", b)
             }
         }
         return out
@@ -245,13 +246,4 @@ extension ManagementAPI {
         ])
     }
 
-    static func json(user u: User) -> JSONValue {
-        guard case .object(var o) = Broker.json(user: u) else { return .null }
-        if case .object(let l)? = o["limits"], l.isEmpty { o["limits"] = .object([:]) }
-        return .object(o)
-    }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
 }

@@ -1,9 +1,11 @@
+import AMQPServer
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import WarrenCore
 import WarrenManagement
 
 /// Hummingbird's request context with the peer's address (the API lets `guest` in from
@@ -17,10 +19,7 @@ struct PeerRequestContext: RequestContext {
         remoteAddress = source.channel.remoteAddress
     }
 
-    var peerIsLoopback: Bool {
-        guard let ip = remoteAddress?.ipAddress else { return remoteAddress != nil }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
-    }
+    var peerIsLoopback: Bool { AMQPListener.peerInfo(remoteAddress).isLoopback }
 }
 
 /// A small HTTP server on its own port: Hummingbird serves, `answer` decides. Used for the

@@ -1,14 +1,14 @@
 import Foundation
 import WarrenManagement
 
-/// Measures what the management API reports about the process: memory, disk, descriptors.
+/// What the management API reports about the process: memory and disk from the resource
+/// monitor's latest reading, descriptors counted now.
 enum NodeStatusReader {
     static let startedAt = Date()
     static let nodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
 
-    static func read(dataDirectory: String, limits: ResourceLimits, listeners: [NodeStatus.Listener], managementPort: Int) -> NodeStatus {
+    static func read(readings r: ResourceReadings, limits: ResourceLimits, listeners: [NodeStatus.Listener], managementPort: Int) -> NodeStatus {
         var s = NodeStatus(name: nodeName)
-        let r = ResourceReadings.read(dataDirectory: dataDirectory)
         s.pid = ProcessInfo.processInfo.processIdentifier
         s.uptimeMilliseconds = Int64(Date().timeIntervalSince(startedAt) * 1000)
         s.memoryUsed = r.residentMemory

@@ -25,6 +25,8 @@ public final class WarrenNode: Sendable {
     /// The alarm limits in force; start from the configuration, changeable at runtime (as
     /// `rabbitmqctl set_disk_free_limit` / `set_vm_memory_high_watermark`).
     private let resourceLimits: NIOLockedValueBox<ResourceLimits>
+    /// The monitor's latest reading (memory, disk), which the management API reports too.
+    let lastReadings: NIOLockedValueBox<ResourceReadings?> = NIOLockedValueBox(nil)
     /// The AMQPS listener's TLS contexts (reloaded on SIGHUP), when TLS is configured.
     public let tlsContexts: TLSContextBox?
     /// The management API's core, on the broker loop.
@@ -93,8 +95,11 @@ public final class WarrenNode: Sendable {
         let limits = NIOLockedValueBox(configuration.resources)
         self.resourceLimits = limits
         let dataPath = dataDirectory.path
+        let readings = lastReadings
         self.monitorTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
-            broker.value.apply(resources: ResourceReadings.read(dataDirectory: dataPath), limits: limits.withLockedValue { $0 })
+            let r = ResourceReadings.read(dataDirectory: dataPath)
+            readings.withLockedValue { $0 = r }
+            broker.value.apply(resources: r, limits: limits.withLockedValue { $0 })
         }
     }
 
@@ -190,7 +195,8 @@ extension WarrenNode {
     /// The node as the management API reports it, measured now.
     func nodeStatus() -> NodeStatus {
         NodeStatusReader.read(
-            dataDirectory: dataDirectory.path, limits: currentResourceLimits, listeners: listeners.withLockedValue { $0 },
+            readings: lastReadings.withLockedValue { $0 } ?? ResourceReadings.read(dataDirectory: dataDirectory.path),
+            limits: currentResourceLimits, listeners: listeners.withLockedValue { $0 },
             managementPort: managementPort.withLockedValue { $0 })
     }
 

@@ -24,6 +24,15 @@ struct DeleteUser: CtlVerb {
     }
 }
 
+/// Changes one thing of an existing user: PUT keeps what the body does not name (the
+/// password without `password`, the tags without `tags`), so only that thing is sent. The GET
+/// first keeps a missing user from being created.
+func updateUser(_ node: NodeOptions, _ username: String, _ change: [String: Any]) throws {
+    let path = "/api/users/\(ManagementClient.segment(username))"
+    _ = try node.client.call("GET", path)
+    _ = try node.client.call("PUT", path, body: change)
+}
+
 struct ChangePassword: CtlVerb {
     static let configuration = CommandConfiguration(commandName: "change_password", abstract: "Changes a user's password.")
     @OptionGroup var node: NodeOptions
@@ -31,9 +40,7 @@ struct ChangePassword: CtlVerb {
     @Argument var password: String
     func execute() throws {
         node.say("Changing password for user \"\(username)\" ...")
-        let path = "/api/users/\(ManagementClient.segment(username))"
-        guard let user = try node.client.call("GET", path) as? [String: Any] else { throw CtlError.notFound("no user \"\(username)\"") }
-        _ = try node.client.call("PUT", path, body: ["password": password, "tags": (user["tags"] as? [String] ?? []).joined(separator: ",")])
+        try updateUser(node, username, ["password": password])
     }
 }
 
@@ -44,11 +51,7 @@ struct SetUserTags: CtlVerb {
     @Argument var tags: [String] = []
     func execute() throws {
         node.say("Setting tags for user \"\(username)\" to [\(tags.joined(separator: ", "))] ...")
-        let path = "/api/users/\(ManagementClient.segment(username))"
-        guard let user = try node.client.call("GET", path) as? [String: Any] else { throw CtlError.notFound("no user \"\(username)\"") }
-        _ = try node.client.call(
-            "PUT", path,
-            body: ["password_hash": user["password_hash"] ?? "", "hashing_algorithm": user["hashing_algorithm"] ?? "", "tags": tags.joined(separator: ",")])
+        try updateUser(node, username, ["tags": tags.joined(separator: ",")])
     }
 }
 
@@ -208,15 +211,13 @@ struct Status: CtlVerb {
         }
         node.say("Status of node \(overview["node"] ?? "") ...")
         let totals = overview["object_totals"] as? [String: Any] ?? [:]
-        func mb(_ v: Any?) -> String { String(format: "%.1f MB", (v as? NSNumber)?.doubleValue ?? 0 / 1) }
+        func mb(_ key: String) -> String { String(format: "%.1f MB", ((n[key] as? NSNumber)?.doubleValue ?? 0) / 1_000_000) }
         let lines: [(String, Any?)] = [
             ("Product", "\(overview["product_name"] ?? "") \(overview["product_version"] ?? "")"),
             ("Node", overview["node"]), ("Cluster name", overview["cluster_name"]), ("OS PID", n["os_pid"]),
             ("Uptime (seconds)", ((n["uptime"] as? NSNumber)?.intValue ?? 0) / 1000),
-            ("Memory used", mb(((n["mem_used"] as? NSNumber)?.doubleValue ?? 0) / 1_000_000)),
-            ("Memory high watermark", mb(((n["mem_limit"] as? NSNumber)?.doubleValue ?? 0) / 1_000_000)),
-            ("Memory alarm", n["mem_alarm"]), ("Free disk", mb(((n["disk_free"] as? NSNumber)?.doubleValue ?? 0) / 1_000_000)),
-            ("Free disk limit", mb(((n["disk_free_limit"] as? NSNumber)?.doubleValue ?? 0) / 1_000_000)), ("Disk alarm", n["disk_free_alarm"]),
+            ("Memory used", mb("mem_used")), ("Memory high watermark", mb("mem_limit")), ("Memory alarm", n["mem_alarm"]),
+            ("Free disk", mb("disk_free")), ("Free disk limit", mb("disk_free_limit")), ("Disk alarm", n["disk_free_alarm"]),
             ("File descriptors", "\(n["fd_used"] ?? 0) of \(n["fd_total"] ?? 0)"),
             ("Connections", totals["connections"]), ("Channels", totals["channels"]), ("Queues", totals["queues"]),
             ("Consumers", totals["consumers"]),

@@ -4,6 +4,8 @@ import Foundation
 /// One rabbitmqctl list verb: where its rows come from, its columns (default first) and how
 /// each is read from the API's JSON.
 struct Listing: Sendable {
+    let verb: String
+    let abstract: String
     let noun: String
     let path: @Sendable (NodeOptions) -> String
     let defaults: [String]
@@ -33,6 +35,7 @@ struct Listing: Sendable {
     }
 
     static let queues = Listing(
+        verb: "list_queues", abstract: "Lists queues and their properties.",
         noun: "queue", path: { "/api/queues/\($0.v)" }, defaults: ["name", "messages"],
         columns: fields([
             "name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive",
@@ -42,11 +45,13 @@ struct Listing: Sendable {
         info: { "Listing queues for vhost \($0.vhost) ..." })
 
     static let exchanges = Listing(
+        verb: "list_exchanges", abstract: "Lists exchanges.",
         noun: "exchange", path: { "/api/exchanges/\($0.v)" }, defaults: ["name", "type"],
         columns: fields(["name", "type", "durable", "auto_delete", "internal", "arguments", "policy", "vhost"]),
         info: { "Listing exchanges for vhost \($0.vhost) ..." })
 
     static let bindings = Listing(
+        verb: "list_bindings", abstract: "Lists bindings, the default exchange's implicit ones too.",
         noun: "binding", path: { "/api/bindings/\($0.v)" },
         defaults: ["source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"],
         columns: [
@@ -57,6 +62,7 @@ struct Listing: Sendable {
         info: { "Listing bindings for vhost \($0.vhost)..." })
 
     static let connections = Listing(
+        verb: "list_connections", abstract: "Lists AMQP connections.",
         noun: "connection", path: { _ in "/api/connections" }, defaults: ["user", "peer_host", "peer_port", "state"],
         columns: fields([
             "user", "peer_host", "peer_port", "state", "name", "vhost", "host", "port", "channels", "protocol", "ssl",
@@ -65,6 +71,7 @@ struct Listing: Sendable {
         info: { _ in "Listing connections ..." })
 
     static let channels = Listing(
+        verb: "list_channels", abstract: "Lists channels (named; Warren has no Erlang pids).",
         noun: "channel", path: { _ in "/api/channels" }, defaults: ["name", "user", "consumer_count", "messages_unacknowledged"],
         columns: fields([
             "name", "user", "consumer_count", "messages_unacknowledged", "number", "vhost", "prefetch_count", "global_prefetch_count",
@@ -73,6 +80,7 @@ struct Listing: Sendable {
         info: { _ in "Listing channels ..." })
 
     static let consumers = Listing(
+        verb: "list_consumers", abstract: "Lists consumers in a vhost (channel_pid shows the channel's name).",
         noun: "consumer", path: { "/api/consumers/\($0.v)" },
         defaults: ["queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "arguments"],
         columns: [
@@ -83,103 +91,55 @@ struct Listing: Sendable {
         info: { "Listing consumers in vhost \($0.vhost) ..." })
 
     static let users = Listing(
+        verb: "list_users", abstract: "Lists users and their tags.",
         noun: "user", path: { _ in "/api/users" }, defaults: ["user", "tags"],
         columns: [("user", field("name")), ("tags", field("tags"))],
         info: { _ in "Listing users ..." })
 
     static let vhosts = Listing(
+        verb: "list_vhosts", abstract: "Lists virtual hosts.",
         noun: "vhost", path: { _ in "/api/vhosts" }, defaults: ["name"],
         columns: fields(["name", "description", "tags", "tracing", "messages", "messages_ready", "messages_unacknowledged"]),
         info: { _ in "Listing vhosts ..." })
 
     static let permissions = Listing(
+        verb: "list_permissions", abstract: "Lists the permissions in a vhost.",
         noun: "permission", path: { "/api/vhosts/\($0.v)/permissions" }, defaults: ["user", "configure", "write", "read"],
         columns: fields(["user", "configure", "write", "read"]),
         info: { "Listing permissions for vhost \"\($0.vhost)\" ..." })
 
     static let policies = Listing(
+        verb: "list_policies", abstract: "Lists the policies in a vhost.",
         noun: "policy", path: { "/api/policies/\($0.v)" }, defaults: ["vhost", "name", "pattern", "apply-to", "definition", "priority"],
         columns: fields(["vhost", "name", "pattern", "apply-to", "definition", "priority"]),
         info: { "Listing policies for vhost \"\($0.vhost)\" ..." })
 }
 
+/// Which list a `ListVerb` is: one tiny type per verb, since each subcommand is a type.
+protocol ListKind {
+    static var listing: Listing { get }
+}
+
 /// The list verbs, each `list_<noun>s [columns...]`.
-struct ListQueues: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_queues", abstract: "Lists queues and their properties.",
-        discussion: "Columns: \(Listing.queues.columnNames.joined(separator: " ")). Default: name messages.")
+struct ListVerb<Kind: ListKind>: CtlVerb {
+    static var configuration: CommandConfiguration {
+        let l = Kind.listing
+        return CommandConfiguration(
+            commandName: l.verb, abstract: l.abstract,
+            discussion: "Columns: \(l.columnNames.joined(separator: " ")). Default: \(l.defaults.joined(separator: " ")).")
+    }
     @OptionGroup var node: NodeOptions
     @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.queues.run(node, columns) }
+    func execute() throws { try Kind.listing.run(node, columns) }
 }
 
-struct ListExchanges: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_exchanges", abstract: "Lists exchanges.",
-        discussion: "Columns: \(Listing.exchanges.columnNames.joined(separator: " ")). Default: name type.")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.exchanges.run(node, columns) }
-}
-
-struct ListBindings: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_bindings", abstract: "Lists bindings, the default exchange's implicit ones too.",
-        discussion: "Columns: \(Listing.bindings.columnNames.joined(separator: " ")).")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.bindings.run(node, columns) }
-}
-
-struct ListConnections: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_connections", abstract: "Lists AMQP connections.",
-        discussion: "Columns: \(Listing.connections.columnNames.joined(separator: " ")). Default: user peer_host peer_port state.")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.connections.run(node, columns) }
-}
-
-struct ListChannels: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_channels", abstract: "Lists channels.",
-        discussion: "Columns: \(Listing.channels.columnNames.joined(separator: " ")). Channels are named, not Erlang pids.")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.channels.run(node, columns) }
-}
-
-struct ListConsumers: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_consumers", abstract: "Lists consumers in a vhost.",
-        discussion: "Columns: \(Listing.consumers.columnNames.joined(separator: " ")). channel_pid shows the channel's name.")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.consumers.run(node, columns) }
-}
-
-struct ListUsers: CtlVerb {
-    static let configuration = CommandConfiguration(commandName: "list_users", abstract: "Lists users and their tags.")
-    @OptionGroup var node: NodeOptions
-    func execute() throws { try Listing.users.run(node, []) }
-}
-
-struct ListVHosts: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "list_vhosts", abstract: "Lists virtual hosts.", discussion: "Columns: \(Listing.vhosts.columnNames.joined(separator: " ")).")
-    @OptionGroup var node: NodeOptions
-    @Argument(help: "Columns to show.") var columns: [String] = []
-    func execute() throws { try Listing.vhosts.run(node, columns) }
-}
-
-struct ListPermissions: CtlVerb {
-    static let configuration = CommandConfiguration(commandName: "list_permissions", abstract: "Lists the permissions in a vhost.")
-    @OptionGroup var node: NodeOptions
-    func execute() throws { try Listing.permissions.run(node, []) }
-}
-
-struct ListPolicies: CtlVerb {
-    static let configuration = CommandConfiguration(commandName: "list_policies", abstract: "Lists the policies in a vhost.")
-    @OptionGroup var node: NodeOptions
-    func execute() throws { try Listing.policies.run(node, []) }
-}
+enum QueuesList: ListKind { static let listing = Listing.queues }
+enum ExchangesList: ListKind { static let listing = Listing.exchanges }
+enum BindingsList: ListKind { static let listing = Listing.bindings }
+enum ConnectionsList: ListKind { static let listing = Listing.connections }
+enum ChannelsList: ListKind { static let listing = Listing.channels }
+enum ConsumersList: ListKind { static let listing = Listing.consumers }
+enum UsersList: ListKind { static let listing = Listing.users }
+enum VHostsList: ListKind { static let listing = Listing.vhosts }
+enum PermissionsList: ListKind { static let listing = Listing.permissions }
+enum PoliciesList: ListKind { static let listing = Listing.policies }

@@ -12,8 +12,9 @@ struct WarrenCtl: ParsableCommand {
             65 bad data or not found, 69 node unreachable, 77 not authorised.
             """,
         subcommands: [
-            ListQueues.self, ListExchanges.self, ListBindings.self, ListConnections.self, ListChannels.self, ListConsumers.self,
-            ListUsers.self, ListVHosts.self, ListPermissions.self, ListPolicies.self, AddUser.self, DeleteUser.self,
+            ListVerb<QueuesList>.self, ListVerb<ExchangesList>.self, ListVerb<BindingsList>.self, ListVerb<ConnectionsList>.self,
+            ListVerb<ChannelsList>.self, ListVerb<ConsumersList>.self, ListVerb<UsersList>.self, ListVerb<VHostsList>.self,
+            ListVerb<PermissionsList>.self, ListVerb<PoliciesList>.self, AddUser.self, DeleteUser.self,
             ChangePassword.self, SetUserTags.self, AddVHost.self, DeleteVHost.self, SetPermissions.self, ClearPermissions.self,
             SetPolicy.self, ClearPolicy.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
             ImportDefinitions.self, Status.self, ClusterStatus.self,
