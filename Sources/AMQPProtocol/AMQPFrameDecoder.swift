@@ -46,10 +46,12 @@ public struct AMQPFrameDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
         }
         guard let (type, channel, size) = buffer.getMultipleIntegers(at: buffer.readerIndex, as: (UInt8, UInt16, UInt32).self)
         else { return nil }
-        let limit =
-            self.maxFrameSize == 0
-            ? UInt32.max : self.maxFrameSize - min(self.maxFrameSize, UInt32(AMQPFrameType.overhead))
-        guard size <= limit else {
+        // frame_max bounds the whole frame (payload + 8 bytes), but RabbitMQ accepts payloads up
+        // to frame_max itself (its FRAME_SIZE_FUDGE), and clients (rabbitpy, amqpstorm) send body
+        // frames of exactly frame_max bytes; so only a payload beyond frame_max is refused. The
+        // text names frame_max - 8 as the maximum, as RabbitMQ's `{frame_too_large,S,M}` does.
+        if self.maxFrameSize != 0 && size > self.maxFrameSize {
+            let limit = self.maxFrameSize - min(self.maxFrameSize, UInt32(AMQPFrameType.overhead))
             throw .frameError("type \(type), frame size \(size) is larger than the negotiated maximum \(limit)")
         }
         let total = Int(size) + AMQPFrameType.overhead

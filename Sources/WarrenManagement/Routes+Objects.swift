@@ -90,7 +90,8 @@ extension ManagementAPI {
         case ("DELETE", 3, _):
             _ = try actingVHost(v.name, caller)
             try checkAccess(.configure, .queue(name), caller, v)
-            _ = try v.deleteQueue(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
+            let (_, cancelled) = try v.deleteQueue(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
+            for c in cancelled { c.cancelledByBroker() }
             return Self.noContent
         case ("GET", 4, "bindings"):
             let declared = q.bindings.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) }

@@ -110,7 +110,7 @@ public struct NodeConfiguration: Sendable {
         Setting(name: "channel-max", help: "Most channels per connection (default 2047).") { c, v in
             c.broker.channelMax = try number(v, "channel-max", max: Int(UInt16.max))
         },
-        Setting(name: "max-message-size", help: "Largest message body, bytes (default 16777216).") { c, v in
+        Setting(name: "max-message-size", help: "Largest message body, bytes (default 134217728, RabbitMQ 3.x's).") { c, v in
             c.broker.maxMessageSize = try number(v, "max-message-size", max: 512 * 1024 * 1024)
         },
         Setting(name: "handshake-timeout", help: "Seconds a client has to complete the AMQP handshake (default 10).") { c, v in

@@ -59,6 +59,7 @@ public final class WarrenNode: Sendable {
         let (broker, store, management) = try loop.submit { [brokerLogger, storeLogger] in
             var config = brokerConfig
             config.seedDefaults = false
+            config.nodeName = NodeStatusReader.nodeName
             let broker = Broker(configuration: config, logger: brokerLogger)
             let store = try FileMessageStore(directory: storeDirectory, logger: storeLogger) { task in loop.execute(task) }
             store.snapshotProvider = { [unowned broker] in broker.exportDefinitions(durableOnly: true) }

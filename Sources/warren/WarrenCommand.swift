@@ -36,7 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Heartbeat the server proposes, seconds (default 60).") var heartbeat: String?
     @Option(name: .customLong("frame-max"), help: "Largest frame, bytes (default 131072).") var frameMax: String?
     @Option(name: .customLong("channel-max"), help: "Most channels per connection (default 2047).") var channelMax: String?
-    @Option(name: .customLong("max-message-size"), help: "Largest message body, bytes (default 16 MiB).") var maxMessageSize: String?
+    @Option(name: .customLong("max-message-size"), help: "Largest message body, bytes (default 128 MiB, as RabbitMQ 3.x).") var maxMessageSize: String?
     @Option(name: .customLong("handshake-timeout"), help: "Seconds to complete the AMQP handshake (default 10).") var handshakeTimeout: String?
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds to wait for clients at shutdown (default 10).") var shutdownTimeout: String?
     @Option(name: .customLong("load-definitions"), help: "Definitions file (RabbitMQ's JSON format) to import at boot.") var loadDefinitions: String?

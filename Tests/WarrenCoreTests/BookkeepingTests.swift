@@ -27,20 +27,57 @@ struct BookkeepingTests {
         #expect(l.isEmpty)
     }
 
-    @Test("confirm runs coalesce; a pending publish holds back later ones")
-    func confirms() {
+    static func drain(_ t: inout ConfirmTracker) -> [ConfirmTracker.Announcement] {
+        var out: [ConfirmTracker.Announcement] = []
+        t.drainAnnouncements { out.append($0) }
+        return out
+    }
+
+    // The expected frames were recorded from RabbitMQ 3.10.8 with the same publishes in one
+    // write (raw frames; Tests/python/test_compat_protocol.py checks them end to end).
+    @Test("one settled publish is acked alone; several coalesce below the oldest unsettled")
+    func confirmGranularity() {
         var t = ConfirmTracker()
-        let seqs = (0..<6).map { _ in t.nextPublish() }
-        #expect(seqs == [1, 2, 3, 4, 5, 6])
+        #expect((0..<6).map { _ in t.nextPublish() } == [1, 2, 3, 4, 5, 6])
         t.settle(1, .ack)
+        #expect(Self.drain(&t) == [.ack(1, multiple: false)])
+        // 2 and 4 settle while 3 waits (a store fsync): 2 under the cutoff as a multiple, 4 alone.
         t.settle(2, .ack)
         t.settle(4, .ack)
-        #expect(t.drainAnnouncements() == [.ack(2, multiple: true)])
-        t.settle(3, .nack)
+        #expect(Self.drain(&t) == [.ack(2, multiple: true), .ack(4, multiple: false)])
+        t.settle(3, .ack)
         t.settle(5, .ack)
-        #expect(t.drainAnnouncements() == [.nack(3, multiple: false), .ack(5, multiple: true)])
         t.settle(6, .ack)
-        #expect(t.drainAnnouncements() == [.ack(6, multiple: false)])
+        #expect(Self.drain(&t) == [.ack(6, multiple: true)])
+        #expect(!t.hasPending)
+    }
+
+    @Test("routed, unroutable, routed: the unroutable one is acked at once, the rest after")
+    func confirmUnroutableAtOnce() {
+        var t = ConfirmTracker()
+        _ = (0..<3).map { _ in t.nextPublish() }
+        t.settle(1, .ack)
+        #expect(t.settleAtOnce(2) == .ack(2, multiple: false))
+        t.settle(3, .ack)
+        // RabbitMQ: return, ack(2,false), ack(3,true).
+        #expect(Self.drain(&t) == [.ack(3, multiple: true)])
+        #expect(t.settleAtOnce(2) == nil)
+    }
+
+    @Test("nacks coalesce below the oldest unsettled or acked publish; acks come first")
+    func confirmNacks() {
+        var t = ConfirmTracker()
+        _ = t.nextPublish()
+        t.settle(1, .nack)
+        #expect(Self.drain(&t) == [.nack(1, multiple: true)])
+        // ok, refused, unroutable, refused (x-max-length 1, reject-publish):
+        // RabbitMQ sends ack(4,false) at once, then ack(2,false), nack(3,false), nack(5,false).
+        _ = (0..<4).map { _ in t.nextPublish() }
+        t.settle(2, .ack)
+        t.settle(3, .nack)
+        #expect(t.settleAtOnce(4) == .ack(4, multiple: false))
+        t.settle(5, .nack)
+        #expect(Self.drain(&t) == [.ack(2, multiple: false), .nack(3, multiple: false), .nack(5, multiple: false)])
         #expect(!t.hasPending)
     }
 }

@@ -91,10 +91,34 @@ struct ConnectionTests {
         d.send(channel: 1, .channelOpen(ChannelOpen()))
         #expect(d.methods(channel: 0).last?.closeText == "CHANNEL_ERROR - second 'channel.open' seen")
 
-        let e = TestClient(Broker())
-        e.handshake()
-        e.send(channel: 3000, .channelOpen(ChannelOpen()))
-        #expect(e.methods(channel: 0).last?.closeCode == 504)
+    }
+
+    @Test("channel_max limits how many channels are open, not their numbers (530 past it)")
+    func channelCount() {
+        var config = BrokerConfiguration()
+        config.channelMax = 2
+        let e = TestClient(Broker(configuration: config))
+        e.handshake(channelMax: 2)
+        e.openChannel(65535)
+        e.openChannel(3000)
+        e.send(channel: 7, .channelOpen(ChannelOpen()))
+        let close = e.methods(channel: 0).last
+        #expect(close?.closeCode == 530)
+        #expect(close?.closeText == "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)")
+    }
+
+    @Test("a channel the server closes while the client closes it stays until the client's close-ok")
+    func closeCrossing() {
+        let c = TestClient.ready(Broker())
+        var batch = ByteBuffer()
+        batch.writeAMQPMethodFrame(channel: 1, .queueDeclare(QueueDeclare(queue: "missing", passive: true)))
+        batch.writeAMQPMethodFrame(channel: 1, .channelClose(ChannelClose(replyCode: 200, replyText: "bye", classID: 0, methodID: 0)))
+        c.sendBytes(batch)
+        #expect(c.methods(channel: 1).map(\.name) == ["channel.close", "channel.close-ok"])
+        c.send(channel: 1, .channelCloseOk(ChannelCloseOk()))
+        #expect(c.methods(channel: 0).isEmpty)
+        #expect(c.connection.state == .open)
+        c.openChannel()
     }
 
     @Test("after connection.close the server ignores all but close-ok, then disconnects")
@@ -270,7 +294,7 @@ struct ChannelBehaviourTests {
         #expect(broker.connections.isEmpty)
     }
 
-    @Test("publisher confirms are coalesced into one multiple ack per read batch")
+    @Test("confirms of one read batch coalesce; an unroutable publish is acked alone at once (RabbitMQ's frames)")
     func confirms() {
         let c = TestClient.ready(Broker())
         c.send(channel: 1, .confirmSelect(ConfirmSelect()))
@@ -281,7 +305,7 @@ struct ChannelBehaviourTests {
             batch.writeAMQPCommand(channel: 1, .basicPublish(BasicPublish(routingKey: i == 2 ? "nowhere" : "q")), body: ByteBuffer(string: "x"), maxFrameSize: 131_072)
         }
         c.sendBytes(batch)
-        #expect(c.methods(channel: 1) == [.basicAck(BasicAck(deliveryTag: 5, multiple: true))])
+        #expect(c.methods(channel: 1) == [.basicAck(BasicAck(deliveryTag: 3)), .basicAck(BasicAck(deliveryTag: 5, multiple: true))])
         c.publish(routingKey: "q", body: "y")
         #expect(c.methods(channel: 1) == [.basicAck(BasicAck(deliveryTag: 6, multiple: false))])
     }
@@ -368,17 +392,15 @@ struct ChannelBehaviourTests {
         #expect(c.methods(channel: 0).last == .connectionCloseOk(ConnectionCloseOk()))
     }
 
-    @Test("channel.flow(false) pauses deliveries until flow(true)")
+    @Test("channel.flow(true) is answered; flow(false) is 540 NOT_IMPLEMENTED, as RabbitMQ")
     func flow() {
         let c = TestClient.ready(Broker())
-        c.send(channel: 1, .queueDeclare(QueueDeclare(queue: "q")))
-        c.send(channel: 1, .basicConsume(BasicConsume(queue: "q", noAck: true)))
-        c.send(channel: 1, .channelFlow(ChannelFlow(active: false)))
-        _ = c.methods()
-        c.publish(routingKey: "q", body: "held")
-        #expect(c.methods(channel: 1).isEmpty)
         c.send(channel: 1, .channelFlow(ChannelFlow(active: true)))
-        #expect(c.methods(channel: 1).count == 2)  // flow-ok and the delivery
+        #expect(c.methods(channel: 1) == [.channelFlowOk(ChannelFlowOk(active: true))])
+        c.send(channel: 1, .channelFlow(ChannelFlow(active: false)))
+        let close = c.methods(channel: 0).last
+        #expect(close?.closeCode == 540)
+        #expect(close?.closeText == "NOT_IMPLEMENTED - active=false")
     }
 
     @Test("a socket that cannot take more pauses deliveries")

@@ -95,14 +95,16 @@ final class TestClient {
 
     /// Protocol header, start-ok, tune-ok, open: a connection ready for channels.
     @discardableResult
-    func handshake(user: String = "guest", password: String = "guest", vhost: String = "/", heartbeat: UInt16 = 0) -> [AMQPMethod] {
+    func handshake(
+        user: String = "guest", password: String = "guest", vhost: String = "/", heartbeat: UInt16 = 0, channelMax: UInt16 = 2047
+    ) -> [AMQPMethod] {
         var b = ByteBuffer()
         b.writeAMQPProtocolHeader()
         sendBytes(b)
         let response = [0] + Array(user.utf8) + [0] + Array(password.utf8)
         let caps: FieldTable = ["authentication_failure_close": true, "consumer_cancel_notify": true]
         send(channel: 0, .connectionStartOk(ConnectionStartOk(clientProperties: ["capabilities": .table(caps)], mechanism: "PLAIN", response: response)))
-        send(channel: 0, .connectionTuneOk(ConnectionTuneOk(channelMax: 2047, frameMax: 131_072, heartbeat: heartbeat)))
+        send(channel: 0, .connectionTuneOk(ConnectionTuneOk(channelMax: channelMax, frameMax: 131_072, heartbeat: heartbeat)))
         send(channel: 0, .connectionOpen(ConnectionOpen(virtualHost: vhost)))
         return methods(channel: 0)
     }

@@ -116,17 +116,14 @@ extension ChannelSession {
         // consumers there is nothing to check.)
         if exchange.isDefault && !broker.replyTargets.isEmpty && message.routingKey.hasPrefix(Self.replyToPrefix) {
             // Direct reply-to: straight to the requesting channel, no queue.
+            connection.returnRouteScratch(consume queues)
             if let target = broker.replyTargets[message.routingKey] {
                 broker.stats.routed &+= 1
                 target.deliverDirectReply(message)
-            } else if mandatory {
-                broker.stats.unroutableReturned &+= 1
-                returnUnroutable(message)
+                if confirmMode { settleConfirm(seq, .ack) }
             } else {
-                broker.stats.unroutableDropped &+= 1
+                unroutable(message, mandatory: mandatory, confirm: seq)
             }
-            connection.returnRouteScratch(consume queues)
-            if confirmMode { settleConfirm(seq, .ack) }
             return
         }
         let cc = message.properties.headers?["CC"]?.stringArray ?? []
@@ -147,20 +144,16 @@ extension ChannelSession {
             var seen = Set<ObjectIdentifier>()
             queues = queues.filter { seen.insert(ObjectIdentifier($0)).inserted }
         }
-        var refused = false
         if queues.isEmpty {
-            if mandatory {
-                broker.stats.unroutableReturned &+= 1
-                returnUnroutable(message)
-            } else {
-                broker.stats.unroutableDropped &+= 1
-            }
-        } else {
-            broker.stats.routed &+= 1
-            for q in queues {
-                if !q.enqueue(message) { refused = true }
-                if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
-            }
+            connection.returnRouteScratch(consume queues)
+            unroutable(message, mandatory: mandatory, confirm: seq)
+            return
+        }
+        var refused = false
+        broker.stats.routed &+= 1
+        for q in queues {
+            if !q.enqueue(message) { refused = true }
+            if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
         }
         connection.returnRouteScratch(consume queues)
         if confirmMode {
@@ -205,6 +198,20 @@ extension ChannelSession {
         return false
     }
 
+    /// A message no queue took: returned if mandatory, then (in confirm mode) acked on its own
+    /// at once, as RabbitMQ does while it handles the publish.
+    private func unroutable(_ message: Message, mandatory: Bool, confirm seq: UInt64) {
+        if mandatory {
+            broker.stats.unroutableReturned &+= 1
+            returnUnroutable(message)
+        } else {
+            broker.stats.unroutableDropped &+= 1
+        }
+        guard confirmMode, let announcement = confirms.settleAtOnce(seq) else { return }
+        broker.stats.confirmed &+= 1
+        announce(announcement)
+    }
+
     private func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
         confirms.settle(seq, outcome)
         if outcome == .ack { broker.stats.confirmed &+= 1 }
@@ -221,15 +228,20 @@ extension ChannelSession {
             message)
     }
 
-    /// Sends the settled prefix of publisher confirms (called once per read batch).
+    /// Announces the publisher confirms settled since the last call (once per read batch, or
+    /// per store fsync).
     func flushConfirms() {
-        for a in confirms.drainAnnouncements() {
-            switch a {
-            case .ack(let tag, let multiple):
-                connection.send(number, .basicAck(BasicAck(deliveryTag: tag, multiple: multiple)))
-            case .nack(let tag, let multiple):
-                connection.send(number, .basicNack(BasicNack(deliveryTag: tag, multiple: multiple, requeue: false)))
-            }
+        confirms.drainAnnouncements { announce($0) }
+    }
+
+    private func announce(_ a: ConfirmTracker.Announcement) {
+        switch a {
+        case .ack(let tag, let multiple):
+            connection.send(number, .basicAck(BasicAck(deliveryTag: tag, multiple: multiple)))
+        case .nack(let tag, let multiple):
+            // RabbitMQ's publisher nacks carry requeue=true (the method's default); clients
+            // ignore it, but some compare frames.
+            connection.send(number, .basicNack(BasicNack(deliveryTag: tag, multiple: multiple, requeue: true)))
         }
     }
 
@@ -275,7 +287,7 @@ extension ChannelSession {
         guard replyConsumerTag == nil else { throw .preconditionFailed("reply consumer already set") }
         let tag = m.consumerTag.isEmpty ? broker.generateName(prefix: "amq.ctag-") : m.consumerTag
         if consumers[tag] != nil { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
-        let token = broker.generateName(prefix: Self.replyToPrefix)
+        let token = broker.replyToName(connection: connection.id, channel: number)
         replyConsumerTag = tag
         replyToken = token
         replyPrefix = ByteBuffer.amqpDeliverPrefix(consumerTag: tag)

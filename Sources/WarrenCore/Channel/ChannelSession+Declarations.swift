@@ -74,6 +74,10 @@ extension ChannelSession {
 
     func declareQueue(_ m: QueueDeclare) throws(AMQPError) {
         let queue: MessageQueue
+        if m.passive && m.queue.hasPrefix(Self.replyToPseudoQueue) {
+            try declareReplyTo(m)
+            return
+        }
         if m.passive {
             queue = try vhost.queue(named: try resolveQueueName(m.queue), for: connection.id)
             queue.lastUsed = broker.clock.nowMilliseconds()
@@ -102,6 +106,20 @@ extension ChannelSession {
                     QueueDeclareOk(
                         queue: queue.name, messageCount: UInt32(clamping: queue.messageCount),
                         consumerCount: UInt32(clamping: queue.consumerCount))))
+        }
+    }
+
+    /// Direct reply-to: a responder may check that the requester is still there with a passive
+    /// declare of its reply-to name (RabbitMQ answers declare-ok with one consumer while the
+    /// requester's reply consumer exists, 404 after). The pseudo-queue itself always exists.
+    private func declareReplyTo(_ m: QueueDeclare) throws(AMQPError) {
+        var consumers: UInt32 = 0
+        if m.queue != Self.replyToPseudoQueue {
+            guard broker.replyTargets[m.queue] != nil else { throw .notFound("no \(vhost.describe(queue: m.queue))") }
+            consumers = 1
+        }
+        if !m.nowait {
+            connection.send(number, .queueDeclareOk(QueueDeclareOk(queue: m.queue, messageCount: 0, consumerCount: consumers)))
         }
     }
 
@@ -140,11 +158,15 @@ extension ChannelSession {
         let name = try resolveQueueName(m.queue)
         try check(.configure, .queue(name))
         var n = 0
+        var cancelled: [Consumer] = []
         // Deleting a queue that does not exist succeeds, as in RabbitMQ.
         if let queue = vhost.queues[name] {
             try vhost.checkExclusiveAccess(queue, connection: connection.id)
-            n = try vhost.deleteQueue(queue, ifUnused: m.ifUnused, ifEmpty: m.ifEmpty)
+            (n, cancelled) = try vhost.deleteQueue(queue, ifUnused: m.ifUnused, ifEmpty: m.ifEmpty)
         }
         if !m.nowait { connection.send(number, .queueDeleteOk(QueueDeleteOk(messageCount: UInt32(clamping: n)))) }
+        // Consumers hear of it after delete-ok, this channel's own too (kombu's py-amqp
+        // transport expects delete-ok first, as RabbitMQ sends them).
+        for c in cancelled { c.cancelledByBroker() }
     }
 }

@@ -21,8 +21,6 @@ public final class ChannelSession {
     @exclusivity(unchecked) var state: State = .open
     @exclusivity(unchecked) var assembler: CommandAssembler
 
-    /// channel.flow from the client: false pauses deliveries to this channel.
-    @exclusivity(unchecked) var flowActive = true
     @exclusivity(unchecked) public internal(set) var consumers: [String: Consumer] = [:]
     /// basic.qos global=false: the prefetch given to consumers created from now on.
     var consumerPrefetch = 0
@@ -68,7 +66,7 @@ public final class ChannelSession {
 
     /// Whether deliveries may be written to this channel now.
     var acceptsDeliveries: Bool {
-        state == .open && flowActive && connection.isWritable
+        state == .open && connection.isWritable
     }
 
     var globalPrefetchHasRoom: Bool {
@@ -89,9 +87,11 @@ public final class ChannelSession {
                     state = .closed
                     return false
                 case .channelClose:
+                    // Both sides closed at once: answer the client's close, and keep the number
+                    // until its close-ok for ours arrives (as RabbitMQ does), so that close-ok
+                    // is not taken for a frame on an unopened channel.
                     connection.send(number, .channelCloseOk(ChannelCloseOk()))
-                    state = .closed
-                    return false
+                    return true
                 default:
                     break
                 }
@@ -154,7 +154,7 @@ public final class ChannelSession {
             case .txSelect: try selectTransaction()
             case .txCommit: try commitTransaction()
             case .txRollback: try rollbackTransaction()
-            case .channelFlow(let m): flow(active: m.active)
+            case .channelFlow(let m): try flow(active: m.active)
             case .channelFlowOk: break  // we never send channel.flow
             case .channelClose:
                 release(requeue: true)
@@ -209,10 +209,13 @@ public final class ChannelSession {
 
     // MARK: flow
 
-    func flow(active: Bool) {
-        flowActive = active
-        connection.send(number, .channelFlowOk(ChannelFlowOk(active: active)))
-        if active { dispatchConsumerQueues() }
+    /// channel.flow from a client: RabbitMQ answers `active=false` with 540 NOT_IMPLEMENTED
+    /// (a connection error) and `active=true` with flow-ok. Clients rely on that answer (the Go
+    /// clients' suites test it), so Warren gives the same; consumers that want to pause use
+    /// basic.qos or cancel.
+    func flow(active: Bool) throws(AMQPError) {
+        guard active else { throw .notImplemented("active=false") }
+        connection.send(number, .channelFlowOk(ChannelFlowOk(active: true)))
     }
 
     /// Gives every queue this channel consumes from a chance to deliver.

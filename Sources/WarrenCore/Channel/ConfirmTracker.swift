@@ -1,10 +1,17 @@
 import DequeModule
 
 /// Publisher confirms for one channel: numbers publishes, records how each was settled, and
-/// turns settled runs into as few `basic.ack`/`basic.nack` frames as possible.
+/// announces them with the frames RabbitMQ would send, so that clients which watch the
+/// `multiple` flag and the order (php-amqp's and the Go clients' suites do) see what they see
+/// against RabbitMQ.
 ///
-/// A publish may settle later than the ones after it (a durable store confirms after fsync), so
-/// only the settled prefix is announced; a run of acks becomes one ack with `multiple`.
+/// RabbitMQ's channel (`rabbit_channel:send_confirms_and_nacks`) announces what was settled
+/// since its last turn: one settled message as `ack(tag, multiple=false)`; several as one
+/// `multiple=true` ack for those below the oldest still unsettled (or nacked) publish, and one
+/// `multiple=false` ack each for the rest; nacks likewise, below the oldest unsettled or acked
+/// one. Warren's turn is a read batch (or one store fsync): what settles during it is
+/// announced at its end in one write. A message that reached no queue is confirmed at once,
+/// right after its `basic.return`, as RabbitMQ confirms it while handling the publish.
 struct ConfirmTracker {
     enum Outcome { case ack, nack }
     enum Announcement: Equatable {
@@ -13,49 +20,87 @@ struct ConfirmTracker {
     }
 
     private(set) var nextSeq: UInt64 = 1
-    /// Everything up to here has been announced.
-    private var announced: UInt64 = 0
-    /// Outcomes for seqs after `announced`, in order; nil while unsettled.
-    private var outcomes = Deque<Outcome?>()
+    /// Publishes not settled yet, ascending. Settlements come almost always in order, so
+    /// removal is from the front; a store fsync or a refusal can settle out of order.
+    private var unsettled = Deque<UInt64>()
+    /// Settled since the last announcement.
+    private var acked: [UInt64] = []
+    private var nacked: [UInt64] = []
 
     /// Numbers the next publish.
     mutating func nextPublish() -> UInt64 {
         let s = nextSeq
         nextSeq += 1
-        outcomes.append(nil)
+        unsettled.append(s)
         return s
     }
 
+    /// Records an outcome, to be announced by the next `drainAnnouncements`.
     mutating func settle(_ seq: UInt64, _ outcome: Outcome) {
-        guard seq > announced else { return }
-        let i = Int(seq - announced - 1)
-        guard i < outcomes.count else { return }
-        outcomes[i] = outcome
+        guard remove(seq) else { return }
+        switch outcome {
+        case .ack: acked.append(seq)
+        case .nack: nacked.append(seq)
+        }
     }
 
-    var hasPending: Bool { !outcomes.isEmpty }
+    /// Settles a message that reached no queue: RabbitMQ acks it on its own, at once.
+    mutating func settleAtOnce(_ seq: UInt64) -> Announcement? {
+        guard remove(seq) else { return nil }
+        return .ack(seq, multiple: false)
+    }
 
-    /// The frames that announce the settled prefix, coalescing runs.
-    mutating func drainAnnouncements() -> [Announcement] {
-        var out: [Announcement] = []
-        var runStart = announced + 1
-        var runOutcome: Outcome?
-        func closeRun(upTo last: UInt64) {
-            guard let o = runOutcome, last >= runStart else { return }
-            let multiple = last > runStart
-            out.append(o == .ack ? .ack(last, multiple: multiple) : .nack(last, multiple: multiple))
+    private mutating func remove(_ seq: UInt64) -> Bool {
+        if unsettled.first == seq {
+            unsettled.removeFirst()
+            return true
         }
-        while let first = outcomes.first, let outcome = first {
-            let seq = announced + 1
-            if outcome != runOutcome {
-                closeRun(upTo: seq - 1)
-                runStart = seq
-                runOutcome = outcome
-            }
-            outcomes.removeFirst()
-            announced = seq
+        // Out of order: binary search (the deque is sorted).
+        var lo = 0
+        var hi = unsettled.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if unsettled[mid] < seq { lo = mid + 1 } else { hi = mid }
         }
-        closeRun(upTo: announced)
-        return out
+        guard lo < unsettled.count, unsettled[lo] == seq else { return false }
+        unsettled.remove(at: lo)
+        return true
+    }
+
+    var hasPending: Bool { !unsettled.isEmpty || !acked.isEmpty || !nacked.isEmpty }
+    var hasAnnouncements: Bool { !acked.isEmpty || !nacked.isEmpty }
+
+    /// The frames for everything settled since the last call, acks first, as RabbitMQ orders
+    /// them.
+    mutating func drainAnnouncements(_ emit: (Announcement) -> Void) {
+        if acked.count == 1 {
+            emit(.ack(acked[0], multiple: false))
+        } else if !acked.isEmpty {
+            coalesce(&acked, below: nacked.min() ?? .max, emit: { emit(.ack($0, multiple: $1)) })
+        }
+        if !nacked.isEmpty {
+            coalesce(&nacked, below: acked.min() ?? .max, emit: { emit(.nack($0, multiple: $1)) })
+        }
+        acked.removeAll(keepingCapacity: true)
+        nacked.removeAll(keepingCapacity: true)
+    }
+
+    /// RabbitMQ's `coalesce_and_send`: those below the cutoff as one multiple, the rest singly.
+    private func coalesce(_ seqs: inout [UInt64], below other: UInt64, emit: (UInt64, Bool) -> Void) {
+        if !isSorted(seqs) { seqs.sort() }
+        let cutoff = min(unsettled.first ?? seqs[seqs.count - 1] + 1, other)
+        var split = 0
+        while split < seqs.count && seqs[split] < cutoff { split += 1 }
+        if split > 0 { emit(seqs[split - 1], true) }
+        for s in seqs[split...] { emit(s, false) }
+    }
+
+    private func isSorted(_ a: [UInt64]) -> Bool {
+        var i = 1
+        while i < a.count {
+            if a[i - 1] > a[i] { return false }
+            i += 1
+        }
+        return true
     }
 }

@@ -204,13 +204,6 @@ public final class AMQPConnection {
             if case .method(_, let m) = frame { return (m.classID, m.methodID) }
             return (0, 0)
         }()
-        if number > limits.channelMax {
-            hardError(
-                AMQPError(
-                    .channelError, "channel \(number) is higher than the negotiated channel_max \(limits.channelMax)",
-                    classID: classID, methodID: methodID))
-            return
-        }
         if let session = channels[number] {
             do throws(AMQPError) {
                 if try !session.handle(frame) { channels[number] = nil }
@@ -228,6 +221,15 @@ public final class AMQPConnection {
         }
         guard case .method(_, .channelOpen) = frame else {
             hardError(AMQPError(.channelError, "expected 'channel.open'", classID: classID, methodID: methodID))
+            return
+        }
+        // channel_max limits how many channels are open, not their numbers: RabbitMQ lets a
+        // client open channel 65535 on a fresh connection, and refuses the one over the count.
+        if limits.channelMax != 0 && channels.count >= Int(limits.channelMax) {
+            hardError(
+                AMQPError(
+                    .notAllowed,
+                    "number of channels opened (\(channels.count)) has reached the negotiated channel_max (\(limits.channelMax))"))
             return
         }
         if let user, let max = user.limits.maxChannels, max >= 0 {
@@ -276,6 +278,19 @@ public final class AMQPConnection {
             } catch {
                 logger.error("connection refused", metadata: ["vhost": "\(name)", "reason": "\(error.text)"])
                 run(machine.virtualHostRefused(error))
+            }
+        case .updateSecret(_, let reason):
+            // RabbitMQ asks each auth backend whose state can expire (OAuth tokens) to check the
+            // new secret; its internal user database cannot expire and accepts any secret for a
+            // user that still exists. Warren's users are that database, so the same rule: the
+            // user must still exist (a deleted user's connections are closed anyway).
+            if let name = user?.name, let current = broker.users[name] {
+                user = current
+                logger.info("connection.update-secret accepted", metadata: ["user": "\(name)", "reason": "\(reason)"])
+                run(machine.secretUpdated())
+            } else {
+                logger.error("connection.update-secret refused: user '\(user?.name ?? "")' no longer exists")
+                run(machine.secretRefused())
             }
         case .close(let error):
             logger.error("closing AMQP connection", metadata: ["code": "\(error.code.rawValue)", "reason": "\(error.text)"])

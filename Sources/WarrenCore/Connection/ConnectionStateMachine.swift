@@ -44,6 +44,9 @@ public struct ConnectionStateMachine: Sendable {
         case openVirtualHost(String)
         /// Send connection.close with this error and wait for close-ok.
         case close(AMQPError)
+        /// connection.update-secret: check the user again; answer with `secretUpdated()` or
+        /// `secretRefused(_:)`.
+        case updateSecret(newSecret: [UInt8], reason: String)
         /// The peer closed: send close-ok, then close the socket.
         case sendCloseOkAndDisconnect
         /// Close the socket (after writing what is pending).
@@ -105,9 +108,8 @@ public struct ConnectionStateMachine: Sendable {
             return .none  // after close, only close-ok counts
         case (.open, .connectionCloseOk):
             return .none  // a stray close-ok; nothing to finish
-        case (.open, .connectionUpdateSecret):
-            // Token refresh only means something with token-based login; PLAIN secrets are fixed.
-            return closeWith(.notImplemented("connection.update-secret is not supported", classID: 10, methodID: 70))
+        case (.open, .connectionUpdateSecret(let m)):
+            return .updateSecret(newSecret: m.newSecret, reason: m.reason)
         case (.open, let m) where m.classID == 10:
             return closeWith(AMQPError(.commandInvalid, "unimplemented method", classID: m.classID, methodID: m.methodID))
         case (.open, let m):
@@ -164,6 +166,17 @@ public struct ConnectionStateMachine: Sendable {
         guard state == .openingVirtualHost else { return .none }
         state = .open
         return .send(.connectionOpenOk(ConnectionOpenOk()))
+    }
+
+    public mutating func secretUpdated() -> Action {
+        guard state == .open else { return .none }
+        return .send(.connectionUpdateSecretOk(ConnectionUpdateSecretOk()))
+    }
+
+    /// RabbitMQ's answer when a backend refuses the new secret: 530, a connection error.
+    public mutating func secretRefused() -> Action {
+        guard state == .open else { return .none }
+        return closeWith(AMQPError(.notAllowed, "New secret was refused by one of the backends", classID: 10, methodID: 70))
     }
 
     public mutating func virtualHostRefused(_ error: AMQPError) -> Action {

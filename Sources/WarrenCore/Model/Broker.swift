@@ -14,8 +14,9 @@ public struct BrokerConfiguration: Sendable {
     public var frameMax: UInt32 = 131_072
     /// Heartbeat the server proposes, in seconds.
     public var heartbeat: UInt16 = 60
-    /// Largest message body accepted.
-    public var maxMessageSize: UInt64 = 16 * 1024 * 1024
+    /// Largest message body accepted: 128 MiB, RabbitMQ 3.x's limit (4.x lowered it to 16 MiB,
+    /// which refuses messages clients written for 3.x send; docs/protocol.md).
+    public var maxMessageSize: UInt64 = 128 * 1024 * 1024
     /// Messages per queue (per priority level) kept in memory when the store holds them anyway
     /// (persistent messages on durable queues); the rest of a backlog waits in the store.
     public var queueWindowMessages = 2048
@@ -24,6 +25,8 @@ public struct BrokerConfiguration: Sendable {
     /// Body bytes a queue keeps in memory before even transient messages go to the store.
     public var transientWindowBytes = 64 * 1024 * 1024
     public var clusterName = "warren"
+    /// This node's name (`warren@host`): in direct reply-to names, management views, logs.
+    public var nodeName = "warren@localhost"
     public var productVersion = "0.1.0"
 
     public init() {}
@@ -141,6 +144,20 @@ public final class Broker {
     }
 
     // MARK: names
+
+    /// A direct reply-to address, shaped as RabbitMQ's: `amq.rabbitmq.reply-to.` + base64 of
+    /// who the requester is (node, connection, channel) + `.` + base64 of 16 random bytes. The
+    /// first part lets a reply find the requester's node; the second makes it unguessable.
+    func replyToName(connection: ConnectionID, channel: UInt16) -> String {
+        var who = Array(configuration.nodeName.utf8)
+        who.append(0)
+        withUnsafeBytes(of: connection.bigEndian) { who.append(contentsOf: $0) }
+        withUnsafeBytes(of: channel.bigEndian) { who.append(contentsOf: $0) }
+        var key: [UInt8] = []
+        key.reserveCapacity(16)
+        for _ in 0..<2 { withUnsafeBytes(of: randomSource.next() as UInt64) { key.append(contentsOf: $0) } }
+        return "amq.rabbitmq.reply-to." + Base64.encode(who) + "." + Base64.encode(key)
+    }
 
     /// A server-generated name: `prefix` and 22 URL-safe base64 characters of 128 random bits,
     /// the shape of RabbitMQ's `amq.gen-…` and `amq.ctag-…`.

@@ -183,17 +183,27 @@ public final class VirtualHost {
         return (q, true)
     }
 
-    /// Deletes a queue after the if-unused / if-empty checks; returns the ready messages dropped.
-    public func deleteQueue(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) -> Int {
+    /// Deletes a queue after the if-unused / if-empty checks; returns the ready messages dropped
+    /// and the consumers to notify (`Consumer.cancelledByBroker`) after the caller's reply.
+    public func deleteQueue(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) -> (
+        messages: Int, cancelled: [Consumer]
+    ) {
         if ifUnused && q.consumerCount > 0 { throw .preconditionFailed("\(q.resourceDescription) in use") }
         if ifEmpty && q.messageCount > 0 { throw .preconditionFailed("\(q.resourceDescription) not empty") }
-        return removeQueue(q)
+        return detachQueue(q)
     }
 
-    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, vhost deletion).
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, vhost deletion) and
+    /// tells its consumers at once.
     @discardableResult
     func removeQueue(_ q: MessageQueue) -> Int {
-        guard !q.isDeleted, queues[q.name] === q else { return 0 }
+        let (n, cancelled) = detachQueue(q)
+        for c in cancelled { c.cancelledByBroker() }
+        return n
+    }
+
+    private func detachQueue(_ q: MessageQueue) -> (messages: Int, cancelled: [Consumer]) {
+        guard !q.isDeleted, queues[q.name] === q else { return (0, []) }
         queues[q.name] = nil
         for b in q.bindings { _ = removeBinding(b, autoDelete: true, journaled: false) }
         if q.durable && !q.isExclusive { broker.journal(Broker.deleteChange("queue", ["vhost": .string(name), "name": .string(q.name)])) }

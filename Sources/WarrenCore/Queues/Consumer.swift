@@ -33,6 +33,12 @@ public final class Consumer {
         self.priority = Int(arguments["x-priority"]?.integerValue ?? 0)
     }
 
+    /// The queue went away: its channel forgets this consumer and tells a client that
+    /// understands `consumer_cancel_notify`.
+    public func cancelledByBroker() {
+        channel.consumerCancelledByBroker(self)
+    }
+
     /// True when a message may be delivered to this consumer now. Auto-ack consumers ignore
     /// prefetch, as in RabbitMQ.
     var hasRoom: Bool {

@@ -508,9 +508,11 @@ public final class MessageQueue {
         return consumers.isEmpty && autoDelete && hadConsumer && !isDeleted
     }
 
-    /// Marks the queue deleted, drops its messages and tells each consumer's channel. Called by
-    /// the vhost, which also removes the bindings.
-    func markDeleted() -> Int {
+    /// Marks the queue deleted and drops its messages. Its consumers are returned, already
+    /// detached: the caller tells their channels (`Consumer.cancelledByBroker`) once its own
+    /// reply is out, since RabbitMQ sends queue.delete-ok before basic.cancel. Called by the
+    /// vhost, which also removes the bindings.
+    func markDeleted() -> (messages: Int, cancelled: [Consumer]) {
         let n = purge()
         isDeleted = true
         if let handle = storeQueue {
@@ -519,7 +521,6 @@ public final class MessageQueue {
         }
         let cancelled = consumers
         consumers.removeAll()
-        for c in cancelled { c.channel.consumerCancelledByBroker(c) }
-        return n
+        return (n, cancelled)
     }
 }
