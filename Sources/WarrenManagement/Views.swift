@@ -60,7 +60,7 @@ extension ManagementAPI {
         var o: [String: JSONValue] = [
             "name": .string(q.name), "vhost": .string(q.vhost.name), "durable": .bool(q.durable),
             "auto_delete": .bool(q.autoDelete), "exclusive": .bool(q.isExclusive), "arguments": Broker.json(q.arguments),
-            "node": .string(nodeName), "state": .string("running"), "type": .string("classic"),
+            "node": .string(nodeName), "state": .string("running"), "type": .string(q.type.rawValue),
             "consumers": Self.int(q.consumerCount),
             "message_bytes": Self.int(q.messageBytes), "message_bytes_ready": Self.int(q.messageBytes),
             // An estimate: bodies held plus a fixed cost per message and per queue.
@@ -74,6 +74,13 @@ extension ManagementAPI {
             "message_stats": messageStats(Self.queueStatNames, counters, key: key),
         ]
         messageTotals(into: &o, counters, offset: Self.queueStatNames.count, key: key)
+        if q.type == .quorum {
+            // A group of one on a single node (replicated queues add members).
+            o["leader"] = .string(nodeName)
+            o["members"] = .array([.string(nodeName)])
+            o["online"] = .array([.string(nodeName)])
+            if let limit = s.deliveryLimit { o["delivery_limit"] = .int(limit) }
+        }
         if detailed {
             o["consumer_details"] = .array(q.consumers.map { json(consumer: $0) })
             o["incoming"] = .array([])

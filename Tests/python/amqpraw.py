@@ -55,12 +55,16 @@ class Raw:
             return d == b''
         except (ConnectionResetError, socket.timeout):
             return True
-    def handshake(self, user='guest', password='guest', vhost='/', channel_max=None, frame_max=None, heartbeat=0):
+    def handshake(self, user='guest', password='guest', vhost='/', channel_max=None, frame_max=None, heartbeat=0,
+                  capabilities=()):
+        """`capabilities`: names the client declares true (e.g. consumer_cancel_notify)."""
         self.send(b'AMQP\x00\x00\x09\x01')
         ch, cls, mid, args = self.read_method()
         assert (cls, mid) == (10, 10), (cls, mid)
         resp = b'\x00' + user.encode() + b'\x00' + password.encode()
-        self.send(method(0, 10, 11, struct.pack('>I', 0) + shortstr('PLAIN') + longstr(resp) + shortstr('en_US')))
+        caps = b''.join(shortstr(c) + b't\x01' for c in capabilities)
+        props = shortstr('capabilities') + b'F' + longstr(caps) if caps else b''
+        self.send(method(0, 10, 11, longstr(props) + shortstr('PLAIN') + longstr(resp) + shortstr('en_US')))
         ch, cls, mid, args = self.read_method()
         assert (cls, mid) == (10, 30), (cls, mid, args)
         self.tune = struct.unpack('>HIH', args)
@@ -73,6 +77,22 @@ class Raw:
     def open_channel(self, n):
         self.send(method(n, 20, 10, shortstr('')))
         return self.read_method()
+
+def read_methods(raw, timeout=1.0, limit=50):
+    """The methods that arrive until `timeout` passes without one (or `limit` are read), as
+    (channel, 'class.method', args) tuples; content frames are skipped."""
+    raw.s.settimeout(timeout)
+    out = []
+    try:
+        while len(out) < limit:
+            t, ch, p = raw.read_frame()
+            if t == 1:
+                cls, mid = struct.unpack('>HH', p[:4])
+                out.append((ch, f'{cls}.{mid}', p[4:]))
+    except (socket.timeout, TimeoutError, EOFError, ConnectionResetError):
+        pass
+    return out
+
 
 def close_reason(args):
     code = struct.unpack('>H', args[:2])[0]

@@ -2,17 +2,13 @@
 driven by Selenium, for the web UI test."""
 import os
 import shutil
-import subprocess
-import sys
+
+from debian import ensure_packages
 
 
 def ensure_chromium():
-    if shutil.which("chromium") and shutil.which("chromedriver"):
-        return
-    print("installing chromium and chromium-driver with apt-get ...", file=sys.stderr, flush=True)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True, env=env)
+    ensure_packages("chromium", "chromium-driver",
+                    present=lambda: shutil.which("chromium") and shutil.which("chromedriver"))
 
 
 def headless_chromium(width=1366, height=900):

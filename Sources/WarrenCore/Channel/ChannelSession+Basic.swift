@@ -266,6 +266,10 @@ extension ChannelSession {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
         let queue = try vhost.queue(named: name, for: connection.id)
+        if queue.type == .quorum && channelPrefetch > 0 {
+            // RabbitMQ refuses it as a connection error (540), not a channel one.
+            throw .notImplemented("\(queue.resourceDescription) does not support global qos")
+        }
         let tag = m.consumerTag.isEmpty ? broker.generateName(prefix: "amq.ctag-") : m.consumerTag
         if consumers[tag] != nil || tag == replyConsumerTag { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
         if queue.hasExclusiveConsumer || (m.exclusive && queue.consumerCount > 0) {
@@ -329,14 +333,14 @@ extension ChannelSession {
     }
 
     /// Called by a queue to hand a message to one of this channel's consumers.
-    func deliver(_ entry: QueueEntry, from queue: MessageQueue, to consumer: Consumer) {
+    func deliver(_ entry: QueueEntry, from queue: MessageQueue, to consumer: Consumer, message: Message) {
         let tag = nextDeliveryTag
         nextDeliveryTag += 1
         if !consumer.noAck {
             unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: consumer))
             consumer.unacked += 1
         }
-        connection.sendDeliver(number, prefix: consumer.deliverPrefix, deliveryTag: tag, redelivered: entry.redelivered, message: entry.message)
+        connection.sendDeliver(number, prefix: consumer.deliverPrefix, deliveryTag: tag, redelivered: entry.redelivered, message: message)
     }
 
     func get(_ m: BasicGet) throws(AMQPError) {
@@ -356,7 +360,7 @@ extension ChannelSession {
                 BasicGetOk(
                     deliveryTag: tag, redelivered: entry.redelivered, exchange: entry.message.exchange,
                     routingKey: entry.message.routingKey, messageCount: UInt32(clamping: queue.messageCount))),
-            entry.message)
+            queue.onWire(entry, always: true))
     }
 
     // MARK: settling

@@ -133,7 +133,7 @@ extension Broker {
     public static func json(queue q: MessageQueue, withStorage: Bool) -> JSONValue {
         var o: [String: JSONValue] = [
             "name": .string(q.name), "vhost": .string(q.vhost.name), "durable": .bool(q.durable),
-            "auto_delete": .bool(q.autoDelete), "arguments": json(q.arguments), "type": .string("classic"),
+            "auto_delete": .bool(q.autoDelete), "arguments": json(q.arguments), "type": .string(q.type.rawValue),
         ]
         if withStorage, let id = q.storeQueue?.id { o[storeIDKey] = .int(Int64(id)) }
         return .object(o)
@@ -317,13 +317,18 @@ extension Broker {
         for q in list("queues") {
             let name = try str(q, "name", "a queue")
             guard let v = vhosts[try str(q, "vhost", "queue '\(name)'")] else { throw AdminError("definitions: queue '\(name)' names an unknown vhost") }
-            if let type = q["type"]?.stringValue, type != "classic" {
-                throw AdminError("definitions: queue '\(name)' is of type '\(type)'; only classic queues exist until replicated queues land")
+            var arguments = Self.fieldTable(q["arguments"]?.objectValue)
+            // RabbitMQ 3.11+ exports name the type in its own field too.
+            if let type = q["type"]?.stringValue {
+                guard QueueType(rawValue: type) != nil else {
+                    throw AdminError("definitions: queue '\(name)' is of type '\(type)', which Warren does not implement (classic and quorum only)")
+                }
+                if arguments["x-queue-type"] == nil && type == "quorum" { arguments["x-queue-type"] = "quorum" }
             }
             do throws(AMQPError) {
                 _ = try v.declareQueue(
                     name: name, durable: q["durable"]?.boolValue ?? true, exclusive: false, autoDelete: q["auto_delete"]?.boolValue ?? false,
-                    arguments: Self.fieldTable(q["arguments"]?.objectValue), owner: nil,
+                    arguments: arguments, owner: nil,
                     storeID: q[Self.storeIDKey]?.intValue.map { StoreQueueID(truncatingIfNeeded: $0) })
             } catch {
                 throw AdminError("definitions: queue '\(name)': \(error.text)")

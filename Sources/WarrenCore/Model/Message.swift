@@ -29,6 +29,15 @@ public final class Message {
 
     public var bodySize: Int { body.readableBytes }
 
+    /// A copy with one header set (the body is shared, the properties re-encoded on delivery).
+    func withHeader(_ key: String, _ value: FieldValue) -> Message {
+        var p = properties
+        var headers = p.headers ?? [:]
+        headers[key] = value
+        p.headers = headers
+        return Message(exchange: exchange, routingKey: routingKey, properties: p, encodedProperties: nil, body: body)
+    }
+
     /// The property bytes a delivery carries: as received, or encoded now when there are none
     /// kept (a message the broker built or changed).
     var encodedPropertiesForDelivery: ByteBuffer {

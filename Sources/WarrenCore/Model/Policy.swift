@@ -122,12 +122,15 @@ public struct QueueSettings: Sendable, Equatable {
     public var lazy = false
     public var policyName: String?
     public var operatorPolicyName: String?
+    /// Quorum queues: deliveries after which a message is dead-lettered (or dropped); nil for
+    /// no limit (`x-delivery-limit`, policy `delivery-limit`; the lower wins, negative is none).
+    public var deliveryLimit: Int64?
     /// Keys the cluster and federation issues will act on (ha-*, federation-upstream...).
     public var otherPolicyKeys: [String: JSONValue] = [:]
 
     public init() {}
 
-    static func resolve(arguments a: FieldTable, policy: Policy?, operatorPolicy: Policy?) -> QueueSettings {
+    static func resolve(type: QueueType = .classic, arguments a: FieldTable, policy: Policy?, operatorPolicy: Policy?) -> QueueSettings {
         var s = QueueSettings()
         let p = policy?.definition ?? [:]
         let op = operatorPolicy?.definition ?? [:]
@@ -148,9 +151,17 @@ public struct QueueSettings: Sendable, Equatable {
         }
         s.deadLetterExchange = a["x-dead-letter-exchange"]?.stringValue ?? p["dead-letter-exchange"]?.stringValue
         s.deadLetterRoutingKey = a["x-dead-letter-routing-key"]?.stringValue ?? p["dead-letter-routing-key"]?.stringValue
-        if let n = a["x-max-priority"]?.integerValue, n > 0 { s.maxPriority = UInt8(min(n, 255)) }
         s.singleActiveConsumer = a["x-single-active-consumer"]?.boolValue ?? false
-        s.lazy = (a["x-queue-mode"]?.stringValue ?? p["queue-mode"]?.stringValue) == "lazy"
+        switch type {
+        case .classic:
+            if let n = a["x-max-priority"]?.integerValue, n > 0 { s.maxPriority = UInt8(min(n, 255)) }
+            s.lazy = (a["x-queue-mode"]?.stringValue ?? p["queue-mode"]?.stringValue) == "lazy"
+        case .quorum:
+            // Priorities and modes are classic queues' (RabbitMQ ignores those policy keys on
+            // quorum queues); a quorum queue counts deliveries instead.
+            s.deliveryLimit = int("x-delivery-limit", "delivery-limit").flatMap { $0 >= 0 ? $0 : nil }
+            if s.overflow == .rejectPublishDLX { s.overflow = .dropHead }  // as RabbitMQ 3.10 falls back
+        }
         for (k, v) in p where k.hasPrefix("ha-") || k.hasPrefix("federation-") || k.hasSuffix("-locator") {
             s.otherPolicyKeys[k] = v
         }

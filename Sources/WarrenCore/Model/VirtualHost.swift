@@ -161,7 +161,15 @@ public final class VirtualHost {
         if name.hasPrefix("amq.") && !serverNamed {
             throw .accessRefused("queue name '\(name)' contains reserved prefix 'amq.*'")
         }
+        let type = QueueType(arguments: arguments)
+        if type == .quorum && serverNamed {
+            throw .preconditionFailed("Cannot declare a server-named queue for type \(type.moduleName)")
+        }
         try QueueArguments.validate(arguments, queue: name, vhost: self.name)
+        if type == .quorum {
+            try QueueArguments.checkQuorum(
+                arguments, queue: name, vhost: self.name, durable: durable, exclusive: exclusive, autoDelete: autoDelete)
+        }
         if let max = limits.maxQueues, max >= 0, queues.count >= max {
             throw .preconditionFailed("cannot declare queue '\(name)': queue limit in vhost '\(self.name)' (\(max)) is reached")
         }
@@ -264,7 +272,7 @@ public final class VirtualHost {
 
     func settings(forQueue name: String, arguments: FieldTable) -> QueueSettings {
         QueueSettings.resolve(
-            arguments: arguments,
+            type: QueueType(arguments: arguments), arguments: arguments,
             policy: broker.matchingPolicy(in: broker.policies, vhost: self.name, name: name, isQueue: true),
             operatorPolicy: broker.matchingPolicy(in: broker.operatorPolicies, vhost: self.name, name: name, isQueue: true))
     }

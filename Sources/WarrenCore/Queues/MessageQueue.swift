@@ -17,6 +17,8 @@ public struct QueueEntry {
     public let priority: UInt8
     /// The store keeps it until it leaves the queue (a persistent message on a durable queue).
     public var stored: Bool = false
+    /// Quorum queues: how often it was delivered and came back (`x-delivery-count`).
+    public var deliveryCount: UInt32 = 0
 }
 
 /// Why a message leaves a queue other than by an ack; RabbitMQ's `x-death` reasons.
@@ -38,6 +40,7 @@ public final class MessageQueue {
     /// The connection that owns an exclusive queue; nil for shared queues.
     public let exclusiveOwner: ConnectionID?
     public let arguments: FieldTable
+    public let type: QueueType
     /// From the arguments and the policies that apply; replaced when policies change.
     @exclusivity(unchecked) public internal(set) var settings: QueueSettings
 
@@ -94,6 +97,7 @@ public final class MessageQueue {
         self.autoDelete = autoDelete
         self.exclusiveOwner = exclusiveOwner
         self.arguments = arguments
+        self.type = QueueType(arguments: arguments)
         self.settings = settings
         self.ready = ReadyList(maxPriority: settings.maxPriority)
         self.lastUsed = now
@@ -138,7 +142,8 @@ public final class MessageQueue {
         var priority: UInt8 = 0
         if let max = settings.maxPriority { priority = min(message.properties.priority ?? 0, max) }
         let seq = UInt64(priority) << 56 | nextSeq
-        let persist = storeQueue?.durable == true && message.isPersistent
+        // A quorum queue keeps every message on disk, whatever its delivery mode.
+        let persist = storeQueue?.durable == true && (message.isPersistent || type == .quorum)
         var entry = QueueEntry(message: message, redelivered: false, seq: seq, expiresAt: expiresAt, priority: priority, stored: persist)
 
         if ready.isEmpty, let consumer = nextConsumerWithRoom() {
@@ -273,6 +278,15 @@ public final class MessageQueue {
                 deadLetter(e, .expired)
                 continue
             }
+            if type == .quorum {
+                // Every return counts (nack, reject, recover, a closed channel), as rabbit_fifo
+                // counts them; past the limit the message is dead-lettered or dropped.
+                e.deliveryCount &+= 1
+                if let limit = settings.deliveryLimit, Int64(e.deliveryCount) > limit {
+                    deadLetter(e, .deliveryLimit)
+                    continue
+                }
+            }
             e.redelivered = true
             back.append(e)
         }
@@ -341,7 +355,16 @@ public final class MessageQueue {
             vhost.broker.stats.deliveredManualAck &+= 1
             unackedCount += 1
         }
-        consumer.channel.deliver(entry, from: self, to: consumer)
+        consumer.channel.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
+    }
+
+    /// The message as a consumer receives it: a quorum queue's redeliveries carry
+    /// `x-delivery-count` (RabbitMQ 3.10 adds it to consumer deliveries once the count is above
+    /// 0, and to every basic.get answer). The queue keeps the message without it.
+    @inline(__always)
+    func onWire(_ entry: QueueEntry, always: Bool) -> Message {
+        guard type == .quorum, always || entry.deliveryCount > 0 else { return entry.message }
+        return entry.message.withHeader("x-delivery-count", .int64(Int64(entry.deliveryCount)))
     }
 
     /// The consumer the next message goes to: with a single active consumer, the first; with

@@ -1,5 +1,21 @@
 public import AMQPProtocol
 
+/// The kinds of queue Warren runs (`x-queue-type`).
+public enum QueueType: String, Sendable {
+    case classic
+    /// Always durable; every message is kept on disk and confirmed after fsync; deliveries are
+    /// counted (`x-delivery-limit`, `x-delivery-count`). On one node a group of one; the
+    /// replicated-queue work makes it replicate (docs/queues.md).
+    case quorum
+
+    init(arguments: FieldTable) {
+        self = arguments["x-queue-type"]?.stringValue == "quorum" ? .quorum : .classic
+    }
+
+    /// RabbitMQ's name for the type in its error texts.
+    var moduleName: String { "rabbit_\(rawValue)_queue" }
+}
+
 /// Validation and equivalence of the `x-` arguments RabbitMQ gives meaning to, with its error
 /// texts. Arguments outside this list are stored and ignored, as RabbitMQ does.
 public enum QueueArguments {
@@ -26,8 +42,7 @@ public enum QueueArguments {
             let key = entry.key
             let v = entry.value
             switch key {
-            case "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-delivery-limit",
-                "x-max-in-memory-length", "x-max-in-memory-bytes":
+            case "x-message-ttl", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes":
                 let n = try integer(key, v)
                 if n < 0 { throw invalid(key, "{value_negative,\(n)}") }
                 if key == "x-message-ttl" && n > 4_294_967_295 {
@@ -58,12 +73,50 @@ public enum QueueArguments {
                 guard v.boolValue != nil else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
             case "x-queue-type":
                 guard let s = v.stringValue else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
-                // Replicated queue types arrive with clustering; until then only classic exists.
-                if s != "classic" { throw invalid(key, "\"unsupported queue type '\(s)'\"") }
+                // Streams are not implemented: refused rather than run as something else.
+                if QueueType(rawValue: s) == nil { throw invalid(key, "\"unsupported queue type '\(s)'\"") }
+            case "x-quorum-initial-group-size":
+                let n = try integer(key, v)
+                if n < 0 { throw invalid(key, "{value_negative,\(n)}") }
+                if n == 0 { throw invalid(key, "{value_zero,0}") }
+            case "x-dead-letter-strategy":
+                guard let s = v.stringValue else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
+                if s != "at-most-once" && s != "at-least-once" { throw invalid(key, "invalid_dlx_strategy") }
+            case "x-queue-leader-locator":
+                guard let s = v.stringValue else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
+                if !["client-local", "balanced", "random", "least-leaders"].contains(s) { throw invalid(key, "invalid_queue_locator_arg") }
+            case "x-delivery-limit":
+                // Any integer: a negative one means no limit (RabbitMQ 4 uses -1 to turn off its
+                // default of 20). 3.10 does not check the type either.
+                continue
             default:
                 continue
             }
         }
+    }
+
+    /// Arguments RabbitMQ 3.10 refuses on a quorum queue ("of queue type rabbit_quorum_queue").
+    static let unsupportedByQuorum: [String] = [
+        "x-max-priority", "x-queue-mode", "x-queue-master-locator", "x-queue-version", "x-max-age",
+        "x-stream-max-segment-size-bytes", "x-initial-cluster-size",
+    ]
+
+    /// The rules of a quorum queue's declaration, checked in RabbitMQ's order after the values
+    /// are validated: arguments it does not support, then auto-delete, exclusive, non-durable.
+    /// (A server-named quorum queue is refused before anything else.)
+    static func checkQuorum(
+        _ args: FieldTable, queue: String, vhost: String, durable: Bool, exclusive: Bool, autoDelete: Bool
+    ) throws(AMQPError) {
+        for entry in args.entries where unsupportedByQuorum.contains(entry.key) {
+            throw .preconditionFailed(
+                "invalid arg '\(entry.key)' for queue '\(queue)' in vhost '\(vhost)' of queue type \(QueueType.quorum.moduleName)")
+        }
+        func invalid(_ property: String) -> AMQPError {
+            .preconditionFailed("invalid property '\(property)' for queue '\(queue)' in vhost '\(vhost)'")
+        }
+        if autoDelete { throw invalid("auto-delete") }
+        if exclusive { throw invalid("exclusive-owner") }
+        if !durable { throw invalid("non-durable") }
     }
 
     /// Compares the equivalence arguments of a redeclaration with the queue's. Throws 406 with
