@@ -28,3 +28,34 @@ def rss_mb(pid):
     except FileNotFoundError:
         pass
     return 0.0
+
+
+class RSSSampler:
+    """Samples a process's RSS in the background; `phase(name)` starts a new phase, and
+    `peaks()` gives each phase's highest reading (MB)."""
+
+    def __init__(self, pid, interval=0.1):
+        import threading
+        self.pid, self.interval = pid, interval
+        self.current, self.peak, self.last = "start", {}, 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import time
+        while not self.done.is_set():
+            self.last = rss_mb(self.pid)
+            self.peak[self.current] = max(self.peak.get(self.current, 0.0), self.last)
+            time.sleep(self.interval)
+
+    def phase(self, name):
+        self.current = name
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return max(self.peak.values() or [0.0])
+
+    def peaks(self):
+        return dict(self.peak)

@@ -416,6 +416,27 @@ struct ChannelBehaviourTests {
         #expect(c.methods(channel: 1).count == 1)
     }
 
+    @Test("a consumer without prefetch gets a bounded batch per hand-over, not the whole backlog")
+    func boundedOutput() {
+        let broker = Broker()
+        let p = TestClient.ready(broker)
+        p.send(channel: 1, .queueDeclare(QueueDeclare(queue: "big")))
+        let body = String(repeating: "x", count: 64 * 1024)
+        for _ in 0..<64 { p.publish(routingKey: "big", body: body) }  // 4 MiB waiting
+        let c = TestClient.ready(broker)
+        var consume = ByteBuffer()
+        consume.writeAMQPFrame(.method(channel: 1, .basicConsume(BasicConsume(queue: "big", noAck: true))))
+        c.connection.receive(consume)
+        c.connection.receiveComplete()
+        var sizes: [Int] = []
+        while let out = c.connection.takeOutbound() { sizes.append(out.readableBytes) }
+        // Without the bound the first hand-over held all 4 MiB.
+        #expect(sizes.count >= 4)
+        #expect(sizes.allSatisfy { $0 <= AMQPConnection.outboundDeliveryLimit + 70 * 1024 })
+        #expect(sizes.reduce(0, +) > 64 * 64 * 1024)
+        #expect(broker.vhosts["/"]!.queues["big"]!.messageCount == 0)
+    }
+
     @Test("a body over the limit closes the channel with 406 and the rest of it is skipped")
     func oversizeBody() {
         var config = BrokerConfiguration()

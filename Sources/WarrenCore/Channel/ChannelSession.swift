@@ -66,7 +66,7 @@ public final class ChannelSession {
 
     /// Whether deliveries may be written to this channel now.
     var acceptsDeliveries: Bool {
-        state == .open && connection.isWritable
+        state == .open && connection.hasRoomForDeliveries()
     }
 
     var globalPrefetchHasRoom: Bool {

@@ -85,6 +85,16 @@ public final class AMQPConnection {
     /// Queues that paused this connection's reading (flow control); read again when none is left.
     private var pausedBy: [ObjectIdentifier: MessageQueue] = [:]
 
+    /// Output a connection may hold before its consumers stop getting deliveries until the
+    /// socket has taken it. Without a bound, one dispatch to a consumer without prefetch
+    /// (auto-ack) encodes a whole backlog into memory before the first byte reaches the socket
+    /// (issue 13: a 2 GB paged queue took the node to 2 GB). With it, a connection holds at
+    /// most this plus one message plus NIO's write buffer (64 KiB high-water mark).
+    public static let outboundDeliveryLimit = 1 << 20
+    /// Consumers were refused deliveries because the output was full: dispatch again once
+    /// the shell has taken it.
+    @exclusivity(unchecked) private var deliveriesHeldBack = false
+
     /// Frames allowed before tune-ok fixes frame_max (RabbitMQ refuses larger ones too).
     public static let preTuneFrameMax: UInt32 = 8192
     /// Heartbeat ticks (each half the negotiated interval) without input before giving up on the
@@ -478,6 +488,16 @@ public final class AMQPConnection {
         hardError(.connectionForced("broker forced connection closure with reason '\(reason)'"))
     }
 
+    /// Whether deliveries may be written now: the socket takes more and the output waiting for
+    /// it is under `outboundDeliveryLimit`.
+    @inline(__always)
+    func hasRoomForDeliveries() -> Bool {
+        guard isWritable else { return false }
+        if outbound.readableBytes < Self.outboundDeliveryLimit { return true }
+        deliveriesHeldBack = true
+        return false
+    }
+
     /// The socket's writability changed: deliveries pause while it cannot take more.
     public func setWritable(_ writable: Bool) {
         guard writable != isWritable else { return }
@@ -544,14 +564,24 @@ public final class AMQPConnection {
 
     // MARK: output
 
-    /// Hands over everything written since the last call.
+    /// Hands over everything written since the last call. Consumers held back because the
+    /// output was full get their turn again at once: what they produce is the next batch
+    /// (announced with `outputPending`), so a fast consumer is fed one bounded batch per
+    /// hand-over, and the socket's writability stops it when the peer cannot keep up.
     public func takeOutbound() -> ByteBuffer? {
         outputNotified = false
         guard outbound.readableBytes > 0 else { return nil }
         let out = outbound
         outbound.moveReaderIndex(forwardBy: outbound.readableBytes)
+        if deliveriesHeldBack && isWritable {
+            deliveriesHeldBack = false
+            for ch in channels.values { ch.dispatchConsumerQueues() }
+        }
         return out
     }
+
+    /// Whether consumers on this connection cannot take deliveries now (flow control asks).
+    var deliveriesBlocked: Bool { !isWritable || outbound.readableBytes >= Self.outboundDeliveryLimit }
 
     /// Before writing: reuse the buffer if the last batch has been written out, or start a new
     /// one if it is still in flight (clear() allocates only then). Oversized buffers are dropped

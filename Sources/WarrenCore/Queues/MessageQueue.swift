@@ -309,7 +309,7 @@ public final class MessageQueue {
         for c in consumers {
             let conn = c.channel.connection
             if conn === publisher { return false }
-            if !conn.isWritable { heldBySocket = true }
+            if conn.deliveriesBlocked { heldBySocket = true }
         }
         return heldBySocket
     }
