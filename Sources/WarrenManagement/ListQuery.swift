@@ -93,6 +93,20 @@ struct ListQuery: Sendable {
         target = .object(o)
     }
 
+    /// Items in the order of the named top-level fields (each field's value compared as
+    /// `less` compares, the first difference decides); keys are read once per item.
+    static func sorted(_ items: [JSONValue], by fields: [String]) -> [JSONValue] {
+        let keys = items.map { item in fields.map { item[$0] } }
+        let order = keys.indices.sorted { i, j in
+            for (a, b) in zip(keys[i], keys[j]) {
+                if less(a, b) { return true }
+                if less(b, a) { return false }
+            }
+            return false
+        }
+        return order.map { items[$0] }
+    }
+
     static func less(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
         switch (a, b) {
         case (.int(let x)?, .int(let y)?): return x < y

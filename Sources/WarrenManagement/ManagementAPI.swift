@@ -11,15 +11,22 @@ public final class ManagementAPI {
     var rates = RateSampler()
     /// The node's name as the API shows it (`warren@host`).
     public let nodeName: String
+    /// Sliced answers in progress, by the id their responses carry.
+    var slicedWork: [UInt64: SlicedWork] = [:]
+    var nextWorkID: UInt64 = 1
+    /// How long a slice of a long answer may hold the broker loop (docs/management.md).
+    public var sliceTime: Duration = .milliseconds(4)
 
     public init(broker: Broker, nodeName: String) {
         self.broker = broker
         self.nodeName = nodeName
     }
 
-    /// Answers a request, body included.
+    /// Answers a request, body included, all slices at once (tests).
     public func handle(_ request: ManagementRequest, node: NodeStatus) -> ManagementResponse {
-        respond(request, node: node).finish()
+        var r = respond(request, node: node)
+        while let id = r.continuation { r = resume(id) }
+        return r.finish()
     }
 
     /// Answers a request, leaving sorting, paging and serializing to `finish()`, which the
@@ -29,15 +36,21 @@ public final class ManagementAPI {
             let segments = try Self.segments(request.path)
             guard segments.first == "api" else { throw APIError.notFound }
             let caller = try authenticate(request)
-            return try route(Array(segments.dropFirst()), request, caller, node)
-        } catch let e as APIError {
-            return e.response
-        } catch let e as AMQPError {
-            return Self.apiError(e).response
-        } catch let e as AdminError {
-            return APIError.badRequest(e.description).response
+            let response = try route(Array(segments.dropFirst()), request, caller, node)
+            if let id = response.continuation { slicedWork[id]?.what = "\(request.method) \(request.path)" }
+            return response
         } catch {
-            broker.logger.error("management API: \(request.method) \(request.path) failed: \(error)")
+            return errorResponse(error, "\(request.method) \(request.path)")
+        }
+    }
+
+    func errorResponse(_ error: any Error, _ what: String) -> ManagementResponse {
+        switch error {
+        case let e as APIError: return e.response
+        case let e as AMQPError: return Self.apiError(e).response
+        case let e as AdminError: return APIError.badRequest(e.description).response
+        default:
+            broker.logger.error("management API: \(what) failed: \(error)")
             return APIError(status: 500, error: "internal_error", reason: "\(error)").response
         }
     }

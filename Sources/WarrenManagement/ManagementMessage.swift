@@ -13,6 +13,9 @@ public struct ManagementRequest: Sendable {
     public var peerIsLoopback: Bool
     /// The `X-Reason` header (DELETE of a connection).
     public var reason: String?
+    /// The body parsed as JSON, done by the shell off the broker loop (`parseBody()`): a large
+    /// definitions file takes seconds to parse, which must not hold AMQP traffic.
+    var parsed: Result<JSONValue, APIError>?
 
     public init(
         method: String, path: String, query: [String: String] = [:], authorization: String? = nil, body: [UInt8] = [],
@@ -38,10 +41,15 @@ public struct ManagementResponse: Sendable {
     /// (it reads the broker) but spends as long again sorting and writing it out; that part
     /// need not hold up AMQP traffic.
     var pending: Pending?
+    /// Set while the API has more slices of this answer to do on the broker loop: the shell
+    /// calls `ManagementAPI.resume(_:)` with it until it is nil (see `SlicedWork`).
+    public internal(set) var continuation: UInt64?
 
     enum Pending: Sendable {
         case json(JSONValue)
-        case list([JSONValue], ListQuery)
+        /// Items, the query, and the fields they are ordered by before the query's own sort
+        /// (listings are built unsorted on the loop and put in order here).
+        case list([JSONValue], ListQuery, order: [String] = [])
     }
 
     public init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [], body: [UInt8] = []) {
@@ -57,9 +65,9 @@ public struct ManagementResponse: Sendable {
         return r
     }
 
-    static func list(_ items: [JSONValue], _ query: ListQuery) -> ManagementResponse {
+    static func list(_ items: [JSONValue], _ query: ListQuery, order: [String] = []) -> ManagementResponse {
         var r = ManagementResponse(status: 200)
-        r.pending = .list(items, query)
+        r.pending = .list(items, query, order: order)
         return r
     }
 
@@ -70,7 +78,8 @@ public struct ManagementResponse: Sendable {
         switch pending {
         case nil: return self
         case .json(let v): r.body = JSONWriter.bytes(v)
-        case .list(let items, let query):
+        case .list(var items, let query, let order):
+            if !order.isEmpty { items = ListQuery.sorted(items, by: order) }
             do {
                 r.body = JSONWriter.bytes(try query.apply(items))
             } catch {
@@ -84,16 +93,50 @@ public struct ManagementResponse: Sendable {
     public var text: String { String(decoding: body, as: UTF8.self) }
 }
 
+extension ManagementRequest {
+    /// Parses a JSON body now (call it off the broker loop); the API then uses the result.
+    public mutating func parseBody() {
+        guard method == "PUT" || method == "POST" else { return }
+        do throws(APIError) {
+            parsed = .success(try JSONWriter.parse(body))
+        } catch {
+            parsed = .failure(error)
+        }
+    }
+
+    /// The body as JSON: parsed by the shell, or now (tests call the API directly).
+    func json() throws(APIError) -> JSONValue {
+        if let parsed { return try parsed.get() }
+        return try JSONWriter.parse(body)
+    }
+}
+
 /// An answer other than 2xx, with RabbitMQ's `{"error": ..., "reason": ...}` body.
 struct APIError: Error {
     let status: Int
     let error: String
-    let reason: String
+    let reason: JSONValue
     var headers: [(String, String)] = []
     var emptyBody = false
 
+    init(status: Int, error: String, reason: String, headers: [(String, String)] = [], emptyBody: Bool = false) {
+        self.status = status
+        self.error = error
+        self.reason = .string(reason)
+        self.headers = headers
+        self.emptyBody = emptyBody
+    }
+
+    /// RabbitMQ gives some reasons as a list (`["no_such_user", "bob"]`).
+    init(status: Int, error: String, reasonList: [String]) {
+        self.status = status
+        self.error = error
+        self.reason = .array(reasonList.map(JSONValue.string))
+    }
+
     static let notFound = APIError(status: 404, error: "Object Not Found", reason: "Not Found")
     static func badRequest(_ reason: String) -> APIError { APIError(status: 400, error: "bad_request", reason: reason) }
+    static func badRequest(_ reason: [String]) -> APIError { APIError(status: 400, error: "bad_request", reasonList: reason) }
     static func loginFailed(_ reason: String = "Login failed") -> APIError {
         APIError(status: 401, error: "not_authorized", reason: reason)
     }
@@ -106,6 +149,6 @@ struct APIError: Error {
         if emptyBody { return ManagementResponse(status: status, headers: headers) }
         return ManagementResponse(
             status: status, headers: headers,
-            body: JSONWriter.bytes(.object(["error": .string(error), "reason": .string(reason)])))
+            body: JSONWriter.bytes(.object(["error": .string(error), "reason": reason])))
     }
 }

@@ -54,6 +54,16 @@ extension ManagementAPI {
             guard r.method == "GET" else { throw APIError.methodNotAllowed }
             return try list(all.map(Broker.json(user:)))
         }
+        if p.count == 2 && p[1] == "bulk-delete" {
+            guard r.method == "POST" else { throw APIError.methodNotAllowed }
+            // RabbitMQ deletes in order and stops at the first unknown user, naming it.
+            guard let names = try object(r)["users"]?.arrayValue else { throw APIError.badRequest("[{key_missing,users}]") }
+            for case .string(let name) in names {
+                guard broker.users[name] != nil else { throw APIError.badRequest(["no_such_user", name]) }
+                try broker.deleteUser(name)
+            }
+            return Self.noContent
+        }
         if p.count == 2 && p[1] == "without-permissions" && r.method == "GET" {
             let with = Set(broker.permissions.values.flatMap(\.keys))
             return try list(all.filter { !with.contains($0.name) }.map(Broker.json(user:)))
@@ -305,7 +315,7 @@ extension ManagementAPI {
             }
             return .json(.object(out))
         case "POST":
-            guard case .object(var doc) = try JSONWriter.parse(r.body) else { throw APIError.badRequest("not_json") }
+            guard case .object(var doc) = try r.json() else { throw APIError.badRequest("not_json") }
             if let vhost {
                 // A vhost's definitions name no vhost: every object goes into this one.
                 for key in ["parameters", "policies", "queues", "exchanges", "bindings"] {
@@ -316,9 +326,26 @@ extension ManagementAPI {
                     })
                 }
             }
-            try broker.importDefinitions(.object(doc))
-            broker.logger.notice("definitions imported through the management API", metadata: ["by": "\(caller.user.name)"])
-            return Self.noContent
+            // A slice of objects per turn of the loop: a file with 100,000 queues does not hold
+            // AMQP traffic while it loads (the file was parsed off the loop by the shell).
+            let chunks = try Broker.definitionChunks(.object(doc), size: Self.sliceUnit)
+            var next = 0
+            let by = caller.user.name
+            return try sliced(
+                SlicedWork { [broker] budget in
+                    while next < chunks.count {
+                        try broker.importDefinitions(chunks[next], quietly: true)
+                        next += 1
+                        if budget.exhausted { break }
+                    }
+                    guard next == chunks.count else { return nil }
+                    let count = { (k: String) in doc[k]?.arrayValue?.count ?? 0 }
+                    broker.logger.notice(
+                        "definitions imported through the management API",
+                        metadata: ["by": "\(by)", "users": "\(count("users"))", "vhosts": "\(count("vhosts"))", "queues": "\(count("queues"))",
+                                   "exchanges": "\(count("exchanges"))", "bindings": "\(count("bindings"))"])
+                    return Self.noContent
+                })
         default: throw APIError.methodNotAllowed
         }
     }

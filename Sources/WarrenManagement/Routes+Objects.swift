@@ -12,7 +12,10 @@ extension ManagementAPI {
         if p.count <= 2 {
             guard r.method == "GET" else { throw APIError.methodNotAllowed }
             let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
-            return try list(vhosts.flatMap { v in v.exchanges.values.sorted { $0.name < $1.name }.map { json(exchange: $0, vhost: v.name) } })
+            let all = vhosts.flatMap { v in v.exchanges.values.map { (v, $0) } }
+            return try slicedList(all, try ListQuery(r.query), order: ["vhost", "name"]) { v, x in
+                v.exchanges[x.name] === x ? self.json(exchange: x, vhost: v.name) : nil
+            }
         }
         // The default exchange has no name; URLs call it amq.default.
         let name = p[2] == "amq.default" ? "" : p[2]
@@ -79,7 +82,9 @@ extension ManagementAPI {
         if p.count <= 2 {
             guard r.method == "GET" else { throw APIError.methodNotAllowed }
             let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
-            return try list(vhosts.flatMap { v in v.queues.values.sorted { $0.name < $1.name }.map { json(queue: $0, detailed: false) } })
+            return try slicedList(vhosts.flatMap { Array($0.queues.values) }, try ListQuery(r.query), order: ["vhost", "name"]) { q in
+                q.isDeleted ? nil : self.json(queue: q, detailed: false)
+            }
         }
         let name = p[2]
         if p.count == 3 && r.method == "PUT" { return try putQueue(p[1], name, r, caller) }
@@ -155,7 +160,12 @@ extension ManagementAPI {
         if p.count <= 2 {
             guard r.method == "GET" else { throw APIError.methodNotAllowed }
             let vhosts = p.count == 2 ? [try visibleVHost(p[1], caller)] : visibleVHosts(caller)
-            return try list(vhosts.flatMap { bindings(in: $0) })
+            // The default exchange's implicit binding to each queue, then the declared ones: one
+            // order (vhost, source, destination, key) puts the implicit ones (source "") first.
+            let rows = vhosts.flatMap { bindingRows(in: $0) }
+            return try slicedList(rows, try ListQuery(r.query), order: ["vhost", "source", "destination", "routing_key"]) {
+                $0.json
+            }
         }
         // bindings/vhost/e/source/(q|e)/destination[/props]
         guard p.count == 6 || p.count == 7, p[2] == "e", p[4] == "q" || p[4] == "e" else { throw APIError.notFound }

@@ -46,8 +46,13 @@ extension ManagementAPI {
         case ("GET", 3, "health") where p[1] == "checks" && (p[2] == "alarms" || p[2] == "local-alarms"):
             return alarmsCheck(local: p[2] == "local-alarms")
         case ("GET", 2, "aliveness-test"): return try aliveness(p[1], caller)
+        case ("GET", _, "healthchecks") where p.count >= 2 && p[1] == "node":
+            // RabbitMQ 3.x's deprecated node health check, still used by clients' suites
+            // (amqpstorm): ok while the node runs; another node's name is 404.
+            guard p.count == 2 || (p.count == 3 && p[2] == nodeName) else { throw APIError.notFound }
+            return .json(.object(["status": .string("ok")]))
         default:
-            if ["overview", "whoami", "extensions", "nodes", "channels", "consumers", "health", "aliveness-test"].contains(p.first ?? "")
+            if ["overview", "whoami", "extensions", "nodes", "channels", "consumers", "health", "aliveness-test", "healthchecks"].contains(p.first ?? "")
                 && knownPath(p)
             {
                 throw APIError.methodNotAllowed
@@ -61,13 +66,14 @@ extension ManagementAPI {
         case "overview", "whoami", "extensions": return p.count == 1
         case "aliveness-test": return p.count == 2
         case "health": return p.count == 3
+        case "healthchecks": return p.count >= 2 && p.count <= 3 && p[1] == "node"
         default: return p.count <= 2
         }
     }
 
     /// The body of a PUT/POST as a JSON object (400 otherwise).
     func object(_ r: ManagementRequest) throws(APIError) -> [String: JSONValue] {
-        guard case .object(let o) = try JSONWriter.parse(r.body) else { throw .badRequest("not_json") }
+        guard case .object(let o) = try r.json() else { throw .badRequest("not_json") }
         return o
     }
 

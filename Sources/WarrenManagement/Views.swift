@@ -107,16 +107,24 @@ extension ManagementAPI {
         return .object(o)
     }
 
-    /// Every binding in a vhost, RabbitMQ's way: the default exchange's implicit binding to
-    /// each queue first, then the declared ones.
-    func bindings(in v: VirtualHost) -> [JSONValue] {
-        var out: [JSONValue] = []
-        for q in v.queues.values.sorted(by: { $0.name < $1.name }) {
-            out.append(Self.json(implicitBindingTo: q))
+    /// A binding to list: the default exchange's implicit one to a queue, or a declared one.
+    enum BindingRow {
+        case implicit(MessageQueue)
+        case declared(Binding, VirtualHost)
+
+        /// Its view; nil once it is gone.
+        var json: JSONValue? {
+            switch self {
+            case .implicit(let q): return q.isDeleted ? nil : ManagementAPI.json(implicitBindingTo: q)
+            case .declared(let b, let v): return b.source.bindings.contains(b) ? ManagementAPI.json(binding: b, vhost: v.name) : nil
+            }
         }
-        var declared: [Binding] = []
-        for x in v.exchanges.values { declared.append(contentsOf: x.bindings) }
-        out.append(contentsOf: declared.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) })
+    }
+
+    /// Every binding in a vhost, unordered (listings order them off the loop).
+    func bindingRows(in v: VirtualHost) -> [BindingRow] {
+        var out = v.queues.values.map(BindingRow.implicit)
+        for x in v.exchanges.values { out.append(contentsOf: x.bindings.map { .declared($0, v) }) }
         return out
     }
 

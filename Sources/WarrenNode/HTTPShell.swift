@@ -26,15 +26,26 @@ struct PeerRequestContext: RequestContext {
 /// management API and for the Prometheus endpoint.
 enum HTTPShell {
     static func application(
-        name: String, host: String, port: Int, logger: Logger,
+        name: String, host: String, port: Int, maxBodySize: Int, logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) -> Void,
         answer: @escaping @Sendable (ManagementRequest) async throws -> ManagementResponse
     ) -> some Service {
         let responder = CallbackResponder { (request: Request, context: PeerRequestContext) -> Response in
             var query: [String: String] = [:]
             for (k, v) in request.uri.queryParameters { query[String(k)] = String(v) }
-            // Bodies are definitions files at most; 64 MiB is far above any real one.
-            let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: maxBodySize)
+            } catch is NIOTooManyBytesError {
+                // RabbitMQ 3.10 answers 400 with this reason; 413 is HTTP's word for it.
+                logger.warning("\(name): request body over \(maxBodySize) bytes refused", metadata: ["path": "\(request.uri.path)"])
+                let reason = "Exceeded HTTP request body size limit of \(maxBodySize) bytes (raise it with --management-max-body-size)"
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json"
+                headers[.connection] = "close"
+                let json = #"{"error":"payload_too_large","reason":"\#(reason)"}"#
+                return Response(status: .contentTooLarge, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
+            }
             let req = ManagementRequest(
                 method: request.method.rawValue, path: request.uri.path, query: query,
                 authorization: request.headers[.authorization], body: Array(buffer: body),

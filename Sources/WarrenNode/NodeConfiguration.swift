@@ -38,6 +38,8 @@ public struct NodeConfiguration: Sendable {
     /// The management HTTP API and web UI, and the Prometheus endpoint (RabbitMQ's ports).
     public var management = true
     public var managementPort = 15672
+    /// Largest request body the management API reads (RabbitMQ's management.http.max_body_size).
+    public var managementMaxBodySize = 20_000_000
     public var prometheus = true
     public var prometheusPort = 15692
 
@@ -170,6 +172,9 @@ public struct NodeConfiguration: Sendable {
         },
         Setting(name: "management-port", help: "Management API and web UI port; 0 picks a free one and the log says which (default 15672).") {
             c, v in c.managementPort = try port(v, "management-port")
+        },
+        Setting(name: "management-max-body-size", help: "Largest management API request body, bytes; larger ones get 413 (default 20000000).") {
+            c, v in c.managementMaxBodySize = try number(v, "management-max-body-size", max: Int(Int32.max))
         },
         Setting(name: "prometheus", help: "on or off: the Prometheus /metrics endpoint (default on).") { c, v in
             c.prometheus = try bool(v, "prometheus")

@@ -149,7 +149,8 @@ public final class WarrenNode: Sendable {
             let port = managementPort
             list.append(
                 HTTPShell.application(
-                    name: "management", host: configuration.bindAddress, port: configuration.managementPort, logger: logger,
+                    name: "management", host: configuration.bindAddress, port: configuration.managementPort,
+                    maxBodySize: configuration.managementMaxBodySize, logger: logger,
                     onListening: noting("http") { address in
                         port.withLockedValue { $0 = address.port ?? 0 }
                         onManagementListening(address)
@@ -158,7 +159,7 @@ public final class WarrenNode: Sendable {
         if configuration.prometheus {
             list.append(
                 HTTPShell.application(
-                    name: "prometheus", host: configuration.bindAddress, port: configuration.prometheusPort, logger: logger,
+                    name: "prometheus", host: configuration.bindAddress, port: configuration.prometheusPort, maxBodySize: 64 * 1024, logger: logger,
                     onListening: noting("http/prometheus", onPrometheusListening), answer: { [self] in try await answerPrometheus($0) }))
         }
         return list
@@ -208,7 +209,19 @@ extension WarrenNode {
         }
         let status = nodeStatus()
         let management = self.management
-        let response = try await management.eventLoop.submit { management.value.respond(request, node: status) }.get()
+        // Parsing and, below, sorting and serializing happen here, off the broker loop; the
+        // loop does the API's own work, a slice per turn for long answers.
+        var request = request
+        request.parseBody()
+        var response = try await management.eventLoop.submit { [request] in management.value.respond(request, node: status) }.get()
+        while let id = response.continuation {
+            do {
+                response = try await management.eventLoop.submit { management.value.resume(id) }.get()
+            } catch {
+                management.eventLoop.execute { management.value.abandon(id) }
+                throw error
+            }
+        }
         return response.finish()
     }
 

@@ -95,7 +95,10 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
     var stagedMessage: Message?
     var stagedDestinations: [MessageDestination] = []
     var stagedQueues: [(StoreQueueState, paged: Bool)] = []
-    var lastCommitted: (message: ObjectIdentifier, position: LogPosition, persisted: Bool)?
+    /// The message committed last, held (not just its ObjectIdentifier: a freed message's
+    /// address is reused by the next one, which then looked persisted at the old position and
+    /// held its confirm for a sync that never came). Let go at the end of the loop turn.
+    var lastCommitted: (message: Message, position: LogPosition, persisted: Bool)?
 
     var queues: [StoreQueueID: StoreQueueState] = [:]
     var dirtyQueues: [StoreQueueState] = []
@@ -249,7 +252,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
 
     public func persistedPosition(of message: Message) -> UInt64? {
         if stagedMessage === message { commitStaged() }
-        guard let last = lastCommitted, last.message == ObjectIdentifier(message), last.persisted else { return nil }
+        guard let last = lastCommitted, last.message === message, last.persisted else { return nil }
         return last.position
     }
 
@@ -280,7 +283,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
             }
             if paged { addToExtents(q, seq: d.seq, segment: at.segment, start: at.offset, end: recordEnd, bytes: message.bodySize) }
         }
-        lastCommitted = (ObjectIdentifier(message), end, persisted)
+        lastCommitted = (message, end, persisted)
         return end
     }
 
@@ -397,6 +400,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
     /// someone waits for one.
     public func flushWrites() {
         commitStaged()
+        lastCommitted = nil
         for q in dirtyQueues {
             q.isDirty = false
             guard !q.dropped else { continue }
@@ -424,6 +428,9 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
     private func startSync() {
         guard failed == nil, writtenPosition > durablePosition else {
             syncWanted = false
+            // Someone asked, and everything is durable already: tell them now rather than
+            // leave them waiting for a sync that no write will ever start.
+            if failed == nil && !syncInFlight { execute { [unowned self] in self.onDurable?(self.durablePosition) } }
             return
         }
         syncWanted = false

@@ -61,6 +61,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "on or off: the management HTTP API and web UI (default on).") var management: String?
     @Option(name: .customLong("management-port"), help: "Management API and web UI port; 0 picks a free one (default 15672).")
     var managementPort: String?
+    @Option(name: .customLong("management-max-body-size"), help: "Largest management API request body, bytes (default 20000000).")
+    var managementMaxBodySize: String?
     @Option(name: .long, help: "on or off: the Prometheus /metrics endpoint (default on).") var prometheus: String?
     @Option(name: .customLong("prometheus-port"), help: "Prometheus port; 0 picks a free one (default 15692).") var prometheusPort: String?
 
@@ -77,7 +79,8 @@ struct Serve: AsyncParsableCommand {
             ("tls-ca-cert", tlsCACert), ("tls-verify-peer", tlsVerifyPeer), ("tls-fail-if-no-peer-cert", tlsFailIfNoPeerCert),
             ("tls-min-version", tlsMinVersion), ("tls-ciphers", tlsCiphers), ("tls-cert-login-from", tlsCertLoginFrom),
             ("tls-handshake-timeout", tlsHandshakeTimeout), ("max-connections", maxConnections),
-            ("management", management), ("management-port", managementPort), ("prometheus", prometheus),
+            ("management", management), ("management-port", managementPort), ("management-max-body-size", managementMaxBodySize),
+            ("prometheus", prometheus),
             ("prometheus-port", prometheusPort),
         ]
         for (name, value) in given { if let value { flags[name] = value } }

@@ -46,6 +46,49 @@ struct ManagementAPITests {
             == "User not authorised to access virtual host")
     }
 
+    @Test func healthcheckNode() {
+        #expect(call("GET", "/api/healthchecks/node").1 == .object(["status": .string("ok")]))
+        #expect(call("GET", "/api/healthchecks/node/warren@test").1 == .object(["status": .string("ok")]))
+        #expect(call("GET", "/api/healthchecks/node/other@host").0 == 404)
+    }
+
+    @Test func bulkDeleteStopsAtTheFirstUnknownUser() {
+        for u in ["b1", "b2", "b3"] { broker.putUser(User(name: u, password: "x")) }
+        #expect(call("POST", "/api/users/bulk-delete", #"{"users":["b1","b2"]}"#).0 == 204)
+        #expect(broker.users["b1"] == nil && broker.users["b2"] == nil)
+        let (status, body) = call("POST", "/api/users/bulk-delete", #"{"users":["nosuch","b3"]}"#)
+        #expect(status == 400 && body?["reason"] == .array([.string("no_such_user"), .string("nosuch")]))
+        #expect(broker.users["b3"] != nil)
+        #expect(call("POST", "/api/users/bulk-delete", #"{"nousers":1}"#).1?["reason"]?.stringValue == "[{key_missing,users}]")
+    }
+
+    /// Listings and imports larger than a slice are built over several turns of the loop and
+    /// come out whole and in order.
+    @Test func slicedListingAndImport() {
+        api.sliceTime = .zero  // every slice ends after its first unit
+        let n = ManagementAPI.sliceUnitForTests * 40 + 17
+        let queues = (0..<n).map { #"{"name":"q\#($0)","vhost":"/","durable":true,"auto_delete":false,"arguments":{}}"# }
+        let bindings = (0..<n).map { #"{"source":"amq.topic","vhost":"/","destination":"q\#($0)","destination_type":"queue","routing_key":"k\#($0)","arguments":{}}"# }
+        let doc = #"{"queues":[\#(queues.joined(separator: ","))],"bindings":[\#(bindings.joined(separator: ","))]}"#
+        let auth = "Basic " + Data("guest:guest".utf8).base64EncodedString()
+        var r = api.respond(ManagementRequest(method: "POST", path: "/api/definitions", authorization: auth, body: Array(doc.utf8)), node: node)
+        var turns = 1
+        while let id = r.continuation {
+            r = api.resume(id)
+            turns += 1
+        }
+        #expect(r.status == 204)
+        #expect(turns >= 4)
+        #expect(broker.vhosts["/"]!.queues.count == n)
+        let (status, list) = call("GET", "/api/queues/%2F", query: ["columns": "name"])
+        let names = list?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        #expect(status == 200 && names.count == n && names == names.sorted())
+        let bound = call("GET", "/api/bindings/%2F").1?.arrayValue ?? []
+        #expect(bound.count == 2 * n)
+        // The default exchange's implicit bindings come first, as in RabbitMQ.
+        #expect(bound.prefix(n).allSatisfy { $0["source"]?.stringValue == "" })
+    }
+
     @Test func guestOnlyFromLoopback() {
         let auth = "Basic " + Data("guest:guest".utf8).base64EncodedString()
         let r = api.handle(ManagementRequest(method: "GET", path: "/api/overview", authorization: auth, peerIsLoopback: false), node: node)

@@ -245,6 +245,33 @@ def test_definitions_round_trip(warren):
     api.ok("DELETE", "/api/queues/shop/from-import")
 
 
+def test_a_body_over_the_limit_is_refused_with_413_and_the_node_serves_on(warren):
+    """RabbitMQ limits management request bodies to 20 MB (management.http.max_body_size)."""
+    api = warren["api"]
+    status, body, _ = api.call("POST", "/api/definitions", b'{"users":["' + b"a" * 20_000_001 + b'"]}')
+    assert status == 413
+    assert body["reason"] == ("Exceeded HTTP request body size limit of 20000000 bytes "
+                              "(raise it with --management-max-body-size)")
+    assert api.get("/api/overview")[0] == 200
+    assert "request body over 20000000 bytes refused" in warren["node"].log_text()
+
+
+def test_node_health_check_and_bulk_user_deletion(warren):
+    """What amqpstorm's management suite calls; answers as RabbitMQ 3.10.8 gives them."""
+    api = warren["api"]
+    node_name = api.get("/api/overview")[1]["node"]
+    assert api.get("/api/healthchecks/node") == (200, {"status": "ok"}, api.get("/api/healthchecks/node")[2])
+    assert api.get(f"/api/healthchecks/node/{node_name}")[1] == {"status": "ok"}
+    for u in ("bulk1", "bulk2", "bulk3"):
+        api.ok("PUT", f"/api/users/{u}", {"password": "x", "tags": ""})
+    assert api.call("POST", "/api/users/bulk-delete", {"users": ["bulk1", "bulk2"]})[0] == 204
+    assert api.get("/api/users/bulk1")[0] == 404
+    status, body, _ = api.call("POST", "/api/users/bulk-delete", {"users": ["nosuchuser", "bulk3"]})
+    assert (status, body) == (400, {"error": "bad_request", "reason": ["no_such_user", "nosuchuser"]})
+    assert api.get("/api/users/bulk3")[0] == 200
+    api.ok("DELETE", "/api/users/bulk3")
+
+
 def test_web_ui_is_served(warren):
     api = warren["api"]
     status, text, headers = api.call("GET", "/", auth=False, raw=True)

@@ -107,7 +107,10 @@ extension ChannelSession {
     /// Routes a message to its queues (its routing key, CC and BCC keys; the alternate exchange
     /// when nothing matches), returns it if unroutable and mandatory, and settles its confirm:
     /// a nack when a queue refused it (x-overflow reject-publish).
-    func route(_ message: Message, via exchange: Exchange, mandatory: Bool, bcc: [String] = []) {
+    /// Returns, when `durablePosition` is asked for (a transaction's commit), the log position
+    /// the message must reach on disk before its publish counts (nil: it was not persisted).
+    @discardableResult
+    func route(_ message: Message, via exchange: Exchange, mandatory: Bool, bcc: [String] = [], durablePosition: Bool = false) -> UInt64? {
         let seq = confirmMode ? confirms.nextPublish() : 0
         broker.stats.received &+= 1
         if confirmMode { broker.stats.receivedConfirm &+= 1 }
@@ -124,7 +127,7 @@ extension ChannelSession {
             } else {
                 unroutable(message, mandatory: mandatory, confirm: seq)
             }
-            return
+            return nil
         }
         let cc = message.properties.headers?["CC"]?.stringArray ?? []
         if exchange.isDefault && cc.isEmpty && bcc.isEmpty {
@@ -147,7 +150,7 @@ extension ChannelSession {
         if queues.isEmpty {
             connection.returnRouteScratch(consume queues)
             unroutable(message, mandatory: mandatory, confirm: seq)
-            return
+            return nil
         }
         var refused = false
         broker.stats.routed &+= 1
@@ -156,15 +159,18 @@ extension ChannelSession {
             if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
         }
         connection.returnRouteScratch(consume queues)
+        guard confirmMode || durablePosition else { return nil }
+        // A routed message is safe once its queues hold it; a persisted one once the store has
+        // it on disk.
+        let position = refused ? nil : broker.messageStore?.persistedPosition(of: message)
         if confirmMode {
-            // A routed message is safe once its queues hold it; a persisted one once the store
-            // has it on disk.
-            if !refused, let store = broker.messageStore, let position = store.persistedPosition(of: message) {
+            if let position {
                 awaitDurable(position, confirm: seq)
             } else {
                 settleConfirm(seq, refused ? .nack : .ack)
             }
         }
+        return position
     }
 
     /// Holds a confirm (or, with `confirm` 0, a tx.commit-ok) until the store reports
@@ -446,16 +452,16 @@ extension ChannelSession {
     func commitTransaction() throws(AMQPError) {
         guard let tx = transaction else { throw .preconditionFailed("channel is not transactional") }
         transaction = Transaction()
-        // Publishes first, then settlements, as RabbitMQ commits.
+        // Publishes first, then settlements, as RabbitMQ commits. Persistent messages committed
+        // to durable queues: commit-ok once the last of them is on disk (each one's position is
+        // taken as it is routed: the store can answer for the message it committed last only).
+        var durableAt: UInt64?
         for p in tx.publishes where vhost.exchanges[p.exchange.name] === p.exchange {
-            route(p.message, via: p.exchange, mandatory: p.mandatory, bcc: p.bcc)
+            if let position = route(p.message, via: p.exchange, mandatory: p.mandatory, bcc: p.bcc, durablePosition: true) {
+                durableAt = max(durableAt ?? 0, position)
+            }
         }
         for s in tx.settlements { settle(s.deliveries, s.outcome) }
-        // Persistent messages committed to durable queues: commit-ok once they are on disk.
-        var durableAt: UInt64?
-        if let store = broker.messageStore {
-            for p in tx.publishes { if let position = store.persistedPosition(of: p.message) { durableAt = max(durableAt ?? 0, position) } }
-        }
         if let durableAt {
             awaitDurable(durableAt, confirm: 0)
         } else {

@@ -206,7 +206,31 @@ extension Broker {
 
     /// Imports definitions, creating or updating what they describe, in dependency order. Stops
     /// at the first invalid entry with an error that names it.
-    public func importDefinitions(_ root: JSONValue) throws(AdminError) {
+    /// The sections of a definitions document in the order `importDefinitions` applies them.
+    public static let definitionSections = [
+        "users", "vhosts", "permissions", "topic_permissions", "parameters", "global_parameters", "policies", "exchanges",
+        "queues", "bindings",
+    ]
+
+    /// A definitions document cut into documents of at most `size` objects, one section each,
+    /// in import order: importing them one after the other (each in its own turn of the broker
+    /// loop) gives what importing the whole does, without holding the loop for all of it.
+    public static func definitionChunks(_ root: JSONValue, size: Int) throws(AdminError) -> [JSONValue] {
+        guard let doc = root.objectValue else { throw AdminError("definitions: expected a JSON object") }
+        var chunks: [JSONValue] = []
+        for key in definitionSections {
+            guard let items = doc[key]?.arrayValue else { continue }
+            var start = 0
+            while start < items.count {
+                let end = min(items.count, start + size)
+                chunks.append(.object([key: .array(Array(items[start..<end]))]))
+                start = end
+            }
+        }
+        return chunks
+    }
+
+    public func importDefinitions(_ root: JSONValue, quietly: Bool = false) throws(AdminError) {
         guard let doc = root.objectValue else { throw AdminError("definitions: expected a JSON object") }
         func list(_ key: String) -> [[String: JSONValue]] { (doc[key]?.arrayValue ?? []).compactMap(\.objectValue) }
         func str(_ o: [String: JSONValue], _ k: String, _ what: String) throws(AdminError) -> String {
@@ -359,7 +383,7 @@ extension Broker {
         }
         if skippedBindings > 0 { logger.warning("definitions: \(skippedBindings) binding(s) skipped") }
         // Replaying the store's journal imports one change at a time: not worth a line each.
-        logger.log(level: isReplaying ? .debug : .notice, "imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
+        logger.log(level: isReplaying || quietly ? .debug : .notice, "imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
     }
 
     // MARK: files
