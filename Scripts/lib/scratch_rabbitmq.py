@@ -70,7 +70,9 @@ class RabbitMQ:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
         return out.stdout
 
-    def __init__(self, plugins=("rabbitmq_management",)):
+    def __init__(self, plugins=("rabbitmq_management",), tls=None, extra_config=""):
+        """`tls`: (certfile, keyfile, cafile) adds an AMQPS listener on `self.tls_port` (client
+        certificates verified when given, not required)."""
         if not shutil.which("rabbitmq-server"):
             install()
         self.port = free_port()
@@ -82,9 +84,20 @@ class RabbitMQ:
             f.write("[" + ",".join(plugins) + "].\n")
         self.management_port = free_port()
         self.prometheus_port = free_port()
+        self.tls_port = free_port() if tls else None
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write(f"management.tcp.port = {self.management_port}\nmanagement.tcp.ip = 127.0.0.1\n"
                     f"prometheus.tcp.port = {self.prometheus_port}\nprometheus.tcp.ip = 127.0.0.1\n")
+            if tls:
+                # RabbitMQ reads the files as its own user: copies it can read.
+                names = []
+                for path, name in zip(tls, ("cert.pem", "key.pem", "ca.pem")):
+                    shutil.copy(path, os.path.join(self.dir, name))
+                    names.append(os.path.join(self.dir, name))
+                f.write(f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\nssl_options.certfile = {names[0]}\n"
+                        f"ssl_options.keyfile = {names[1]}\nssl_options.cacertfile = {names[2]}\n"
+                        "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n")
+            f.write(extra_config)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=False)
         self.env = dict(os.environ,
                         RABBITMQ_NODENAME=self.nodename, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",

@@ -9,6 +9,7 @@ public import WarrenCore
 public final class ManagementAPI {
     public let broker: Broker
     var rates = RateSampler()
+    var rateRound: RateRound?
     /// The node's name as the API shows it (`warren@host`).
     public let nodeName: String
     /// Sliced answers in progress, by the id their responses carry.
@@ -159,21 +160,44 @@ public final class ManagementAPI {
 
     // MARK: rates
 
-    /// Samples the counters behind every `*_details.rate`; the node calls it every 5 s.
+    /// Samples the counters behind every `*_details.rate` at once (tests); the node spreads a
+    /// round over several turns of its loop with `startRateRound` and `rateStep`.
     public func sampleRates(now: Int64) {
-        let s = broker.stats
-        var ready = 0
-        var unacked = 0
-        for v in broker.vhosts.values {
-            for q in v.queues.values {
-                ready += q.messageCount
-                unacked += q.unackedCount
-                rates.record(Self.rateKey(q), Self.queueCounters(q), now: now)
-            }
-        }
-        rates.record("global", Self.globalCounters(s, ready: ready, unacked: unacked), now: now)
-        rates.endRound()
+        startRateRound(now: now)
+        while !rateStep(queues: .max) {}
     }
 
-    static func rateKey(_ q: MessageQueue) -> String { "q\u{0}\(q.vhost.name)\u{0}\(q.name)" }
+    /// Begins a sampling round (every 5 s): the queues to read, a step at a time.
+    public func startRateRound(now: Int64) {
+        rateRound = RateRound(now: now, stats: broker.stats, pending: broker.vhosts.values.flatMap { Array($0.queues.values) })
+    }
+
+    /// Samples up to `queues` more queues; true when the round is done.
+    public func rateStep(queues: Int) -> Bool {
+        guard var round = rateRound else { return true }
+        var n = queues
+        while n > 0, let q = round.pending.popLast() {
+            n -= 1
+            guard !q.isDeleted else { continue }
+            round.ready += q.messageCount
+            round.unacked += q.unackedCount
+            rates.record(q.serial, Self.queueCounters(q), now: round.now)
+        }
+        guard round.pending.isEmpty else {
+            rateRound = round
+            return false
+        }
+        rates.record(RateSampler.global, Self.globalCounters(round.stats, ready: round.ready, unacked: round.unacked), now: round.now)
+        rates.endRound()
+        rateRound = nil
+        return true
+    }
+
+    struct RateRound {
+        let now: Int64
+        let stats: BrokerStats
+        var pending: [MessageQueue]
+        var ready = 0
+        var unacked = 0
+    }
 }

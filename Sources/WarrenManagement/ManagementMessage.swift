@@ -50,6 +50,9 @@ public struct ManagementResponse: Sendable {
         /// Items, the query, and the fields they are ordered by before the query's own sort
         /// (listings are built unsorted on the loop and put in order here).
         case list([JSONValue], ListQuery, order: [String] = [])
+        /// An unordered export, and the vhost it is limited to (RabbitMQ's per-vhost export
+        /// leaves the vhost fields out).
+        case definitions(JSONValue, vhost: String?)
     }
 
     public init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [], body: [UInt8] = []) {
@@ -78,6 +81,8 @@ public struct ManagementResponse: Sendable {
         switch pending {
         case nil: return self
         case .json(let v): r.body = JSONWriter.bytes(v)
+        case .definitions(let all, let vhost):
+            r.body = JSONWriter.bytes(Self.ordered(all, vhost: vhost))
         case .list(var items, let query, let order):
             if !order.isEmpty { items = ListQuery.sorted(items, by: order) }
             do {
@@ -87,6 +92,22 @@ public struct ManagementResponse: Sendable {
             }
         }
         return r
+    }
+
+    static func ordered(_ all: JSONValue, vhost: String?) -> JSONValue {
+        guard case .object(var o) = all else { return all }
+        for (key, order) in [("queues", DefinitionsExport.queueOrder), ("exchanges", DefinitionsExport.queueOrder),
+                             ("bindings", DefinitionsExport.bindingOrder)] {
+            o[key] = .array(DefinitionsExport.ordered(o[key]?.arrayValue ?? [], by: order))
+        }
+        guard let vhost else { return .object(o) }
+        var out: [String: JSONValue] = [:]
+        out["rabbit_version"] = o["rabbit_version"]
+        for key in ["parameters", "policies", "queues", "exchanges", "bindings"] {
+            let items = (o[key]?.arrayValue ?? []).compactMap(\.objectValue).filter { $0["vhost"]?.stringValue == vhost }
+            out[key] = .array(items.map { item in .object(item.filter { $0.key != "vhost" }) })
+        }
+        return .object(out)
     }
 
     /// The body as text (tests, logs).

@@ -30,26 +30,48 @@ public struct MetricsSnapshot: Sendable {
     public init() {}
 
     public static func take(_ broker: Broker, perObject: Bool) -> MetricsSnapshot {
-        var s = MetricsSnapshot()
-        s.connections = broker.connections.count
-        s.channels = broker.connections.values.reduce(0) { $0 + $1.channelCount }
-        s.stats = broker.stats
-        s.alarms = broker.activeAlarms
-        for v in broker.vhosts.values {
-            for q in v.queues.values {
-                s.queues += 1
-                s.consumers += q.consumerCount
-                s.ready += q.messageCount
-                s.unacked += q.unackedCount
-                if perObject {
-                    s.perQueue.append(
-                        Queue(
-                            vhost: v.name, name: q.name, ready: q.messageCount, unacked: q.unackedCount, readyBytes: q.messageBytes,
-                            consumers: q.consumerCount, published: q.publishedCount, delivered: q.deliveredCount,
-                            acknowledged: q.ackedCount, redelivered: q.redeliveredCount))
-                }
+        let taker = MetricsSnapshotTaker(broker, perObject: perObject)
+        while !taker.step(queues: .max) {}
+        return taker.snapshot
+    }
+}
+
+/// Takes a snapshot on the broker's loop a few thousand queues at a time (the node's
+/// Prometheus shell calls `step` once per turn of the loop), so a scrape of 100,000 queues does
+/// not hold AMQP traffic. Queues deleted between steps are left out.
+public final class MetricsSnapshotTaker {
+    public private(set) var snapshot = MetricsSnapshot()
+    private let perObject: Bool
+    private var pending: [MessageQueue]
+
+    public init(_ broker: Broker, perObject: Bool) {
+        self.perObject = perObject
+        snapshot.connections = broker.connections.count
+        snapshot.channels = broker.connections.values.reduce(0) { $0 + $1.channelCount }
+        snapshot.stats = broker.stats
+        snapshot.alarms = broker.activeAlarms
+        pending = broker.vhosts.values.flatMap { Array($0.queues.values) }
+        if perObject { snapshot.perQueue.reserveCapacity(pending.count) }
+    }
+
+    /// Reads up to `queues` more queues; true when all are read.
+    public func step(queues: Int) -> Bool {
+        var n = queues
+        while n > 0, let q = pending.popLast() {
+            n -= 1
+            guard !q.isDeleted else { continue }
+            snapshot.queues += 1
+            snapshot.consumers += q.consumerCount
+            snapshot.ready += q.messageCount
+            snapshot.unacked += q.unackedCount
+            if perObject {
+                snapshot.perQueue.append(
+                    MetricsSnapshot.Queue(
+                        vhost: q.vhost.name, name: q.name, ready: q.messageCount, unacked: q.unackedCount, readyBytes: q.messageBytes,
+                        consumers: q.consumerCount, published: q.publishedCount, delivered: q.deliveredCount,
+                        acknowledged: q.ackedCount, redelivered: q.redeliveredCount))
             }
         }
-        return s
+        return pending.isEmpty
     }
 }

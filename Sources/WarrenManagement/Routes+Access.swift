@@ -305,15 +305,15 @@ extension ManagementAPI {
         if let vhost, broker.vhosts[vhost] == nil { throw APIError.notFound }
         switch r.method {
         case "GET":
-            let all = broker.exportDefinitions()
-            guard let vhost else { return .json(all) }
-            var out: [String: JSONValue] = [:]
-            out["rabbit_version"] = all["rabbit_version"]
-            for key in ["parameters", "policies", "queues", "exchanges", "bindings"] {
-                let items = (all[key]?.arrayValue ?? []).compactMap(\.objectValue).filter { $0["vhost"]?.stringValue == vhost }
-                out[key] = .array(items.map { item in .object(item.filter { $0.key != "vhost" }) })
-            }
-            return .json(.object(out))
+            // Built a slice at a time, ordered and (for one vhost) filtered off the loop.
+            let export = DefinitionsExport(broker, durableOnly: false)
+            return try sliced(
+                SlicedWork { budget in
+                    while !export.step(objects: Self.sliceUnit) { if budget.exhausted { return nil } }
+                    var r = ManagementResponse(status: 200)
+                    r.pending = .definitions(export.result(ordered: false), vhost: vhost)
+                    return r
+                })
         case "POST":
             guard case .object(var doc) = try r.json() else { throw APIError.badRequest("not_json") }
             if let vhost {

@@ -24,7 +24,7 @@ extension ManagementAPI {
         let counters = Self.globalCounters(broker.stats, ready: ready, unacked: unacked)
         var totals: [String: JSONValue] = [:]
         // The counts are what the caller sees; their rates are sampled node-wide.
-        messageTotals(into: &totals, counters, offset: Self.globalStatNames.count, key: "global")
+        messageTotals(into: &totals, counters, offset: Self.globalStatNames.count, key: RateSampler.global)
         let version = broker.configuration.productVersion
         return .object([
             "management_version": .string(version), "rates_mode": .string("basic"),
@@ -36,7 +36,7 @@ extension ManagementAPI {
                 "exchanges": Self.int(exchanges), "queues": Self.int(queues), "consumers": Self.int(consumers),
             ]),
             "queue_totals": .object(totals),
-            "message_stats": messageStats(Self.globalStatNames, counters, key: "global"),
+            "message_stats": messageStats(Self.globalStatNames, counters, key: RateSampler.global),
             "listeners": .array(node.listeners.map { l in
                 .object(["node": .string(nodeName), "protocol": .string(l.protocolName), "ip_address": .string(l.ip), "port": Self.int(l.port)])
             }),

@@ -41,7 +41,8 @@ extension SlicedWork {
         let start = clock.now
         defer {
             slices += 1
-            longest = max(longest, clock.now - start)
+            let took = clock.now - start
+            longest = max(longest, took)
         }
         return try step(SliceBudget(limit))
     }
@@ -82,11 +83,6 @@ extension ManagementAPI {
             slicedWork[id] = nil
             return errorResponse(error, "resume")
         }
-    }
-
-    /// Drops a sliced answer the shell no longer waits for (the client went away).
-    public func abandon(_ id: UInt64) {
-        slicedWork[id] = nil
     }
 
     /// A listing rendered a slice at a time, ordered by `order` off the loop.

@@ -33,7 +33,7 @@ extension ManagementAPI {
         ].map { Double($0) } + [Double(ready + unacked), Double(ready), Double(unacked)]
     }
 
-    func messageStats(_ names: [String], _ values: [Double], key: String) -> JSONValue {
+    func messageStats(_ names: [String], _ values: [Double], key: UInt64) -> JSONValue {
         var o: [String: JSONValue] = [:]
         for (i, name) in names.enumerated() {
             o[name] = .int(Int64(values[i]))
@@ -44,7 +44,7 @@ extension ManagementAPI {
 
     /// messages / messages_ready / messages_unacknowledged with their rates, from the three
     /// values after the named counters.
-    func messageTotals(into o: inout [String: JSONValue], _ values: [Double], offset: Int, key: String) {
+    func messageTotals(into o: inout [String: JSONValue], _ values: [Double], offset: Int, key: UInt64) {
         for (i, name) in ["messages", "messages_ready", "messages_unacknowledged"].enumerated() {
             o[name] = .int(Int64(values[offset + i]))
             o[name + "_details"] = Self.rate(rates.rate(key, offset + i))
@@ -54,7 +54,7 @@ extension ManagementAPI {
     // MARK: queues
 
     func json(queue q: MessageQueue, detailed: Bool) -> JSONValue {
-        let key = Self.rateKey(q)
+        let key = q.serial
         let counters = Self.queueCounters(q)
         let s = q.settings
         var o: [String: JSONValue] = [

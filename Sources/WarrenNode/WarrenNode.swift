@@ -32,6 +32,7 @@ public final class WarrenNode: Sendable {
     /// The management API's core, on the broker loop.
     public let management: NIOLoopBound<ManagementAPI>
     private let rateTask: RepeatedTask
+    private let lagTask: RepeatedTask
     let prometheus = PrometheusExporter()
     /// The listeners running now, as the overview shows them.
     let listeners = NIOLockedValueBox<[NodeStatus.Listener]>([])
@@ -62,7 +63,12 @@ public final class WarrenNode: Sendable {
             config.nodeName = NodeStatusReader.nodeName
             let broker = Broker(configuration: config, logger: brokerLogger)
             let store = try FileMessageStore(directory: storeDirectory, logger: storeLogger) { task in loop.execute(task) }
-            store.snapshotProvider = { [unowned broker] in broker.exportDefinitions(durableOnly: true) }
+            // Unordered: recovery does not care, and sorting 100,000 queues on the loop does.
+            store.snapshotProvider = { [unowned broker] in
+                let export = DefinitionsExport(broker, durableOnly: true)
+                _ = export.step(objects: .max)
+                return export.result(ordered: false)
+            }
             store.onFatal = { error in
                 // Crash-only: after a failed write or fsync nothing more can be promised, and
                 // recovery at the next start is what makes the state right again.
@@ -84,8 +90,18 @@ public final class WarrenNode: Sendable {
         self.store = store
         self.management = management
         // Rates for the management API, on RabbitMQ's 5 s statistics beat.
+        // How late the broker loop runs a 100 ms timer is how long it was busy with one thing:
+        // every AMQP client of the node waited that long. Said in the log, for operators (and
+        // for Scripts/bench-management, which reads it).
+        let lag = LoopLagMonitor(logger: logger)
+        self.lagTask = loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in lag.tick() }
+        // A round reads every queue: a few thousand per turn of the loop.
         self.rateTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(5)) { _ in
-            management.value.sampleRates(now: broker.value.clock.nowMilliseconds())
+            management.value.startRateRound(now: broker.value.clock.nowMilliseconds())
+            func step() {
+                if !management.value.rateStep(queues: 2000) { loop.execute(step) }
+            }
+            step()
         }
         // Message TTL and queue expiry: expired heads and unused queues go within 50 ms; the
         // store syncs what nobody waited for, checkpoints and compacts on the same beat.
@@ -181,6 +197,7 @@ public final class WarrenNode: Sendable {
         tickTask.cancel()
         monitorTask.cancel()
         rateTask.cancel()
+        lagTask.cancel()
         let store = self.store
         try await store.eventLoop.submit { store.value.close() }.get()
         try await group.shutdownGracefully()
@@ -213,16 +230,18 @@ extension WarrenNode {
         // loop does the API's own work, a slice per turn for long answers.
         var request = request
         request.parseBody()
-        var response = try await management.eventLoop.submit { [request] in management.value.respond(request, node: status) }.get()
-        while let id = response.continuation {
-            do {
-                response = try await management.eventLoop.submit { management.value.resume(id) }.get()
-            } catch {
-                management.eventLoop.execute { management.value.abandon(id) }
-                throw error
+        // Each slice of a long answer is its own task on the loop: the loop serves its sockets
+        // between them, and no thread hop separates one slice from the next.
+        let loop = management.eventLoop
+        let promise = loop.makePromise(of: ManagementResponse.self)
+        loop.execute { [request] in
+            func next(_ r: ManagementResponse) {
+                guard let id = r.continuation else { return promise.succeed(r) }
+                loop.execute { next(management.value.resume(id)) }
             }
+            next(management.value.respond(request, node: status))
         }
-        return response.finish()
+        return try await promise.futureResult.get().finish()
     }
 
     /// `/metrics` (node-wide) and `/metrics/per-object` (also per queue), in Prometheus' text
@@ -234,7 +253,18 @@ extension WarrenNode {
         }
         let status = nodeStatus()
         let broker = self.broker
-        let snapshot = try await broker.eventLoop.submit { MetricsSnapshot.take(broker.value, perObject: perObject) }.get()
+        let loop = broker.eventLoop
+        // A few thousand queues per turn of the broker loop (100,000 queues would hold it).
+        let promise = loop.makePromise(of: MetricsSnapshot.self)
+        loop.execute {
+            let taker = MetricsSnapshotTaker(broker.value, perObject: perObject)
+            func next() {
+                if taker.step(queues: 2000) { return promise.succeed(taker.snapshot) }
+                loop.execute(next)
+            }
+            next()
+        }
+        let snapshot = try await promise.futureResult.get()
         let text = prometheus.scrape(snapshot, node: status, cluster: configuration.broker.clusterName, perObjectSeries: perObject)
         return ManagementResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
     }

@@ -21,7 +21,7 @@ extension FileMessageStore {
 
     /// The manifest as of now (after writing every buffered record), and the segments it
     /// retires. Nil if the store has failed.
-    func buildManifest() -> (data: Data, position: LogPosition, retire: [UInt32])? {
+    func buildManifest() -> (manifest: Manifest, position: LogPosition, retire: [UInt32])? {
         flushWrites()
         guard failed == nil else { return nil }
         let position = writtenPosition
@@ -43,13 +43,13 @@ extension FileMessageStore {
         let manifest = Manifest(
             lowestSegment: lowest, retired: retiredSet, checkpoint: position, nextQueueID: nextQueueID, queues: entries,
             metadata: snapshotProvider?())
-        return (manifest.encoded(), position, retire)
+        return (manifest, position, retire)
     }
 
     /// Writes a checkpoint through the sync thread: the log is synced first, so the manifest
     /// never describes records that are not on disk.
     func checkpoint() {
-        guard !manifestInFlight, let (data, position, retire) = buildManifest() else { return }
+        guard !manifestInFlight, let (manifest, position, retire) = buildManifest() else { return }
         manifestInFlight = true
         checkpointWanted = false
         bytesSinceCheckpoint = 0
@@ -59,7 +59,7 @@ extension FileMessageStore {
         dirtyFDs = [current.file.fd]
         let directories = newSegmentSinceSync ? [segmentsDirectory] : []
         newSegmentSinceSync = false
-        worker.enqueue(.manifest(data: data, path: manifestPath, fds: fds, directories: directories, position: position))
+        worker.enqueue(.manifest(manifest: manifest, path: manifestPath, fds: fds, directories: directories, position: position))
     }
 
     func completeCheckpoint(position: LogPosition) {

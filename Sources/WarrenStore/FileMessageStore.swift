@@ -194,10 +194,10 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
         flushWrites()
         if failed == nil {
             // The final checkpoint runs here, synchronously: the loop is going away.
-            if let (data, position, retire) = buildManifest() {
+            if let (manifest, position, retire) = buildManifest() {
                 do throws(StoreError) {
                     for s in segments.values where !s.sealed || dirtyFDs.contains(s.file.fd) { try s.file.sync() }
-                    if let e = SyncWorker.writeAtomically(data, to: manifestPath) { throw e }
+                    if let e = SyncWorker.writeAtomically(manifest.encoded(), to: manifestPath) { throw e }
                     applyCheckpoint(position: position, retire: retire)
                 } catch {
                     logger.error("store: final checkpoint failed", metadata: ["error": "\(error)"])

@@ -14,9 +14,10 @@ final class SyncWorker: @unchecked Sendable {
     enum Job {
         /// fdatasync each of `fds`, then fsync each of `directories` (new segment names).
         case sync(position: UInt64, fds: Set<Int32>, directories: [String])
-        /// Sync `fds` and `directories`, then write `data` to `path` atomically (temp file,
-        /// fsync, rename, fsync of the directory).
-        case manifest(data: Data, path: String, fds: Set<Int32>, directories: [String], position: UInt64)
+        /// Sync `fds` and `directories`, then write `manifest` to `path` atomically (temp file,
+        /// fsync, rename, fsync of the directory). The manifest is encoded here, on this thread:
+        /// with 100,000 durable queues that takes long enough to stall the event loop.
+        case manifest(manifest: Manifest, path: String, fds: Set<Int32>, directories: [String], position: UInt64)
     }
 
     /// Called on the worker thread when a job finished; the store hops back to its loop.
@@ -91,9 +92,9 @@ final class SyncWorker: @unchecked Sendable {
         switch job {
         case .sync(_, let fds, let directories):
             return Self.sync(fds, directories)
-        case .manifest(let data, let path, let fds, let directories, _):
+        case .manifest(let manifest, let path, let fds, let directories, _):
             if let e = Self.sync(fds, directories) { return e }
-            return Self.writeAtomically(data, to: path)
+            return Self.writeAtomically(manifest.encoded(), to: path)
         }
     }
 

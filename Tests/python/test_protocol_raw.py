@@ -75,8 +75,8 @@ def case_truncated_arguments(r):
     r.handshake(); r.open_channel(1); r.send(method(1, 50, 10, b'\x00'))
 
 
-def case_channel_over_channel_max(r):
-    r.handshake(channel_max=10); r.send(method(11, 20, 10, shortstr('')))
+def case_channels_past_channel_max(r):
+    r.handshake(channel_max=1); r.open_channel(500); r.send(method(11, 20, 10, shortstr('')))
 
 
 def case_frame_over_frame_max(r):
@@ -155,7 +155,7 @@ CASES = {
     'unknown_method': (case_unknown_method, 540, 'NOT_IMPLEMENTED - unknown method class 60 method 99', 60, 99, 'RabbitMQ resets the socket'),
     'unknown_class': (case_unknown_class, 540, 'NOT_IMPLEMENTED - unknown method class 77 method 10', 77, 10, 'RabbitMQ resets the socket'),
     'truncated_arguments': (case_truncated_arguments, 501, 'FRAME_ERROR - cannot decode method arguments: truncated short', 50, 10, 'wording'),
-    'channel_over_channel_max': (case_channel_over_channel_max, 504, 'CHANNEL_ERROR - channel 11 is higher than the negotiated channel_max 10', 20, 10, 'RabbitMQ opens the channel'),
+    'channels_past_channel_max': (case_channels_past_channel_max, 530, 'NOT_ALLOWED - number of channels opened (1) has reached the negotiated channel_max (1)', 0, 0, None),
     'frame_over_frame_max': (case_frame_over_frame_max, 501, 'FRAME_ERROR - type 1, frame size 5004 is larger than the negotiated maximum 4088', 0, 0, 'wording'),
     'frame_max_below_minimum': (case_frame_max_below_minimum, 530, 'NOT_ALLOWED - negotiated frame_max = 1024 is lower than the minimum allowed value (4096)', 0, 0, 'RabbitMQ closes the socket'),
     'heartbeat_on_a_channel': (case_heartbeat_on_a_channel, 505, 'UNEXPECTED_FRAME - heartbeat frame on channel 1', 0, 0, 'wording'),
@@ -186,8 +186,8 @@ def test_hostile_frame(warren, name):
 def test_declared_body_over_the_maximum_message_size_closes_the_channel(warren):
     """The header's body size is checked before any body is buffered: 406 on the channel."""
     r = Raw(warren.port)
-    r.handshake(); r.open_channel(1); r.send(PUBLISH); r.send(header(1, 60, 20 * 1024 * 1024))
-    assert expect_close(r) == ('channel', 406, 'PRECONDITION_FAILED - message size 20971520 is larger than configured max size 16777216', 60, 40)
+    r.handshake(); r.open_channel(1); r.send(PUBLISH); r.send(header(1, 60, 200 * 1024 * 1024))
+    assert expect_close(r) == ('channel', 406, 'PRECONDITION_FAILED - message size 209715200 is larger than configured max size 134217728', 60, 40)
     r.send(method(1, 20, 41))  # channel.close-ok; the connection stays usable
     r.open_channel(2)
     assert_serving(warren)

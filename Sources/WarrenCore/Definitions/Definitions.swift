@@ -13,61 +13,9 @@ extension Broker {
     /// (transient and exclusive queues, transient exchanges, bindings with a transient end) and
     /// names each durable queue's storage: that is the store's metadata snapshot.
     public func exportDefinitions(durableOnly: Bool = false) -> JSONValue {
-        let users = self.users.values.sorted(by: { $0.name < $1.name }).map(Self.json(user:))
-        var vhosts: [JSONValue] = []
-        var permissions: [JSONValue] = []
-        var topicPermissions: [JSONValue] = []
-        var parameters: [JSONValue] = []
-        var policies: [JSONValue] = []
-        var queues: [JSONValue] = []
-        var exchanges: [JSONValue] = []
-        var bindings: [JSONValue] = []
-        for v in self.vhosts.values.sorted(by: { $0.name < $1.name }) {
-            vhosts.append(Self.json(vhost: v))
-            for (user, p) in (self.permissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
-                permissions.append(Self.json(permission: p, user: user, vhost: v.name))
-            }
-            for (user, byExchange) in (self.topicPermissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
-                for tp in byExchange.values.sorted(by: { $0.exchange < $1.exchange }) {
-                    topicPermissions.append(Self.json(topicPermission: tp, user: user, vhost: v.name))
-                }
-            }
-            for (component, byName) in (self.parameters[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
-                for (name, value) in byName.sorted(by: { $0.key < $1.key }) {
-                    parameters.append(Self.json(parameter: value, component: component, name: name, vhost: v.name))
-                }
-            }
-            for p in (self.policies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) { policies.append(Self.json(p)) }
-            // RabbitMQ stores operator policies as parameters of component "operator_policy", and
-            // imports them from there (not from an "operator_policies" list).
-            for p in (self.operatorPolicies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
-                parameters.append(Self.json(operatorPolicy: p))
-            }
-            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where !q.isExclusive && (!durableOnly || q.durable) {
-                queues.append(Self.json(queue: q, withStorage: durableOnly))
-                for b in q.bindings.sorted(by: Self.bindingOrder) where !durableOnly || b.isDurable {
-                    bindings.append(Self.json(b, vhost: v.name))
-                }
-            }
-            for x in v.exchanges.values.sorted(by: { $0.name < $1.name }) where !x.isBuiltIn && (!durableOnly || x.durable) {
-                exchanges.append(Self.json(exchange: x, vhost: v.name))
-                for b in x.incoming.sorted(by: Self.bindingOrder) where !durableOnly || b.isDurable {
-                    bindings.append(Self.json(b, vhost: v.name))
-                }
-            }
-        }
-        let root: [String: JSONValue] = [
-            // The definitions format Warren writes is RabbitMQ 3.10's.
-            "rabbit_version": .string("3.10.8"),
-            "rabbitmq_version": .string("3.10.8"),
-            "product_name": .string("Warren"),
-            "product_version": .string(configuration.productVersion),
-            "users": .array(users), "vhosts": .array(vhosts), "permissions": .array(permissions),
-            "topic_permissions": .array(topicPermissions), "parameters": .array(parameters),
-            "global_parameters": .array(globalParameters.sorted(by: { $0.key < $1.key }).map { Self.json(globalParameter: $0.value, name: $0.key) }),
-            "policies": .array(policies), "queues": .array(queues), "exchanges": .array(exchanges), "bindings": .array(bindings),
-        ]
-        return .object(root)
+        let export = DefinitionsExport(self, durableOnly: durableOnly)
+        _ = export.step(objects: .max)
+        return export.result(ordered: true)
     }
 
     // One entry of each kind, as RabbitMQ's export writes it.
@@ -451,5 +399,116 @@ extension JSONValue {
         case .array(let a): return a.map(\.foundationObject)
         case .object(let o): return o.mapValues(\.foundationObject)
         }
+    }
+}
+
+/// A definitions export built a few objects at a time: the small sections (users, vhosts,
+/// permissions, parameters, policies) when it is made, then queues and exchanges with their
+/// bindings by `step`, so the management API can build the export of 100,000 queues between
+/// AMQP traffic. Objects deleted between steps are left out.
+public final class DefinitionsExport {
+    private unowned let broker: Broker
+    private let durableOnly: Bool
+    private var sections: [String: JSONValue]
+    private var pendingQueues: [MessageQueue] = []
+    private var pendingExchanges: [(VirtualHost, Exchange)] = []
+    private var queues: [JSONValue] = []
+    private var exchanges: [JSONValue] = []
+    private var bindings: [JSONValue] = []
+
+    public init(_ broker: Broker, durableOnly: Bool) {
+        self.broker = broker
+        self.durableOnly = durableOnly
+        var vhosts: [JSONValue] = []
+        var permissions: [JSONValue] = []
+        var topicPermissions: [JSONValue] = []
+        var parameters: [JSONValue] = []
+        var policies: [JSONValue] = []
+        for v in broker.vhosts.values.sorted(by: { $0.name < $1.name }) {
+            vhosts.append(Broker.json(vhost: v))
+            for (user, p) in (broker.permissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                permissions.append(Broker.json(permission: p, user: user, vhost: v.name))
+            }
+            for (user, byExchange) in (broker.topicPermissions[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                for tp in byExchange.values.sorted(by: { $0.exchange < $1.exchange }) {
+                    topicPermissions.append(Broker.json(topicPermission: tp, user: user, vhost: v.name))
+                }
+            }
+            for (component, byName) in (broker.parameters[v.name] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                for (name, value) in byName.sorted(by: { $0.key < $1.key }) {
+                    parameters.append(Broker.json(parameter: value, component: component, name: name, vhost: v.name))
+                }
+            }
+            for p in (broker.policies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) { policies.append(Broker.json(p)) }
+            // RabbitMQ stores operator policies as parameters of component "operator_policy", and
+            // imports them from there (not from an "operator_policies" list).
+            for p in (broker.operatorPolicies[v.name] ?? [:]).values.sorted(by: { $0.name < $1.name }) {
+                parameters.append(Broker.json(operatorPolicy: p))
+            }
+            pendingQueues.append(contentsOf: v.queues.values)
+            pendingExchanges.append(contentsOf: v.exchanges.values.map { (v, $0) })
+        }
+        sections = [
+            // The definitions format Warren writes is RabbitMQ 3.10's.
+            "rabbit_version": .string("3.10.8"),
+            "rabbitmq_version": .string("3.10.8"),
+            "product_name": .string("Warren"),
+            "product_version": .string(broker.configuration.productVersion),
+            "users": .array(broker.users.values.sorted(by: { $0.name < $1.name }).map(Broker.json(user:))),
+            "vhosts": .array(vhosts), "permissions": .array(permissions), "topic_permissions": .array(topicPermissions),
+            "parameters": .array(parameters),
+            "global_parameters": .array(
+                broker.globalParameters.sorted(by: { $0.key < $1.key }).map { Broker.json(globalParameter: $0.value, name: $0.key) }),
+            "policies": .array(policies),
+        ]
+    }
+
+    /// Exports up to `objects` more queues and exchanges (with their bindings); true when all
+    /// are done.
+    public func step(objects: Int) -> Bool {
+        var budget = objects
+        while budget > 0, let q = pendingQueues.popLast() {
+            budget -= 1
+            guard !q.isDeleted, !q.isExclusive, !durableOnly || q.durable else { continue }
+            queues.append(Broker.json(queue: q, withStorage: durableOnly))
+            for b in q.bindings where !durableOnly || b.isDurable { bindings.append(Broker.json(b, vhost: q.vhost.name)) }
+        }
+        while budget > 0, let (v, x) = pendingExchanges.popLast() {
+            budget -= 1
+            guard v.exchanges[x.name] === x, !x.isBuiltIn, !durableOnly || x.durable else { continue }
+            exchanges.append(Broker.json(exchange: x, vhost: v.name))
+            for b in x.incoming where !durableOnly || b.isDurable { bindings.append(Broker.json(b, vhost: v.name)) }
+        }
+        return pendingQueues.isEmpty && pendingExchanges.isEmpty
+    }
+
+    /// The document; `ordered` sorts queues and exchanges by vhost and name, bindings by
+    /// vhost, destination kind (queues first), destination, source and key. The management
+    /// API leaves it unordered here and sorts off the broker loop.
+    public func result(ordered: Bool) -> JSONValue {
+        var root = sections
+        root["queues"] = .array(ordered ? Self.ordered(queues, by: Self.queueOrder) : queues)
+        root["exchanges"] = .array(ordered ? Self.ordered(exchanges, by: Self.queueOrder) : exchanges)
+        root["bindings"] = .array(ordered ? Self.ordered(bindings, by: Self.bindingOrder) : bindings)
+        return .object(root)
+    }
+
+    public static let queueOrder = ["vhost", "name"]
+    /// Queue bindings before exchange-to-exchange ones ("queue" > "exchange", hence the key
+    /// `destination_type` compared in reverse by `ordered`).
+    public static let bindingOrder = ["vhost", "-destination_type", "destination", "source", "routing_key"]
+
+    /// Items sorted by string fields; a field starting with "-" sorts descending.
+    public static func ordered(_ items: [JSONValue], by fields: [String]) -> [JSONValue] {
+        let keys = items.map { item in
+            fields.map { f in item[f.hasPrefix("-") ? String(f.dropFirst()) : f]?.stringValue ?? "" }
+        }
+        let order = keys.indices.sorted { i, j in
+            for (n, f) in fields.enumerated() where keys[i][n] != keys[j][n] {
+                return f.hasPrefix("-") ? keys[i][n] > keys[j][n] : keys[i][n] < keys[j][n]
+            }
+            return false
+        }
+        return order.map { items[$0] }
     }
 }

@@ -110,6 +110,12 @@ public final class Broker {
     /// Message counters since start (management API, Prometheus).
     @exclusivity(unchecked) public internal(set) var stats = BrokerStats()
     private var nextConnectionID: ConnectionID = 1
+    private var queueSerial: UInt64 = 0
+
+    func nextQueueSerial() -> UInt64 {
+        queueSerial += 1
+        return queueSerial
+    }
     private var randomSource: any RandomNumberGenerator
 
     public init(

@@ -41,6 +41,8 @@ public final class MessageQueue {
     public let exclusiveOwner: ConnectionID?
     public let arguments: FieldTable
     public let type: QueueType
+    /// Unique among every queue this process has had (management rates are kept by it).
+    public let serial: UInt64
     /// From the arguments and the policies that apply; replaced when policies change.
     @exclusivity(unchecked) public internal(set) var settings: QueueSettings
 
@@ -98,6 +100,7 @@ public final class MessageQueue {
         self.exclusiveOwner = exclusiveOwner
         self.arguments = arguments
         self.type = QueueType(arguments: arguments)
+        self.serial = vhost.broker.nextQueueSerial()
         self.settings = settings
         self.ready = ReadyList(maxPriority: settings.maxPriority)
         self.lastUsed = now
