@@ -174,7 +174,9 @@ public final class ManagementAPI {
 
     /// Samples up to `queues` more queues; true when the round is done.
     public func rateStep(queues: Int) -> Bool {
-        guard var round = rateRound else { return true }
+        // Taken out while stepping: popping from a copy that `rateRound` still shares would
+        // copy the whole pending array every step (found in a profile with 100,000 queues).
+        guard var round = rateRound.take() else { return true }
         var n = queues
         while n > 0, let q = round.pending.popLast() {
             n -= 1
@@ -189,7 +191,6 @@ public final class ManagementAPI {
         }
         rates.record(RateSampler.global, Self.globalCounters(round.stats, ready: round.ready, unacked: round.unacked), now: round.now)
         rates.endRound()
-        rateRound = nil
         return true
     }
 

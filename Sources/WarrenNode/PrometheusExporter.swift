@@ -11,18 +11,16 @@ import WarrenManagement
 /// tests). Each scrape takes a snapshot on the broker loop and brings the metrics up to it:
 /// gauges are set, counters advance by what changed since the last scrape.
 final class PrometheusExporter: Sendable {
-    /// Node-wide series; the queue totals (no labels); the per-queue series. `/metrics` is the
-    /// first two, `/metrics/per-object` the first and the last (one metric name never appears
-    /// both with and without labels in one scrape).
+    /// Node-wide series and the queue totals (no labels). `/metrics` is the two,
+    /// `/metrics/per-object` the first and the per-queue series (`perQueueText`): one metric
+    /// name never appears both with and without labels in one scrape.
     private let aggregated = PrometheusCollectorRegistry()
     private let totals = PrometheusCollectorRegistry()
-    private let perObject = PrometheusCollectorRegistry()
     private let state: NIOLockedValueBox<State>
 
     struct State {
         var gauges: [String: CoreMetrics.Gauge] = [:]
         var counters: [String: (counter: CoreMetrics.Counter, last: UInt64)] = [:]
-        var queueSeries: Set<String> = []
     }
 
     init() {
@@ -86,31 +84,45 @@ final class PrometheusExporter: Sendable {
             gauge("rabbitmq_alarms_free_disk_space_watermark", s.alarms.contains("disk") ? 1 : 0)
             gauge("rabbitmq_alarms_file_descriptor_limit", 0)
             guard perObjectSeries else { return aggregated.emitToString() + totals.emitToString() }
-
-            let pf = PrometheusMetricsFactory(registry: perObject)
-            var live: Set<String> = []
-            for q in s.perQueue {
-                let dims = [("vhost", q.vhost), ("queue", q.name)]
-                live.insert(q.vhost + "\u{0}" + q.name)
-                gauge("rabbitmq_queue_messages_ready", Double(q.ready), dims, factory: pf)
-                gauge("rabbitmq_queue_messages_unacked", Double(q.unacked), dims, factory: pf)
-                gauge("rabbitmq_queue_messages", Double(q.ready + q.unacked), dims, factory: pf)
-                gauge("rabbitmq_queue_messages_ready_bytes", Double(q.readyBytes), dims, factory: pf)
-                gauge("rabbitmq_queue_consumers", Double(q.consumers), dims, factory: pf)
-                counter("rabbitmq_queue_messages_published_total", q.published, dims, factory: pf)
-                counter("rabbitmq_queue_messages_delivered_total", q.delivered, dims, factory: pf)
-                counter("rabbitmq_queue_messages_acknowledged_total", q.acknowledged, dims, factory: pf)
-                counter("rabbitmq_queue_messages_redelivered_total", q.redelivered, dims, factory: pf)
-            }
-            // Series of deleted queues go.
-            for gone in st.queueSeries.subtracting(live) {
-                let parts = gone.split(separator: "\u{0}", omittingEmptySubsequences: false)
-                let suffix = "|vhost=\(parts[0])|queue=\(parts[1])"
-                for k in st.gauges.keys where k.hasSuffix(suffix) { st.gauges.removeValue(forKey: k)?.destroy() }
-                for k in st.counters.keys where k.hasSuffix(suffix) { st.counters.removeValue(forKey: k)?.counter.destroy() }
-            }
-            st.queueSeries = live
-            return aggregated.emitToString() + perObject.emitToString()
+            return aggregated.emitToString() + Self.perQueueText(s.perQueue)
         }
+    }
+
+    /// The per-queue series, written straight as Prometheus text: the values are the queues'
+    /// own counters and gauges, and with 100,000 queues a registry of 900,000 series took
+    /// minutes of CPU a scrape. Deleted queues simply have no line.
+    static func perQueueText(_ queues: [MetricsSnapshot.Queue]) -> String {
+        typealias Q = MetricsSnapshot.Queue
+        let series: [(String, String, (Q) -> UInt64)] = [
+            ("rabbitmq_queue_messages_ready", "gauge", { UInt64($0.ready) }),
+            ("rabbitmq_queue_messages_unacked", "gauge", { UInt64($0.unacked) }),
+            ("rabbitmq_queue_messages", "gauge", { UInt64($0.ready + $0.unacked) }),
+            ("rabbitmq_queue_messages_ready_bytes", "gauge", { UInt64($0.readyBytes) }),
+            ("rabbitmq_queue_consumers", "gauge", { UInt64($0.consumers) }),
+            ("rabbitmq_queue_messages_published_total", "counter", { $0.published }),
+            ("rabbitmq_queue_messages_delivered_total", "counter", { $0.delivered }),
+            ("rabbitmq_queue_messages_acknowledged_total", "counter", { $0.acknowledged }),
+            ("rabbitmq_queue_messages_redelivered_total", "counter", { $0.redelivered }),
+        ]
+        let labels = queues.map { "{vhost=\"\(escape($0.vhost))\",queue=\"\(escape($0.name))\"} " }
+        var out = ""
+        out.reserveCapacity(queues.count * series.count * 80)
+        for (name, type, value) in series {
+            out += "# TYPE \(name) \(type)\n"
+            for (i, q) in queues.enumerated() {
+                out += name
+                out += labels[i]
+                out += String(value(q))
+                out += "\n"
+            }
+        }
+        return out
+    }
+
+    /// A label value in Prometheus' text format.
+    static func escape(_ v: String) -> String {
+        guard v.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return v }
+        return v.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 }

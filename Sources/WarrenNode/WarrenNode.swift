@@ -98,10 +98,7 @@ public final class WarrenNode: Sendable {
         // A round reads every queue: a few thousand per turn of the loop.
         self.rateTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(5)) { _ in
             management.value.startRateRound(now: broker.value.clock.nowMilliseconds())
-            func step() {
-                if !management.value.rateStep(queues: 2000) { loop.execute(step) }
-            }
-            step()
+            LoopSlices.run(on: loop) { management.value.rateStep(queues: 2000) }
         }
         // Message TTL and queue expiry: expired heads and unused queues go within 50 ms; the
         // store syncs what nobody waited for, checkpoints and compacts on the same beat.
@@ -230,16 +227,20 @@ extension WarrenNode {
         // loop does the API's own work, a slice per turn for long answers.
         var request = request
         request.parseBody()
-        // Each slice of a long answer is its own task on the loop: the loop serves its sockets
-        // between them, and no thread hop separates one slice from the next.
+        // Each slice of a long answer is its own task on the loop, with the loop's sockets
+        // served between them (see `LoopSlices`).
         let loop = management.eventLoop
         let promise = loop.makePromise(of: ManagementResponse.self)
         loop.execute { [request] in
-            func next(_ r: ManagementResponse) {
-                guard let id = r.continuation else { return promise.succeed(r) }
-                loop.execute { next(management.value.resume(id)) }
+            var response = management.value.respond(request, node: status)
+            LoopSlices.run(on: loop) {
+                guard let id = response.continuation else {
+                    promise.succeed(response)
+                    return true
+                }
+                response = management.value.resume(id)
+                return false
             }
-            next(management.value.respond(request, node: status))
         }
         return try await promise.futureResult.get().finish()
     }
@@ -258,11 +259,11 @@ extension WarrenNode {
         let promise = loop.makePromise(of: MetricsSnapshot.self)
         loop.execute {
             let taker = MetricsSnapshotTaker(broker.value, perObject: perObject)
-            func next() {
-                if taker.step(queues: 2000) { return promise.succeed(taker.snapshot) }
-                loop.execute(next)
+            LoopSlices.run(on: loop) {
+                guard taker.step(queues: 2000) else { return false }
+                promise.succeed(taker.snapshot)
+                return true
             }
-            next()
         }
         let snapshot = try await promise.futureResult.get()
         let text = prometheus.scrape(snapshot, node: status, cluster: configuration.broker.clusterName, perObjectSeries: perObject)
