@@ -91,15 +91,37 @@ let package = Package(
         ),
         // The long simulation mode and the core's benchmarks, in a release build.
         .executableTarget(name: "raft-sim", dependencies: ["Raft", "RaftTestKit"], swiftSettings: strict),
+        // What every Warren log is made of: segment files, CRC-checked records, the sync thread
+        // (group commit). The message store and the Raft write-ahead log both stand on it.
+        .target(
+            name: "WarrenLog",
+            dependencies: ["CWarrenCRC", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         // Durable storage: the shared log with group commit, paging, checkpoints, compaction,
         // recovery. Implements WarrenCore's MessageStore.
         .target(
             name: "WarrenStore",
             dependencies: [
-                "WarrenCore", "AMQPProtocol", "CWarrenCRC",
+                "WarrenCore", "AMQPProtocol", "CWarrenCRC", "WarrenLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The cluster: Raft groups hosted on a loop of their own, one write-ahead log for all of
+        // them, the links between nodes (framed, authenticated, optionally TLS).
+        .target(
+            name: "WarrenCluster",
+            dependencies: [
+                "Raft", "WarrenLog", "WarrenCore", "AMQPProtocol", "WarrenTLS",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),
@@ -149,7 +171,7 @@ let package = Package(
             name: "WarrenNode",
             dependencies: [
                 "WarrenTLS",
-                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenManagement",
+                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenManagement",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +186,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenNode", "WarrenCore", "WarrenStore",
+                "WarrenNode", "WarrenCore", "WarrenStore", "WarrenLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -213,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "WarrenStoreTests",
             dependencies: [
-                "WarrenStore", "WarrenCore", "AMQPProtocol", "CWarrenCRC",
+                "WarrenStore", "WarrenCore", "AMQPProtocol", "CWarrenCRC", "WarrenLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

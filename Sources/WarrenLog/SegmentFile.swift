@@ -1,31 +1,33 @@
 import Foundation
-import NIOCore
+public import NIOCore
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// Why the store cannot go on; the text is for the operator.
+/// Why a log (the message store's, the Raft write-ahead log) cannot go on; the text is for the
+/// operator.
 public struct StoreError: Error, CustomStringConvertible, Equatable {
     public let description: String
     public init(_ description: String) { self.description = description }
 
-    static func io(_ what: String, _ path: String) -> StoreError {
+    public static func io(_ what: String, _ path: String) -> StoreError {
         StoreError("\(what) '\(path)': \(String(cString: strerror(errno)))")
     }
 }
 
-/// One segment of the log on disk: a 16-byte header ("WRNSEG01", the segment number, 4 bytes
-/// reserved), then records. The only code that touches segment files.
-final class SegmentFile {
-    static let magic: [UInt8] = Array("WRNSEG01".utf8)
-    static let headerSize = 16
+/// One segment of a log on disk: a 16-byte header (8 magic bytes naming the log, the segment
+/// number, 4 bytes reserved), then records. The message store's segments start "WRNSEG01", the
+/// Raft write-ahead log's "WRNWAL01". The only code that touches segment files.
+public final class SegmentFile {
+    public static let magic: [UInt8] = Array("WRNSEG01".utf8)
+    public static let headerSize = 16
 
-    let number: UInt32
-    let path: String
-    private(set) var fd: Int32
+    public let number: UInt32
+    public let path: String
+    public private(set) var fd: Int32
     /// Where the next write goes (the file's length as far as this process wrote it).
-    private(set) var size: Int
+    public private(set) var size: Int
 
     private init(number: UInt32, path: String, fd: Int32, size: Int) {
         self.number = number
@@ -36,28 +38,28 @@ final class SegmentFile {
 
     deinit { close() }
 
-    static func fileName(_ number: UInt32) -> String {
+    public static func fileName(_ number: UInt32) -> String {
         let hex = String(number, radix: 16)
         return String(repeating: "0", count: max(0, 8 - hex.count)) + hex + ".seg"
     }
 
-    static func number(fromFileName name: String) -> UInt32? {
+    public static func number(fromFileName name: String) -> UInt32? {
         guard name.hasSuffix(".seg"), name.count == 12 else { return nil }
         return UInt32(name.dropLast(4), radix: 16)
     }
 
     /// Segment numbers present in `directory`, ascending.
-    static func list(_ directory: String) -> [UInt32] {
+    public static func list(_ directory: String) -> [UInt32] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.compactMap(number(fromFileName:)).sorted()
     }
 
-    static func path(_ directory: String, _ number: UInt32) -> String {
+    public static func path(_ directory: String, _ number: UInt32) -> String {
         (directory as NSString).appendingPathComponent(fileName(number))
     }
 
     /// A new, empty segment (its header written, not yet synced).
-    static func create(directory: String, number: UInt32) throws(StoreError) -> SegmentFile {
+    public static func create(directory: String, number: UInt32, magic: [UInt8] = SegmentFile.magic) throws(StoreError) -> SegmentFile {
         let path = path(directory, number)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .io("cannot create segment", path) }
@@ -71,7 +73,9 @@ final class SegmentFile {
     }
 
     /// An existing segment, its header checked.
-    static func open(directory: String, number: UInt32, writable: Bool = false) throws(StoreError) -> SegmentFile {
+    public static func open(
+        directory: String, number: UInt32, writable: Bool = false, magic: [UInt8] = SegmentFile.magic
+    ) throws(StoreError) -> SegmentFile {
         let path = path(directory, number)
         let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
         guard fd >= 0 else { throw .io("cannot open segment", path) }
@@ -85,13 +89,13 @@ final class SegmentFile {
         guard header.readableBytes == headerSize, header.getBytes(at: header.readerIndex, length: 8) == magic,
             header.getInteger(at: header.readerIndex + 8, as: UInt32.self) == number
         else {
-            throw StoreError("segment '\(path)' does not start with a Warren segment header for segment \(number)")
+            throw StoreError("segment '\(path)' does not start with a Warren \(String(decoding: magic, as: UTF8.self)) header for segment \(number)")
         }
         return file
     }
 
     /// Appends `buffer`'s readable bytes at the end of the file.
-    func append(_ buffer: ByteBuffer) throws(StoreError) {
+    public func append(_ buffer: ByteBuffer) throws(StoreError) {
         var written = 0
         let total = buffer.readableBytes
         let offset = size
@@ -111,7 +115,7 @@ final class SegmentFile {
     }
 
     /// Up to `length` bytes from `offset` (fewer at the end of the file).
-    func read(at offset: Int, length: Int) throws(StoreError) -> ByteBuffer {
+    public func read(at offset: Int, length: Int) throws(StoreError) -> ByteBuffer {
         var buffer = ByteBufferAllocator().buffer(capacity: length)
         var failed = false
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw -> Int in
@@ -133,16 +137,16 @@ final class SegmentFile {
     }
 
     /// fdatasync: the data (and the length) reach the disk.
-    func sync() throws(StoreError) {
+    public func sync() throws(StoreError) {
         guard fdatasync(fd) == 0 else { throw .io("cannot sync segment", path) }
     }
 
-    func truncate(to length: Int) throws(StoreError) {
+    public func truncate(to length: Int) throws(StoreError) {
         guard ftruncate(fd, off_t(length)) == 0 else { throw .io("cannot truncate segment", path) }
         size = length
     }
 
-    func close() {
+    public func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -151,7 +155,7 @@ final class SegmentFile {
 }
 
 /// fsync of a directory, so a created, renamed or deleted name is durable.
-func syncDirectory(_ path: String) throws(StoreError) {
+public func syncDirectory(_ path: String) throws(StoreError) {
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0 else { throw .io("cannot open directory", path) }
     defer { close(fd) }

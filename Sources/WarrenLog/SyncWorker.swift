@@ -1,23 +1,25 @@
-import Foundation
+public import Foundation
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// The store's one thread for blocking IO: fdatasync of the log (group commit) and atomic
-/// manifest writes. The event loop writes records itself (a write to the page cache is quick);
-/// only the waits for the disk happen here, so publishers keep being served meanwhile.
+/// A log's one thread for blocking IO: fdatasync of its segments (group commit) and atomic file
+/// writes (the store's manifest, Raft snapshots). The event loop writes records itself (a write
+/// to the page cache is quick); only the waits for the disk happen here, so the loop keeps
+/// serving meanwhile.
 ///
 /// Sync requests that arrive while a sync runs are merged into the next one: however many
 /// channels wait, each round costs one fdatasync per dirty segment.
-final class SyncWorker: @unchecked Sendable {
-    enum Job {
+public final class SyncWorker: @unchecked Sendable {
+    public enum Job: Sendable {
         /// fdatasync each of `fds`, then fsync each of `directories` (new segment names).
         case sync(position: UInt64, fds: Set<Int32>, directories: [String])
-        /// Sync `fds` and `directories`, then write `manifest` to `path` atomically (temp file,
-        /// fsync, rename, fsync of the directory). The manifest is encoded here, on this thread:
-        /// with 100,000 durable queues that takes long enough to stall the event loop.
-        case manifest(manifest: Manifest, path: String, fds: Set<Int32>, directories: [String], position: UInt64)
+        /// Sync `fds` and `directories`, then write what `contents` makes to `path` atomically
+        /// (temp file, fsync, rename, fsync of the directory). `contents` runs here, on this
+        /// thread: encoding a manifest of 100,000 durable queues takes long enough to stall an
+        /// event loop. `tag` tells the owner which write finished.
+        case write(path: String, contents: @Sendable () -> Data, fds: Set<Int32>, directories: [String], position: UInt64, tag: Int)
     }
 
     /// Called on the worker thread when a job finished; the store hops back to its loop.
@@ -29,7 +31,7 @@ final class SyncWorker: @unchecked Sendable {
     private var thread: Thread?
     private let finishedRunning = DispatchSemaphore(value: 0)
 
-    init(completed: @escaping @Sendable (Job, StoreError?) -> Void) {
+    public init(completed: @escaping @Sendable (Job, StoreError?) -> Void) {
         self.completed = completed
         // The thread holds the worker until stop() ends it.
         let t = Thread { self.run() }
@@ -38,7 +40,7 @@ final class SyncWorker: @unchecked Sendable {
         t.start()
     }
 
-    func requestSync(upTo position: UInt64, fds: Set<Int32>, directories: [String] = []) {
+    public func requestSync(upTo position: UInt64, fds: Set<Int32>, directories: [String] = []) {
         condition.lock()
         if let p = pendingSync {
             pendingSync = (max(p.position, position), p.fds.union(fds), Array(Set(p.directories + directories)))
@@ -49,7 +51,7 @@ final class SyncWorker: @unchecked Sendable {
         condition.unlock()
     }
 
-    func enqueue(_ job: Job) {
+    public func enqueue(_ job: Job) {
         condition.lock()
         jobs.append(job)
         condition.signal()
@@ -57,7 +59,7 @@ final class SyncWorker: @unchecked Sendable {
     }
 
     /// Finishes queued work, then ends the thread.
-    func stop() {
+    public func stop() {
         condition.lock()
         stopping = true
         condition.signal()
@@ -92,9 +94,9 @@ final class SyncWorker: @unchecked Sendable {
         switch job {
         case .sync(_, let fds, let directories):
             return Self.sync(fds, directories)
-        case .manifest(let manifest, let path, let fds, let directories, _):
+        case .write(let path, let contents, let fds, let directories, _, _):
             if let e = Self.sync(fds, directories) { return e }
-            return Self.writeAtomically(manifest.encoded(), to: path)
+            return Self.writeAtomically(contents(), to: path)
         }
     }
 
@@ -110,7 +112,7 @@ final class SyncWorker: @unchecked Sendable {
         return nil
     }
 
-    static func writeAtomically(_ data: Data, to path: String) -> StoreError? {
+    public static func writeAtomically(_ data: Data, to path: String) -> StoreError? {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return .io("cannot create", tmp) }

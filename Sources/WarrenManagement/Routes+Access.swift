@@ -20,13 +20,13 @@ extension ManagementAPI {
                 try require(.administrator, caller)
                 let body = try object(r)
                 if broker.vhosts[name] != nil { return Self.noContent }
-                broker.addVirtualHost(name, description: body["description"]?.stringValue ?? "", tags: Self.tagList(body["tags"]))
-                return Self.created
+                return try commit(.putVHost(name: name, description: body["description"]?.stringValue ?? "", tags: Self.tagList(body["tags"]))) { _ in
+                    Self.created
+                }
             case "DELETE":
                 try require(.administrator, caller)
                 guard broker.vhosts[name] != nil else { throw APIError.notFound }
-                try broker.deleteVirtualHost(name)
-                return Self.noContent
+                return try commit(.deleteVHost(name)) { _ in Self.noContent }
             default: throw APIError.methodNotAllowed
             }
         }
@@ -58,11 +58,13 @@ extension ManagementAPI {
             guard r.method == "POST" else { throw APIError.methodNotAllowed }
             // RabbitMQ deletes in order and stops at the first unknown user, naming it.
             guard let names = try object(r)["users"]?.arrayValue else { throw APIError.badRequest("[{key_missing,users}]") }
-            for case .string(let name) in names {
-                guard broker.users[name] != nil else { throw APIError.badRequest(["no_such_user", name]) }
-                try broker.deleteUser(name)
+            let all = names.compactMap(\.stringValue)
+            let known = all.prefix { broker.users[$0] != nil }
+            let unknown = known.count < all.count ? all[known.count] : nil
+            return try commitAll(known.map { .deleteUser($0) }) {
+                if let unknown { throw APIError.badRequest(["no_such_user", unknown]) }
+                return Self.noContent
             }
-            return Self.noContent
         }
         if p.count == 2 && p[1] == "without-permissions" && r.method == "GET" {
             let with = Set(broker.permissions.values.flatMap(\.keys))
@@ -101,12 +103,11 @@ extension ManagementAPI {
                 throw APIError.badRequest("key_missing: password or password_hash")
             }
             let tags = body["tags"] != nil ? Self.tagList(body["tags"]) : (existing?.tags ?? [])
-            broker.putUser(User(name: name, passwordHash: hash, tags: tags, limits: existing?.limits ?? UserLimits()))
-            return existing == nil ? Self.created : Self.noContent
+            let user = User(name: name, passwordHash: hash, tags: tags, limits: existing?.limits ?? UserLimits())
+            return try commit(.putUser(user)) { _ in existing == nil ? Self.created : Self.noContent }
         case "DELETE":
             guard broker.users[name] != nil else { throw APIError.notFound }
-            try broker.deleteUser(name)
-            return Self.noContent
+            return try commit(.deleteUser(name)) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }
@@ -161,21 +162,19 @@ extension ManagementAPI {
             }
             if topic {
                 let existed = broker.topicPermissions[vhost]?[user]?[try field("exchange")] != nil
-                try broker.setTopicPermissions(user: user, vhost: vhost, TopicPermission(exchange: try field("exchange"), write: try field("write"), read: try field("read")))
-                return existed ? Self.noContent : Self.created
+                let tp = TopicPermission(exchange: try field("exchange"), write: try field("write"), read: try field("read"))
+                return try commit(.setTopicPermission(user: user, vhost: vhost, tp)) { _ in existed ? Self.noContent : Self.created }
             }
             let existed = broker.permissions[vhost]?[user] != nil
-            try broker.setPermissionsChecked(user: user, vhost: vhost, Permission(configure: try field("configure"), write: try field("write"), read: try field("read")))
-            return existed ? Self.noContent : Self.created
+            let perm = Permission(configure: try field("configure"), write: try field("write"), read: try field("read"))
+            return try commit(.setPermissions(user: user, vhost: vhost, perm)) { _ in existed ? Self.noContent : Self.created }
         case "DELETE":
             if topic {
                 guard broker.topicPermissions[vhost]?[user] != nil else { throw APIError.notFound }
-                broker.clearTopicPermissions(user: user, vhost: vhost, exchange: r.query["exchange"])
-            } else {
-                guard broker.permissions[vhost]?[user] != nil else { throw APIError.notFound }
-                broker.clearPermissions(user: user, vhost: vhost)
+                return try commit(.clearTopicPermissions(user: user, vhost: vhost, exchange: r.query["exchange"])) { _ in Self.noContent }
             }
-            return Self.noContent
+            guard broker.permissions[vhost]?[user] != nil else { throw APIError.notFound }
+            return try commit(.clearPermissions(user: user, vhost: vhost)) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }
@@ -207,16 +206,14 @@ extension ManagementAPI {
             guard let applyTo = Policy.ApplyTo(rawValue: applyName) else { throw APIError.badRequest("unknown apply-to '\(applyName)'") }
             let priority = body["priority"]?.intValue ?? body["priority"]?.stringValue.flatMap { Int64($0) } ?? 0
             let existed = set[vhost]?[name] != nil
-            try broker.setPolicy(
-                Policy(name: name, vhost: vhost, pattern: pattern, applyTo: applyTo, priority: Int(priority), definition: definition),
-                operator: isOperator)
-            return existed ? Self.noContent : Self.created
+            let policy = Policy(name: name, vhost: vhost, pattern: pattern, applyTo: applyTo, priority: Int(priority), definition: definition)
+            try policy.validate(operator: isOperator)
+            return try commit(.setPolicy(policy, operator: isOperator)) { _ in existed ? Self.noContent : Self.created }
         case "DELETE":
             try require(.policymaker, caller)
             _ = try actingVHost(vhost, caller)
             guard set[vhost]?[name] != nil else { throw APIError.notFound }
-            try broker.clearPolicy(vhost: vhost, name: name, operator: isOperator)
-            return Self.noContent
+            return try commit(.clearPolicy(vhost: vhost, name: name, operator: isOperator)) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }
@@ -257,13 +254,13 @@ extension ManagementAPI {
             let body = try object(r)
             guard let value = body["value"] else { throw APIError.badRequest("key_missing: value") }
             let existed = broker.parameters[vhost]?[component]?[name] != nil
-            try broker.setParameter(vhost: vhost, component: component, name: name, value: value)
-            return existed ? Self.noContent : Self.created
+            return try commit(.setParameter(vhost: vhost, component: component, name: name, value: value)) { _ in
+                existed ? Self.noContent : Self.created
+            }
         case "DELETE":
             _ = try actingVHost(vhost, caller)
             guard broker.parameters[vhost]?[component]?[name] != nil else { throw APIError.notFound }
-            broker.clearParameter(vhost: vhost, component: component, name: name)
-            return Self.noContent
+            return try commit(.clearParameter(vhost: vhost, component: component, name: name)) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }
@@ -284,12 +281,10 @@ extension ManagementAPI {
             let body = try object(r)
             guard let value = body["value"] else { throw APIError.badRequest("key_missing: value") }
             let existed = broker.globalParameters[name] != nil
-            broker.setGlobalParameter(name: name, value: value)
-            return existed ? Self.noContent : Self.created
+            return try commit(.setGlobalParameter(name: name, value: value)) { _ in existed ? Self.noContent : Self.created }
         case "DELETE":
             guard broker.globalParameters[name] != nil else { throw APIError.notFound }
-            broker.clearGlobalParameter(name: name)
-            return Self.noContent
+            return try commit(.clearGlobalParameter(name)) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }
@@ -326,26 +321,21 @@ extension ManagementAPI {
                     })
                 }
             }
-            // A slice of objects per turn of the loop: a file with 100,000 queues does not hold
-            // AMQP traffic while it loads (the file was parsed off the loop by the shell).
-            let chunks = try Broker.definitionChunks(.object(doc), size: Self.sliceUnit)
-            var next = 0
+            // Chunks of a few hundred objects, each a change of its own applied in its own turn of
+            // the loop: a file with 100,000 queues does not hold AMQP traffic while it loads (it
+            // was parsed off the loop by the shell). Passwords are hashed and queues placed on
+            // this node before proposing (applying must not draw salts or look at who applies).
+            let prepared = try broker.preparedForImport(.object(doc))
+            let chunks = try Broker.definitionChunks(prepared, size: Self.importChunk)
             let by = caller.user.name
-            return try sliced(
-                SlicedWork { [broker] budget in
-                    while next < chunks.count {
-                        try broker.importDefinitions(chunks[next], quietly: true)
-                        next += 1
-                        if budget.exhausted { break }
-                    }
-                    guard next == chunks.count else { return nil }
-                    let count = { (k: String) in doc[k]?.arrayValue?.count ?? 0 }
-                    broker.logger.notice(
-                        "definitions imported through the management API",
-                        metadata: ["by": "\(by)", "users": "\(count("users"))", "vhosts": "\(count("vhosts"))", "queues": "\(count("queues"))",
-                                   "exchanges": "\(count("exchanges"))", "bindings": "\(count("bindings"))"])
-                    return Self.noContent
-                })
+            return try commitAll(chunks.map { .importDefinitions($0) }) { [broker] in
+                let count = { (k: String) in doc[k]?.arrayValue?.count ?? 0 }
+                broker.logger.notice(
+                    "definitions imported through the management API",
+                    metadata: ["by": "\(by)", "users": "\(count("users"))", "vhosts": "\(count("vhosts"))", "queues": "\(count("queues"))",
+                               "exchanges": "\(count("exchanges"))", "bindings": "\(count("bindings"))"])
+                return Self.noContent
+            }
         default: throw APIError.methodNotAllowed
         }
     }

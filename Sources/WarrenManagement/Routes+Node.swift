@@ -29,7 +29,7 @@ extension ManagementAPI {
         return .object([
             "management_version": .string(version), "rates_mode": .string("basic"),
             "product_name": .string("Warren"), "product_version": .string(version),
-            "rabbitmq_version": .string("3.10.8"), "cluster_name": .string(broker.configuration.clusterName),
+            "rabbitmq_version": .string("3.10.8"), "cluster_name": .string(broker.clusterName),
             "node": .string(nodeName),
             "object_totals": .object([
                 "connections": Self.int(conns.count), "channels": Self.int(conns.reduce(0) { $0 + $1.channelCount }),
@@ -117,7 +117,11 @@ extension ManagementAPI {
     /// Declares `aliveness-test` in the vhost, publishes a message to it and reads it back.
     func aliveness(_ vhostName: String, _ caller: Caller) throws -> ManagementResponse {
         let v = try actingVHost(vhostName, caller)
-        let (q, _) = try v.declareQueue(name: "aliveness-test", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        guard let q = v.queues["aliveness-test"] else {
+            return try commit(.declareQueue(QueueDeclaration(vhost: v.name, name: "aliveness-test", durable: false, node: broker.nodeName))) {
+                [self] _ in try aliveness(vhostName, caller)
+            }
+        }
         var body = ByteBuffer()
         body.writeString("test_message")
         q.enqueue(Message(exchange: "", routingKey: "aliveness-test", properties: BasicProperties(), body: body))

@@ -25,8 +25,7 @@ extension ManagementAPI {
             let v = try actingVHost(v.name, caller)
             guard v.exchanges[name] != nil else { throw APIError.notFound }
             try checkAccess(.configure, .exchange(name), caller, v)
-            try v.deleteExchange(named: name, ifUnused: r.query["if-unused"] == "true")
-            return Self.noContent
+            return try commit(.deleteExchange(vhost: v.name, name: name, ifUnused: r.query["if-unused"] == "true")) { _ in Self.noContent }
         }
         guard let x = v.exchanges[name] else { throw APIError.notFound }
         switch (r.method, p.count, p.count > 3 ? p[3] : "") {
@@ -56,11 +55,12 @@ extension ManagementAPI {
         if !existed && name.hasPrefix("amq.") {
             throw APIError.forbidden("exchange name '\(name)' contains reserved prefix 'amq.*'")
         }
-        try v.declareExchange(
-            name: name, type: type, durable: Self.bool(body["durable"], default: true),
-            autoDelete: Self.bool(body["auto_delete"], default: false), internal: Self.bool(body["internal"], default: false),
-            arguments: Broker.fieldTable(body["arguments"]?.objectValue))
-        return existed ? Self.noContent : Self.created
+        return try commit(
+            .declareExchange(
+                vhost: v.name, name: name, type: type, durable: Self.bool(body["durable"], default: true),
+                autoDelete: Self.bool(body["auto_delete"], default: false), internal: Self.bool(body["internal"], default: false),
+                arguments: Broker.fieldTable(body["arguments"]?.objectValue))
+        ) { _ in existed ? Self.noContent : Self.created }
     }
 
     private func publish(to x: Exchange, in v: VirtualHost, _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
@@ -95,9 +95,11 @@ extension ManagementAPI {
         case ("DELETE", 3, _):
             _ = try actingVHost(v.name, caller)
             try checkAccess(.configure, .queue(name), caller, v)
-            let (_, cancelled) = try v.deleteQueue(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
-            for c in cancelled { c.cancelledByBroker() }
-            return Self.noContent
+            try v.checkDeletable(q, ifUnused: r.query["if-unused"] == "true", ifEmpty: r.query["if-empty"] == "true")
+            return try commit(.deleteQueue(vhost: v.name, name: name)) { reply in
+                for c in reply.cancelled { c.cancelledByBroker() }
+                return Self.noContent
+            }
         case ("GET", 4, "bindings"):
             let declared = q.bindings.sorted(by: Broker.bindingOrder).map { Self.json(binding: $0, vhost: v.name) }
             return try list([Self.json(implicitBindingTo: q)] + declared)
@@ -116,11 +118,16 @@ extension ManagementAPI {
         let body = try object(r)
         let v = try actingVHost(vhostName, caller)
         try checkAccess(.configure, .queue(name), caller, v)
-        let (_, created) = try v.declareQueue(
-            name: name, durable: Self.bool(body["durable"], default: true), exclusive: false,
+        let declaration = QueueDeclaration(
+            vhost: v.name, name: name, durable: Self.bool(body["durable"], default: true),
             autoDelete: Self.bool(body["auto_delete"], default: false), arguments: Broker.fieldTable(body["arguments"]?.objectValue),
-            owner: nil)
-        return created ? Self.created : Self.noContent
+            node: broker.nodeName)
+        if let q = v.queues[name] {
+            try v.checkRedeclaration(q, declaration)
+            return Self.noContent
+        }
+        try v.validateNewQueue(declaration)
+        return try commit(.declareQueue(declaration)) { reply in reply.created ? Self.created : Self.noContent }
     }
 
     /// RabbitMQ's "get messages": takes up to `count`, then requeues, acks or rejects them all.
@@ -193,8 +200,12 @@ extension ManagementAPI {
                 try checkBindAccess(source, destination, caller, v)
                 let key = body["routing_key"]?.stringValue ?? ""
                 let arguments = Broker.fieldTable(body["arguments"]?.objectValue)
-                try v.bind(source: source, destination: destination, routingKey: key, arguments: arguments)
-                return ManagementResponse(status: 201, headers: [("Location", Self.propertiesKey(key, arguments))])
+                if source.isDefault || (destination.isExchange && destination.name.isEmpty) {
+                    throw AMQPError.accessRefused("operation not permitted on the default exchange")
+                }
+                return try commit(
+                    .bind(vhost: v.name, source: source.name, destination: destination.name, toExchange: destination.isExchange, routingKey: key, arguments: arguments)
+                ) { _ in ManagementResponse(status: 201, headers: [("Location", Self.propertiesKey(key, arguments))]) }
             default: throw APIError.methodNotAllowed
             }
         }
@@ -209,8 +220,12 @@ extension ManagementAPI {
         case "DELETE":
             _ = try actingVHost(v.name, caller)
             try checkBindAccess(source, destination, caller, v)
-            try v.unbind(source: source, destination: destination, routingKey: match.b.routingKey, arguments: match.b.arguments)
-            return Self.noContent
+            if source.isDefault { throw AMQPError.accessRefused("operation not permitted on the default exchange") }
+            return try commit(
+                .unbind(
+                    vhost: v.name, source: source.name, destination: destination.name, toExchange: destination.isExchange,
+                    routingKey: match.b.routingKey, arguments: match.b.arguments)
+            ) { _ in Self.noContent }
         default: throw APIError.methodNotAllowed
         }
     }

@@ -49,8 +49,10 @@ extension SlicedWork {
 }
 
 extension ManagementAPI {
-    /// Objects rendered between two looks at the clock; definitions imported per unit.
+    /// Objects rendered between two looks at the clock.
     static let sliceUnit = 32
+    /// Objects of a definitions import per change (one log entry).
+    static let importChunk = 32
 
     /// Runs the first slice; the answer, or a response that names the work to resume.
     func sliced(_ work: SlicedWork) throws -> ManagementResponse {
@@ -110,4 +112,56 @@ extension ManagementAPI {
 extension ManagementAPI {
     /// For tests: objects between two looks at the clock.
     public static var sliceUnitForTests: Int { sliceUnit }
+}
+
+extension ManagementAPI {
+    /// Proposes a definition change and answers with `finish` once it is applied (at once with
+    /// a local log; after the commit in a cluster, the answer waiting as a sliced one meanwhile).
+    /// A refusal answers as the broker's errors do; a change that could not be committed is 503.
+    func commit(_ command: MetadataCommand, then finish: @escaping (MetadataReply) throws -> ManagementResponse) throws -> ManagementResponse {
+        var outcome: MetadataOutcome?
+        broker.metadataLog.propose(command) { outcome = $0 }
+        return try sliced(
+            SlicedWork { _ in
+                guard let o = outcome else { return nil }
+                return try Self.finish(o, finish)
+            })
+    }
+
+    /// Several changes in order, with up to `window` of them proposed ahead (a cluster commits
+    /// them in the same rounds); within one turn of the loop no more than its budget is spent
+    /// (a local log applies them as they are proposed). The first refusal ends it.
+    func commitAll(_ commands: [MetadataCommand], window: Int = 64, then finish: @escaping () throws -> ManagementResponse) throws
+        -> ManagementResponse
+    {
+        var proposed = 0
+        var settled = 0
+        var outcomes: [Int: MetadataOutcome] = [:]
+        return try sliced(
+            SlicedWork { [broker] budget in
+                var inThisSlice = 0
+                while true {
+                    while let o = outcomes.removeValue(forKey: settled) {
+                        _ = try Self.finish(o) { _ in ManagementAPI.noContent }
+                        settled += 1
+                    }
+                    if settled == commands.count { return try finish() }
+                    // At least one per slice, however short the slice: the work always advances.
+                    if proposed - settled >= window || proposed == commands.count || (budget.exhausted && inThisSlice > 0) { return nil }
+                    inThisSlice += 1
+                    let i = proposed
+                    proposed += 1
+                    broker.metadataLog.propose(commands[i]) { outcomes[i] = $0 }
+                }
+            })
+    }
+
+    static func finish(_ o: MetadataOutcome, _ finish: (MetadataReply) throws -> ManagementResponse) throws -> ManagementResponse {
+        switch o {
+        case .done(let r): return try finish(r)
+        case .refused(.amqp(let e)): throw e
+        case .refused(.admin(let e)): throw e
+        case .notCommitted(let why): throw APIError(status: 503, error: "unavailable", reason: why)
+        }
+    }
 }

@@ -9,6 +9,7 @@ import AMQPServer
 public import WarrenManagement
 public import WarrenCore
 public import WarrenStore
+import WarrenLog
 public import WarrenTLS
 
 /// The composition root of a node: one event loop for the broker and its store, the services,

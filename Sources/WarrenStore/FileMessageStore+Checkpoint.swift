@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import WarrenCore
+import WarrenLog
 
 #if canImport(Glibc)
     import Glibc
@@ -59,7 +60,7 @@ extension FileMessageStore {
         dirtyFDs = [current.file.fd]
         let directories = newSegmentSinceSync ? [segmentsDirectory] : []
         newSegmentSinceSync = false
-        worker.enqueue(.manifest(manifest: manifest, path: manifestPath, fds: fds, directories: directories, position: position))
+        worker.enqueue(.write(path: manifestPath, contents: { manifest.encoded() }, fds: fds, directories: directories, position: position, tag: 0))
     }
 
     func completeCheckpoint(position: LogPosition) {

@@ -2,6 +2,7 @@ import DequeModule
 import Logging
 import NIOCore
 import WarrenCore
+import WarrenLog
 
 /// Compaction: a sealed segment whose messages have mostly left their queues has its live
 /// records copied to the head of the log, a step at a time, then retired like any dead

@@ -3,6 +3,7 @@ public import Foundation
 public import Logging
 import NIOCore
 public import WarrenCore
+public import WarrenLog
 
 /// The store: one append-only log of segment files shared by every queue, with group commit.
 ///
@@ -451,7 +452,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
         case .sync(let position, _, _):
             syncInFlight = false
             advanceDurable(to: position)
-        case .manifest(_, _, _, _, let position):
+        case .write(_, _, _, _, let position, _):
             manifestInFlight = false
             advanceDurable(to: position)
             completeCheckpoint(position: position)

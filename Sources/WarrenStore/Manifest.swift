@@ -1,13 +1,14 @@
 import Foundation
 import WarrenCore
+import WarrenLog
 
 /// The store's checkpoint, rewritten atomically (temp file, fsync, rename): which segments make
 /// up the log, which were retired (deleted, or being deleted), the log position the
 /// checkpoint describes, each durable queue's persisted messages and deliveries as of that
 /// position, and the metadata snapshot. Recovery starts from it and replays the records after
 /// `checkpoint`; message records are read from every live segment.
-struct Manifest: Equatable {
-    struct QueueEntry: Equatable {
+struct Manifest: Equatable, Sendable {
+    struct QueueEntry: Equatable, Sendable {
         var id: StoreQueueID
         var live: [SeqSegmentMap.Run]
         var delivered: [Range<UInt64>]

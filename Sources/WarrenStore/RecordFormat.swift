@@ -1,8 +1,9 @@
 import AMQPProtocol
 import NIOCore
 import WarrenCore
+import WarrenLog
 
-/// The log's records. Every record is
+/// The message store's records, in the framing of `LogRecord` (WarrenLog):
 ///
 ///     u32 length      payload bytes after this 12-byte header
 ///     u32 crc32c      over the length, type, flags and reserved bytes and the payload
@@ -70,43 +71,18 @@ enum RecordFormat {
     /// Appends a record to `buffer`; `payload` writes the payload. Returns the record's size.
     @discardableResult
     static func write(_ type: RecordType, flags: UInt8 = 0, into buffer: inout ByteBuffer, payload: (inout ByteBuffer) -> Void) -> Int {
-        let start = buffer.writerIndex
-        buffer.writeInteger(UInt32(0))
-        buffer.writeInteger(UInt32(0))
-        buffer.writeInteger(type.rawValue)
-        buffer.writeInteger(flags)
-        buffer.writeInteger(UInt16(0))
-        payload(&buffer)
-        let end = buffer.writerIndex
-        buffer.setInteger(UInt32(end - start - headerSize), at: start)
-        let crc = buffer.withVeryUnsafeBytes { raw -> UInt32 in
-            let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start..<(start + 4)]))
-            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[(start + 8)..<end]), continuing: first)
-        }
-        buffer.setInteger(crc, at: start + 4)
-        return end - start
+        LogRecord.write(type: type.rawValue, flags: flags, into: &buffer, payload: payload)
     }
 
     /// The record at the reader index of `buffer` (which is not moved).
     static func parse(_ buffer: ByteBuffer) -> RecordParse {
-        let available = buffer.readableBytes
-        guard available >= headerSize else { return .incomplete(headerSize) }
-        let base = buffer.readerIndex
-        let length = Int(buffer.getInteger(at: base, as: UInt32.self)!)
-        guard length <= maxPayload else { return .corrupt("record length \(length) is implausible") }
-        let size = headerSize + length
-        guard available >= size else { return .incomplete(size) }
-        let stored = buffer.getInteger(at: base + 4, as: UInt32.self)!
-        let crc = buffer.withUnsafeReadableBytes { raw -> UInt32 in
-            let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<4]))
-            return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[8..<size]), continuing: first)
+        switch LogRecord.parse(buffer, maxPayload: maxPayload) {
+        case .incomplete(let n): return .incomplete(n)
+        case .corrupt(let why): return .corrupt(why)
+        case .record(let r):
+            guard let type = RecordType(rawValue: r.type) else { return .corrupt("unknown record type") }
+            return .record(RawRecord(type: type, flags: r.flags, payload: r.payload, size: r.size))
         }
-        guard crc == stored else { return .corrupt("checksum mismatch") }
-        guard let type = RecordType(rawValue: buffer.getInteger(at: base + 8, as: UInt8.self)!) else {
-            return .corrupt("unknown record type")
-        }
-        let flags = buffer.getInteger(at: base + 9, as: UInt8.self)!
-        return .record(RawRecord(type: type, flags: flags, payload: buffer.getSlice(at: base + headerSize, length: length)!, size: size))
     }
 
     // MARK: message records

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import WarrenCore
+import WarrenLog
 
 /// What recovery did, for the log and the tests.
 public struct RecoveryReport: Sendable, Equatable {
@@ -38,7 +39,6 @@ struct Recovery {
     let segmentsDirectory: String
     let manifestPath: String
     let logger: Logger
-    static let chunkBytes = 8 * 1024 * 1024
 
     static func repairHint(_ directory: String) -> String {
         "run `warren repair --data-dir \((directory as NSString).deletingLastPathComponent)` to drop the damaged part (the messages in it are lost), or restore the data directory from a backup"
@@ -132,87 +132,27 @@ struct Recovery {
     private func scan(_ segment: FileMessageStore.Segment, isLast: Bool, state: inout ScanState, report: inout RecoveryReport) throws(StoreError) {
         let file = segment.file
         report.segmentsScanned += 1
-        var offset = SegmentFile.headerSize
-        let size = file.size
-        while offset < size {
-            var chunk = try file.read(at: offset, length: min(Self.chunkBytes, size - offset))
-            var progressed = false
-            recordLoop: while chunk.readableBytes > 0 {
-                switch RecordFormat.parse(chunk) {
-                case .record(let r):
-                    state.apply(r, at: LogPosition(segment: file.number, offset: UInt32(offset)), segment: segment)
-                    report.records += 1
-                    if r.type == .message { report.messages += 1 }
-                    chunk.moveReaderIndex(forwardBy: r.size)
-                    offset += r.size
-                    progressed = true
-                case .incomplete(let needed):
-                    if offset + needed <= size {
-                        if !progressed {
-                            // A record larger than the chunk: read it whole.
-                            chunk = try file.read(at: offset, length: needed)
-                            continue recordLoop
-                        }
-                        break recordLoop  // read the next chunk from here
-                    }
-                    // The file ends inside a record.
-                    try endOfDamage(segment, at: offset, isLast: isLast, reason: "the file ends inside a record", report: &report)
-                    report.bytesScanned += offset - SegmentFile.headerSize
-                    return
-                case .corrupt(let why):
-                    try endOfDamage(segment, at: offset, isLast: isLast, reason: why, report: &report)
-                    report.bytesScanned += offset - SegmentFile.headerSize
-                    return
-                }
-            }
+        let result = try LogScanner.scan(
+            file, isLast: isLast, maxPayload: RecordFormat.maxPayload, isKnown: Self.isKnown, hint: Self.repairHint(directory)
+        ) { (raw, offset) throws(StoreError) in
+            guard let type = RecordType(rawValue: raw.type) else { return }
+            let r = RawRecord(type: type, flags: raw.flags, payload: raw.payload, size: raw.size)
+            state.apply(r, at: LogPosition(segment: file.number, offset: UInt32(offset)), segment: segment)
+            report.records += 1
+            if r.type == .message { report.messages += 1 }
         }
-        report.bytesScanned += offset - SegmentFile.headerSize
-    }
-
-    /// A record that does not check out at `offset`: a torn tail if it is the end of the last
-    /// segment with nothing valid after it (cut off), corruption otherwise.
-    private func endOfDamage(
-        _ segment: FileMessageStore.Segment, at offset: Int, isLast: Bool, reason: String, report: inout RecoveryReport
-    ) throws(StoreError) {
-        let file = segment.file
-        if isLast, try !hasValidRecord(file, after: offset) {
-            report.tornTailBytes = file.size - offset
+        report.bytesScanned += result.bytes
+        if result.tornTailBytes > 0 {
+            report.tornTailBytes = result.tornTailBytes
             report.tornTailSegment = file.number
-            try file.truncate(to: offset)
-            try file.sync()
-            return
         }
-        throw StoreError(
-            "store: segment \(SegmentFile.fileName(file.number)) is corrupt at offset \(offset) (\(reason))\(isLast ? "; valid records follow, so this is not a torn write" : ""). \(Self.repairHint(directory))"
-        )
     }
 
-    /// Whether any whole, checksum-valid record starts somewhere after `offset` (then the damage
-    /// is in the middle of the log, not a torn write at its end).
-    func hasValidRecord(_ file: SegmentFile, after offset: Int) throws(StoreError) -> Bool {
-        let rest = try file.read(at: offset, length: file.size - offset)
-        return Self.firstValidRecord(in: rest, from: 1) != nil
-    }
+    static func isKnown(_ type: UInt8) -> Bool { RecordType(rawValue: type) != nil }
 
     /// The offset (within `buffer`) of the first whole valid record at or after `from`.
     static func firstValidRecord(in buffer: ByteBuffer, from: Int) -> Int? {
-        var i = from
-        let n = buffer.readableBytes
-        let base = buffer.readerIndex
-        while i + RecordFormat.headerSize <= n {
-            // Cheap checks first (type, flags, reserved bytes), so a long damaged tail is not
-            // checksummed at every offset.
-            let type = buffer.getInteger(at: base + i + 8, as: UInt8.self)!
-            let flags = buffer.getInteger(at: base + i + 9, as: UInt8.self)!
-            let reserved = buffer.getInteger(at: base + i + 10, as: UInt16.self)!
-            if RecordType(rawValue: type) != nil && flags <= 1 && reserved == 0 {
-                var b = buffer
-                b.moveReaderIndex(forwardBy: i)
-                if case .record = RecordFormat.parse(b) { return i }
-            }
-            i += 1
-        }
-        return nil
+        LogScanner.firstValidRecord(in: buffer, from: from, maxPayload: RecordFormat.maxPayload, isKnown: isKnown)
     }
 }
 

@@ -2,7 +2,7 @@
 /// consecutive sequence numbers in one segment. Messages are appended in sequence order, so a
 /// queue costs one run per segment it spans (plus a few where compaction moved messages).
 struct SeqSegmentMap {
-    struct Run: Equatable {
+    struct Run: Equatable, Sendable {
         var lo: UInt64
         var hi: UInt64
         var segment: UInt32

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+public import WarrenLog
 
 #if canImport(Glibc)
     import Glibc

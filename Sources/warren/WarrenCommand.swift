@@ -4,6 +4,7 @@ import Logging
 import WarrenCore
 import WarrenNode
 import WarrenStore
+import WarrenLog
 
 @main
 struct WarrenCommand: AsyncParsableCommand {

@@ -14,7 +14,7 @@ struct BookkeepingTests {
     @Test("acks in order, out of order, multiple, and unknown tags")
     func ledger() throws {
         let v = liveDefaultVirtualHost()
-        let (q, _) = try v.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        let (q, _) = try v.declareQueue(QueueDeclaration(vhost: v.name, name: "q", durable: false, node: v.broker.nodeName))
         var l = UnackedLedger()
         for t in [1, 2, 3, 5, 8] as [UInt64] { l.append(delivery(t, q)) }
         #expect(try l.take(tag: 3, multiple: false).map(\.tag) == [3])

@@ -38,6 +38,25 @@ struct PolicyTests {
         #expect(broker.vhosts["/"]!.queues["q1"]!.settings.messageTTL == 2)
     }
 
+    @Test("apply-to: queues of any type, classic_queues and quorum_queues by type, exchanges")
+    func applyToByQueueType() throws {
+        let broker = Broker()
+        for (name, applyTo) in [("any", Policy.ApplyTo.queues), ("classic", .classicQueues), ("quorum", .quorumQueues), ("x", .exchanges)] {
+            try broker.setPolicy(Policy(name: name, vhost: "/", pattern: "^\(name)", applyTo: applyTo, definition: ["max-length": .int(7)]))
+        }
+        let c = TestClient.ready(broker)
+        for name in ["any-c", "classic-c", "quorum-c", "x-c"] { c.declare(name, ["x-queue-type": .string("classic")]) }
+        for name in ["any-q", "classic-q", "quorum-q"] {
+            c.send(channel: 1, .queueDeclare(QueueDeclare(queue: name, durable: true, arguments: ["x-queue-type": .string("quorum")])))
+            _ = c.methods(channel: 1)
+        }
+        let policy = { (name: String) in broker.vhosts["/"]!.queues[name]?.settings.policyName }
+        #expect(policy("any-c") == "any" && policy("any-q") == "any")
+        #expect(policy("classic-c") == "classic" && policy("classic-q") == nil)
+        #expect(policy("quorum-q") == "quorum" && policy("quorum-c") == nil)
+        #expect(policy("x-c") == nil)
+    }
+
     @Test("alternate-exchange by policy")
     func alternateByPolicy() throws {
         let broker = Broker()

@@ -11,7 +11,7 @@ struct TopicRoutingTests {
         let vhost = broker.vhosts["/"]!
         let x = try vhost.declareExchange(name: "t", type: "topic", durable: false, autoDelete: false, internal: false, arguments: [:])
         for (i, b) in TopicTable.bindings.enumerated() {
-            let (q, _) = try vhost.declareQueue(name: b.name, durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+            let (q, _) = try vhost.declareQueue(QueueDeclaration(vhost: vhost.name, name: b.name, durable: false, node: vhost.broker.nodeName))
             // t27 is bound twice with different arguments in RabbitMQ's table.
             try vhost.bind(source: x, destination: .queue(q), routingKey: b.key, arguments: ["i": .int64(Int64(i))])
         }
@@ -44,7 +44,7 @@ struct TopicRoutingTests {
     func topicAndQueue() throws -> (VirtualHost, Exchange, MessageQueue) {
         let vhost = liveDefaultVirtualHost()
         let x = try vhost.declareExchange(name: "t", type: "topic", durable: false, autoDelete: false, internal: false, arguments: [:])
-        let (q, _) = try vhost.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        let (q, _) = try vhost.declareQueue(QueueDeclaration(vhost: vhost.name, name: "q", durable: false, node: vhost.broker.nodeName))
         return (vhost, x, q)
     }
 
@@ -110,7 +110,7 @@ struct OtherRoutingTests {
     func directAndFanout() throws {
         let broker = Broker()
         let v = broker.vhosts["/"]!
-        let (q, _) = try v.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        let (q, _) = try v.declareQueue(QueueDeclaration(vhost: v.name, name: "q", durable: false, node: v.broker.nodeName))
         let direct = v.exchanges["amq.direct"]!
         try v.bind(source: direct, destination: .queue(q), routingKey: "k", arguments: [:])
         try v.bind(source: direct, destination: .queue(q), routingKey: "k", arguments: ["other": 1])
@@ -136,7 +136,7 @@ struct OtherRoutingTests {
         let v = broker.vhosts["/"]!
         let a = try v.declareExchange(name: "a", type: "fanout", durable: false, autoDelete: false, internal: false, arguments: [:])
         let b = try v.declareExchange(name: "b", type: "fanout", durable: false, autoDelete: false, internal: false, arguments: [:])
-        let (q, _) = try v.declareQueue(name: "q", durable: false, exclusive: false, autoDelete: false, arguments: [:], owner: nil)
+        let (q, _) = try v.declareQueue(QueueDeclaration(vhost: v.name, name: "q", durable: false, node: v.broker.nodeName))
         try v.bind(source: a, destination: .exchange(b), routingKey: "", arguments: [:])
         try v.bind(source: b, destination: .exchange(a), routingKey: "", arguments: [:])
         try v.bind(source: b, destination: .queue(q), routingKey: "", arguments: [:])

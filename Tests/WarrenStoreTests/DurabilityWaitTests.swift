@@ -4,6 +4,7 @@ import Testing
 import WarrenCore
 
 @testable import WarrenStore
+import WarrenLog
 
 /// What a confirm waits for: the position the store names, and an answer when it is reached.
 /// Regressions for confirms held forever on an idle node (issue 13).

@@ -5,6 +5,7 @@ import Testing
 import WarrenCore
 
 @testable import WarrenStore
+import WarrenLog
 
 @Suite("Record format")
 struct FormatTests {

@@ -4,6 +4,7 @@ import Testing
 import WarrenCore
 
 @testable import WarrenStore
+import WarrenLog
 
 #if canImport(Glibc)
     import Glibc

@@ -6,6 +6,7 @@ import Testing
 import WarrenCore
 
 @testable import WarrenStore
+import WarrenLog
 
 /// Runs the store's loop tasks when the test says so (the sync thread posts from its own
 /// thread, hence the lock).

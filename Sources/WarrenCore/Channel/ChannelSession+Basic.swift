@@ -271,7 +271,7 @@ extension ChannelSession {
         }
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.queue(named: name, for: connection.id)
+        let queue = try vhost.queue(named: name, for: owner)
         if queue.type == .quorum && channelPrefetch > 0 {
             // RabbitMQ refuses it as a connection error (540), not a channel one.
             throw .notImplemented("\(queue.resourceDescription) does not support global qos")
@@ -322,7 +322,7 @@ extension ChannelSession {
     func cancel(_ m: BasicCancel) {
         if m.consumerTag == replyConsumerTag { stopReplies() }
         if let consumer = consumers.removeValue(forKey: m.consumerTag), consumer.queue.removeConsumer(consumer) {
-            consumer.queue.vhost.removeQueue(consumer.queue)
+            broker.proposeDeletion(of: consumer.queue, why: "auto-delete: its last consumer went")
         }
         // An unknown tag is not an error (the broker may have cancelled it already).
         if !m.nowait { connection.send(number, .basicCancelOk(BasicCancelOk(consumerTag: m.consumerTag))) }
@@ -352,7 +352,7 @@ extension ChannelSession {
     func get(_ m: BasicGet) throws(AMQPError) {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.queue(named: name, for: connection.id)
+        let queue = try vhost.queue(named: name, for: owner)
         guard let entry = queue.get(noAck: m.noAck) else {
             connection.send(number, .basicGetEmpty(BasicGetEmpty()))
             return

@@ -42,6 +42,10 @@ public final class ChannelSession {
     @exclusivity(unchecked) var writeCache: [String] = []
     @exclusivity(unchecked) var writeCacheVersion: UInt64 = .max
     @exclusivity(unchecked) var lastWriteChecked: String?
+    /// A metadata change this channel proposed is not committed yet; `held` are the commands
+    /// that arrived meanwhile, carried out once it is.
+    @exclusivity(unchecked) var awaitingMetadata = false
+    var held = Deque<AMQPCommand>()
     /// Direct reply-to: the consumer tag, the token replies are addressed to, the encoded
     /// deliver prefix.
     var replyConsumerTag: String?
@@ -110,8 +114,19 @@ public final class ChannelSession {
         case .heartbeat, .protocolHeader: command = nil
         }
         guard let command else { return true }
+        if awaitingMetadata {
+            // A change of this channel waits to be committed: what follows waits behind it, so
+            // the channel's commands take effect in order (a publish after its queue.declare).
+            held.append(command)
+            if held.count == Self.heldBeforePause { connection.holdReading(for: self, true) }
+            return true
+        }
         return try execute(consume command)
     }
+
+    /// Commands held behind a pending metadata change at which the connection stops reading
+    /// (other channels' commands wait in the socket instead of in memory).
+    static let heldBeforePause = 4096
 
     /// Carries out one command. Returns false when the client closed the channel.
     func execute(_ command: consuming AMQPCommand) throws(AMQPError) -> Bool {
@@ -175,6 +190,34 @@ public final class ChannelSession {
         return true
     }
 
+    // MARK: metadata changes
+
+    /// Proposes `command`; `then` answers the client once the outcome is known (at once with a
+    /// local log, after the commit in a cluster). Meanwhile the channel holds its later
+    /// commands. A refusal closes the channel (or the connection) as any error would; a change
+    /// that could not be committed is `541 INTERNAL_ERROR` with the reason.
+    func propose(
+        _ command: MetadataCommand, for method: (classID: UInt16, methodID: UInt16),
+        then reply: @escaping (MetadataReply) throws(AMQPError) -> Void
+    ) {
+        awaitingMetadata = true
+        broker.metadataLog.propose(command) { [self] outcome in
+            awaitingMetadata = false
+            guard state == .open else { return }
+            do throws(AMQPError) {
+                switch outcome {
+                case .done(let r): try reply(r)
+                case .refused(let e): throw e.amqpError
+                case .notCommitted(let why): throw AMQPError(.internalError, why)
+                }
+            } catch {
+                connection.channelFailed(self, error.classID == 0 ? error.with(classID: method.classID, methodID: method.methodID) : error)
+                return
+            }
+            connection.resumeHeld(self)
+        }
+    }
+
     // MARK: closing
 
     /// Closes the channel from the server side with a soft error.
@@ -193,6 +236,7 @@ public final class ChannelSession {
     /// go) and unacked deliveries return to their queues, in order, marked redelivered.
     func release(requeue: Bool) {
         stopReplies()
+        held.removeAll()
         if !durableWaits.isEmpty {
             durableWaits.removeAll()
             broker.stopWaiting(self)
@@ -202,7 +246,7 @@ public final class ChannelSession {
         transaction = nil
         let outstanding = unacked.takeAll()
         for c in cancelled where c.queue.removeConsumer(c) {
-            c.queue.vhost.removeQueue(c.queue)
+            broker.proposeDeletion(of: c.queue, why: "auto-delete: its last consumer went")
         }
         settle(outstanding, .requeue)
     }

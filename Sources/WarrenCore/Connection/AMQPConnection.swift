@@ -1,6 +1,7 @@
 public import AMQPProtocol
 public import Logging
 public import NIOCore
+import DequeModule
 
 /// What a connection needs from the socket it runs on. The server shell implements it with a
 /// NIO channel; tests implement it with a recorder.
@@ -111,7 +112,7 @@ public final class AMQPConnection {
         let serverLimits = ConnectionStateMachine.Limits(
             channelMax: config.channelMax, frameMax: config.frameMax, heartbeat: config.heartbeat)
         self.limits = serverLimits
-        self.machine = ConnectionStateMachine(serverLimits: serverLimits, serverProperties: Self.serverProperties(config))
+        self.machine = ConnectionStateMachine(serverLimits: serverLimits, serverProperties: Self.serverProperties(config, clusterName: broker.clusterName))
         self.reader = AMQPFrameReader(decoder: AMQPFrameDecoder(maxFrameSize: Self.preTuneFrameMax, expectsProtocolHeader: true))
     }
 
@@ -132,7 +133,7 @@ public final class AMQPConnection {
     public func channel(_ number: UInt16) -> ChannelSession? { channels[number] }
 
     /// The server properties of connection.start, advertising only what Warren implements.
-    static func serverProperties(_ config: BrokerConfiguration) -> FieldTable {
+    static func serverProperties(_ config: BrokerConfiguration, clusterName: String) -> FieldTable {
         let capabilities: FieldTable = [
             "publisher_confirms": true,
             "exchange_exchange_bindings": true,
@@ -146,7 +147,7 @@ public final class AMQPConnection {
         ]
         return [
             "capabilities": .table(capabilities),
-            "cluster_name": .string(config.clusterName),
+            "cluster_name": .string(clusterName),
             "copyright": "Copyright (c) the Warren authors",
             "information": "Warren, an AMQP 0-9-1 broker compatible with RabbitMQ clients",
             "platform": "Swift",
@@ -218,14 +219,7 @@ public final class AMQPConnection {
             do throws(AMQPError) {
                 if try !session.handle(frame) { channels[number] = nil }
             } catch {
-                if error.isHard {
-                    hardError(error)
-                } else {
-                    logger.warning(
-                        "channel error",
-                        metadata: ["channel": "\(number)", "operation": "\(AMQPMethod.name(classID: error.classID, methodID: error.methodID))", "reason": "\(error.text)"])
-                    session.close(with: error)
-                }
+                channelFailed(session, error)
             }
             return
         }
@@ -254,6 +248,46 @@ public final class AMQPConnection {
         }
         channels[number] = ChannelSession(number: number, connection: self, maxBodySize: broker.configuration.maxMessageSize)
         send(number, .channelOpenOk(ChannelOpenOk()))
+    }
+
+    /// An error while carrying out a channel's command: soft ones close the channel, hard ones
+    /// the connection.
+    func channelFailed(_ session: ChannelSession, _ error: AMQPError) {
+        if error.isHard {
+            hardError(error)
+        } else {
+            logger.warning(
+                "channel error",
+                metadata: ["channel": "\(session.number)", "operation": "\(AMQPMethod.name(classID: error.classID, methodID: error.methodID))", "reason": "\(error.text)"])
+            session.close(with: error)
+        }
+    }
+
+    /// A channel's metadata change was settled: carry out what it held meanwhile, until the
+    /// next change it waits for.
+    func resumeHeld(_ session: ChannelSession) {
+        let wasPausing = session.held.count >= ChannelSession.heldBeforePause
+        while !session.awaitingMetadata, session.state == .open, let next = session.held.popFirst() {
+            do throws(AMQPError) {
+                if try !session.execute(next) {
+                    if channels[session.number] === session { channels[session.number] = nil }
+                    break
+                }
+            } catch {
+                channelFailed(session, error)
+                break
+            }
+        }
+        if wasPausing && session.held.count < ChannelSession.heldBeforePause { holdReading(for: session, false) }
+        if !inReceive { receiveComplete() }
+    }
+
+    /// Channels whose held commands stop the connection's reading.
+    private var holdingChannels: Set<UInt16> = []
+
+    func holdReading(for session: ChannelSession, _ hold: Bool) {
+        if hold { holdingChannels.insert(session.number) } else { holdingChannels.remove(session.number) }
+        updateReading()
     }
 
     // MARK: actions
@@ -431,7 +465,10 @@ public final class AMQPConnection {
         }
         for q in pausedBy.values { q.forgetPausedPublisher(self) }
         pausedBy.removeAll()
-        for q in exclusiveQueues { q.vhost.removeQueue(q) }
+        // Its exclusive queues go with it, in every node's definitions.
+        if !exclusiveQueues.isEmpty {
+            broker.metadataLog.propose(.connectionClosed(QueueOwner(node: broker.nodeName, connection: id))) { _ in }
+        }
         exclusiveQueues.removeAll()
         confirmChannels.removeAll()
     }
@@ -525,7 +562,7 @@ public final class AMQPConnection {
 
     /// Reads from the socket unless flow control or an alarm (for a publisher) says not to.
     private func updateReading() {
-        let want = !released && pausedBy.isEmpty && !(alarmBlocked && hasPublished)
+        let want = !released && pausedBy.isEmpty && holdingChannels.isEmpty && !(alarmBlocked && hasPublished)
         guard want != readingEnabled else { return }
         readingEnabled = want
         transport?.setReading(want)

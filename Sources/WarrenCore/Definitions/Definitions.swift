@@ -33,6 +33,37 @@ extension Broker {
         ])
     }
 
+    /// A user from its definitions entry (a `password_hash`; nil when the entry is unreadable).
+    public static func user(fromJSON u: JSONValue) -> User? {
+        guard let name = u["name"]?.stringValue else { return nil }
+        var hash: PasswordHash?
+        if let h = u["password_hash"]?.stringValue, !h.isEmpty {
+            let algorithm = u["hashing_algorithm"]?.stringValue ?? PasswordHash.Algorithm.sha256.rawValue
+            guard let parsed = PasswordHash(base64: h, algorithm: algorithm) else { return nil }
+            hash = parsed
+        }
+        var tags: [String] = []
+        if let a = u["tags"]?.arrayValue {
+            tags = a.compactMap(\.stringValue)
+        } else if let s = u["tags"]?.stringValue {
+            tags = s.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        let l = u["limits"]?.objectValue ?? [:]
+        return User(
+            name: name, passwordHash: hash, tags: tags,
+            limits: UserLimits(maxConnections: l["max-connections"]?.intValue.map(Int.init), maxChannels: l["max-channels"]?.intValue.map(Int.init)))
+    }
+
+    /// A policy from its definitions entry.
+    public static func policy(fromJSON p: JSONValue) -> Policy? {
+        guard let name = p["name"]?.stringValue, let vhost = p["vhost"]?.stringValue, let pattern = p["pattern"]?.stringValue,
+            let applyTo = Policy.ApplyTo(rawValue: p["apply-to"]?.stringValue ?? "all")
+        else { return nil }
+        return Policy(
+            name: name, vhost: vhost, pattern: pattern, applyTo: applyTo, priority: Int(p["priority"]?.intValue ?? 0),
+            definition: (p["definition"] ?? .object([:])).pairsAsObject.objectValue ?? [:])
+    }
+
     public static func json(vhost v: VirtualHost) -> JSONValue {
         var limitPairs: [JSONValue] = []
         if let n = v.limits.maxConnections { limitPairs.append(.array([.string("max-connections"), .int(Int64(n))])) }
@@ -84,6 +115,22 @@ extension Broker {
             "auto_delete": .bool(q.autoDelete), "arguments": json(q.arguments), "type": .string(q.type.rawValue),
         ]
         if withStorage, let id = q.storeQueue?.id { o[storeIDKey] = .int(Int64(id)) }
+        return .object(o)
+    }
+
+    /// Key of the cluster section of a state snapshot (name and members).
+    static let clusterStateKey = "warren_cluster"
+
+    /// A queue as a state snapshot keeps it: its definition, and where it lives, who owns it
+    /// and which incarnation it is.
+    static func stateJSON(queue q: MessageQueue) -> JSONValue {
+        guard case .object(var o) = json(queue: q, withStorage: false) else { return .null }
+        o["node"] = .string(q.homeNode)
+        o["exclusive"] = .bool(q.isExclusive)
+        o["warren_incarnation"] = .int(Int64(bitPattern: q.incarnation))
+        if let owner = q.exclusiveOwner {
+            o["warren_owner"] = .object(["node": .string(owner.node), "connection": .int(Int64(bitPattern: owner.connection))])
+        }
         return .object(o)
     }
 
@@ -154,6 +201,31 @@ extension Broker {
 
     /// Imports definitions, creating or updating what they describe, in dependency order. Stops
     /// at the first invalid entry with an error that names it.
+    /// A definitions document made ready to propose: plain passwords hashed (salts are drawn
+    /// here, once, not by every node that applies it) and queues without a home placed on this
+    /// node.
+    public func preparedForImport(_ root: JSONValue) throws(AdminError) -> JSONValue {
+        guard var doc = root.objectValue else { throw AdminError("definitions: expected a JSON object") }
+        if let users = doc["users"]?.arrayValue {
+            doc["users"] = .array(users.map { u in
+                guard case .object(var o) = u, let pw = o["password"]?.stringValue else { return u }
+                let hash = PasswordHash.make(password: pw)
+                o["password"] = nil
+                o["password_hash"] = .string(hash.base64)
+                o["hashing_algorithm"] = .string(hash.algorithm.rawValue)
+                return .object(o)
+            })
+        }
+        if let queues = doc["queues"]?.arrayValue {
+            doc["queues"] = .array(queues.map { q in
+                guard case .object(var o) = q, o["node"] == nil else { return q }
+                o["node"] = .string(nodeName)
+                return .object(o)
+            })
+        }
+        return .object(doc)
+    }
+
     /// The sections of a definitions document in the order `importDefinitions` applies them.
     public static let definitionSections = [
         "users", "vhosts", "permissions", "topic_permissions", "parameters", "global_parameters", "policies", "exchanges",
@@ -297,11 +369,19 @@ extension Broker {
                 }
                 if arguments["x-queue-type"] == nil && type == "quorum" { arguments["x-queue-type"] = "quorum" }
             }
+            // A state snapshot's queues keep their owner and incarnation.
+            let owner = q["warren_owner"].flatMap { o -> QueueOwner? in
+                guard let node = o["node"]?.stringValue, let c = o["connection"]?.intValue else { return nil }
+                return QueueOwner(node: node, connection: ConnectionID(bitPattern: c))
+            }
             do throws(AMQPError) {
                 _ = try v.declareQueue(
-                    name: name, durable: q["durable"]?.boolValue ?? true, exclusive: false, autoDelete: q["auto_delete"]?.boolValue ?? false,
-                    arguments: arguments, owner: nil,
-                    storeID: q[Self.storeIDKey]?.intValue.map { StoreQueueID(truncatingIfNeeded: $0) })
+                    QueueDeclaration(
+                        vhost: v.name, name: name, durable: q["durable"]?.boolValue ?? true, exclusive: owner != nil,
+                        autoDelete: q["auto_delete"]?.boolValue ?? false, arguments: arguments, node: q["node"]?.stringValue ?? nodeName,
+                        requester: owner),
+                    storeID: q[Self.storeIDKey]?.intValue.map { StoreQueueID(truncatingIfNeeded: $0) },
+                    incarnation: q["warren_incarnation"]?.intValue.map { UInt64(bitPattern: $0) })
             } catch {
                 throw AdminError("definitions: queue '\(name)': \(error.text)")
             }
@@ -330,6 +410,11 @@ extension Broker {
             }
         }
         if skippedBindings > 0 { logger.warning("definitions: \(skippedBindings) binding(s) skipped") }
+        if let cluster = doc[Self.clusterStateKey] {
+            if let name = cluster["name"]?.stringValue { clusterName = name }
+            if let nodes = cluster["nodes"]?.objectValue { clusterNodes = nodes.compactMapValues(\.stringValue) }
+            onClusterChange?()
+        }
         // Replaying the store's journal imports one change at a time: not worth a line each.
         logger.log(level: isReplaying || quietly ? .debug : .notice, "imported definitions", metadata: ["users": "\(list("users").count)", "vhosts": "\(list("vhosts").count)", "queues": "\(list("queues").count)"])
     }
@@ -409,6 +494,9 @@ extension JSONValue {
 public final class DefinitionsExport {
     private unowned let broker: Broker
     private let durableOnly: Bool
+    /// The whole state, for the metadata log's snapshots: exclusive and transient objects too,
+    /// with each queue's home node, owner and incarnation, and the cluster's members.
+    private let state: Bool
     private var sections: [String: JSONValue]
     private var pendingQueues: [MessageQueue] = []
     private var pendingExchanges: [(VirtualHost, Exchange)] = []
@@ -416,9 +504,10 @@ public final class DefinitionsExport {
     private var exchanges: [JSONValue] = []
     private var bindings: [JSONValue] = []
 
-    public init(_ broker: Broker, durableOnly: Bool) {
+    public init(_ broker: Broker, durableOnly: Bool, state: Bool = false) {
         self.broker = broker
-        self.durableOnly = durableOnly
+        self.durableOnly = durableOnly && !state
+        self.state = state
         var vhosts: [JSONValue] = []
         var permissions: [JSONValue] = []
         var topicPermissions: [JSONValue] = []
@@ -461,6 +550,12 @@ public final class DefinitionsExport {
                 broker.globalParameters.sorted(by: { $0.key < $1.key }).map { Broker.json(globalParameter: $0.value, name: $0.key) }),
             "policies": .array(policies),
         ]
+        if state {
+            sections[Broker.clusterStateKey] = .object([
+                "name": .string(broker.clusterName),
+                "nodes": .object(broker.clusterNodes.mapValues { .string($0) }),
+            ])
+        }
     }
 
     /// Exports up to `objects` more queues and exchanges (with their bindings); true when all
@@ -469,8 +564,8 @@ public final class DefinitionsExport {
         var budget = objects
         while budget > 0, let q = pendingQueues.popLast() {
             budget -= 1
-            guard !q.isDeleted, !q.isExclusive, !durableOnly || q.durable else { continue }
-            queues.append(Broker.json(queue: q, withStorage: durableOnly))
+            guard !q.isDeleted, state || !q.isExclusive, !durableOnly || q.durable else { continue }
+            queues.append(state ? Broker.stateJSON(queue: q) : Broker.json(queue: q, withStorage: durableOnly))
             for b in q.bindings where !durableOnly || b.isDurable { bindings.append(Broker.json(b, vhost: q.vhost.name)) }
         }
         while budget > 0, let (v, x) = pendingExchanges.popLast() {

@@ -28,6 +28,11 @@ public enum BindingDestination: Hashable {
         }
     }
 
+    public var isExchange: Bool {
+        if case .exchange = self { return true }
+        return false
+    }
+
     /// "queue" or "exchange", as RabbitMQ's listings name the destination kind.
     public var kind: String {
         switch self {

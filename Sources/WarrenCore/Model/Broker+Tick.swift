@@ -18,7 +18,7 @@ extension Broker {
             }
             if q.tick(now: now) {
                 logger.info("queue expired (x-expires)", metadata: ["queue": "\(q.name)", "vhost": "\(q.vhost.name)"])
-                q.vhost.removeQueue(q)
+                proposeDeletion(of: q, why: "x-expires")
                 timedQueues[id] = nil
             }
         }

@@ -103,14 +103,42 @@ public final class Broker {
     public internal(set) var isReplaying = false
     /// What the store recovered for durable queues, by storage id, until their queues exist.
     var recoveredQueues: [StoreQueueID: RecoveredQueue] = [:]
+    /// True: the store's journal holds the definitions (a broker whose metadata log applies at
+    /// once: unit tests, the fuzzer). False: a replicated log holds them (the node's Raft
+    /// group) and the store records only which storage each durable queue of this node has
+    /// (`StorageClaim`).
+    public var definitionsInStore = true
+    /// Storage the store recovered, by the queue incarnation that owns it, until that queue is
+    /// made again by replaying the metadata log.
+    var storageClaims: [StorageClaim: StoreQueueID] = [:]
+    /// The position of the command being applied (0 outside `apply`): new queues take it as
+    /// their incarnation.
+    public internal(set) var applyingIndex: UInt64 = 0
     /// Channels with publisher confirms or a tx.commit-ok waiting for the store's fsync.
     var durabilityWaiters: [ObjectIdentifier: ChannelSession] = [:]
     /// Memory is tight: queues send new messages to the store instead of keeping them.
     public var pagingActive = false
     /// Message counters since start (management API, Prometheus).
     @exclusivity(unchecked) public internal(set) var stats = BrokerStats()
+    /// The cluster's name (`set_cluster_name`): a definition like the others.
+    public internal(set) var clusterName: String
+    /// The cluster's members by node name, with the address each is reached at on the cluster
+    /// port (empty for a broker that is no cluster's member).
+    public internal(set) var clusterNodes: [String: String] = [:]
+    /// Called after a committed change of `clusterNodes` or `clusterName` (the cluster layer
+    /// dials new members).
+    public var onClusterChange: (() -> Void)?
+    /// Where definition changes go to be ordered and made durable (`MetadataLog`): applied at
+    /// once by default; a node puts its Raft group here.
+    public var metadataLog: any MetadataLog {
+        get { _metadataLog ?? LocalMetadataLog(broker: self) }
+        set { _metadataLog = newValue }
+    }
+    private var _metadataLog: (any MetadataLog)?
     private var nextConnectionID: ConnectionID = 1
     private var queueSerial: UInt64 = 0
+    /// `LocalMetadataLog`'s positions.
+    var localLogIndex: UInt64 = 0
 
     func nextQueueSerial() -> UInt64 {
         queueSerial += 1
@@ -127,6 +155,7 @@ public final class Broker {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        self.clusterName = configuration.clusterName
         self.randomSource = random
         // As RabbitMQ on first boot: the default user, an administrator with full permissions
         // on the default vhost.
@@ -135,6 +164,9 @@ public final class Broker {
         putUser(User(name: configuration.defaultUser, password: configuration.defaultPassword, tags: ["administrator"]))
         setPermissions(user: configuration.defaultUser, vhost: configuration.defaultVirtualHost, .all)
     }
+
+    /// This node's name (`warren@host`).
+    public var nodeName: String { configuration.nodeName }
 
     // MARK: connections
 

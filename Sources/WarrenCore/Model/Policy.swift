@@ -8,12 +8,15 @@ public struct Policy: Sendable, Hashable {
         case quorumQueues = "quorum_queues"
         case streams
 
-        func applies(toQueue: Bool) -> Bool {
+        /// `queueType` nil: an exchange.
+        func applies(toQueueOf queueType: QueueType?) -> Bool {
             switch self {
             case .all: return true
-            case .queues, .classicQueues: return toQueue
-            case .exchanges: return !toQueue
-            case .quorumQueues, .streams: return false  // no such queues yet
+            case .queues: return queueType != nil
+            case .classicQueues: return queueType == .classic
+            case .quorumQueues: return queueType == .quorum
+            case .exchanges: return queueType == nil
+            case .streams: return false  // no streams
             }
         }
     }
@@ -171,9 +174,9 @@ public struct QueueSettings: Sendable, Equatable {
 
 extension Broker {
     /// The policy of highest priority that matches an object (ties: the first name in order).
-    func matchingPolicy(in set: [String: [String: Policy]], vhost: String, name: String, isQueue: Bool) -> Policy? {
+    func matchingPolicy(in set: [String: [String: Policy]], vhost: String, name: String, queueType: QueueType?) -> Policy? {
         var best: Policy?
-        for p in (set[vhost] ?? [:]).values where p.applyTo.applies(toQueue: isQueue) && CompiledPattern(p.pattern).matches(name) {
+        for p in (set[vhost] ?? [:]).values where p.applyTo.applies(toQueueOf: queueType) && CompiledPattern(p.pattern).matches(name) {
             if best == nil || p.priority > best!.priority || (p.priority == best!.priority && p.name < best!.name) { best = p }
         }
         return best

@@ -83,7 +83,7 @@ public final class VirtualHost {
         return x
     }
 
-    private func assertEquivalent(
+    func assertEquivalent(
         _ x: Exchange, type: String, durable: Bool, autoDelete: Bool, internal isInternal: Bool, arguments: FieldTable
     ) throws(AMQPError) {
         let what = describe(exchange: x.name)
@@ -122,13 +122,13 @@ public final class VirtualHost {
     // MARK: queues
 
     /// `no queue 'x' in vhost 'v'`, or 405 when another connection owns it exclusively.
-    public func queue(named name: String, for connection: ConnectionID?) throws(AMQPError) -> MessageQueue {
+    public func queue(named name: String, for connection: QueueOwner? = nil) throws(AMQPError) -> MessageQueue {
         guard let q = queues[name] else { throw .notFound("no \(describe(queue: name))") }
-        try checkExclusiveAccess(q, connection: connection)
+        if connection != nil { try checkExclusiveAccess(q, connection: connection) }
         return q
     }
 
-    func checkExclusiveAccess(_ q: MessageQueue, connection: ConnectionID?) throws(AMQPError) {
+    func checkExclusiveAccess(_ q: MessageQueue, connection: QueueOwner?) throws(AMQPError) {
         if let owner = q.exclusiveOwner, owner != connection { throw lockedError(q.name) }
     }
 
@@ -138,52 +138,82 @@ public final class VirtualHost {
         )
     }
 
-    /// Declares a queue, or checks an existing one is equivalent. Returns it and whether it is new.
-    public func declareQueue(
-        name: String, durable: Bool, exclusive: Bool, autoDelete: Bool, arguments: FieldTable,
-        owner: ConnectionID?, serverNamed: Bool = false, storeID: StoreQueueID? = nil
-    ) throws(AMQPError) -> (queue: MessageQueue, created: Bool) {
-        if let q = queues[name] {
-            try checkExclusiveAccess(q, connection: owner)
-            if q.isExclusive != exclusive { throw lockedError(name) }
-            let what = describe(queue: name)
-            if q.durable != durable {
-                throw .preconditionFailed("inequivalent arg 'durable' for \(what): received '\(durable)' but current is '\(q.durable)'")
-            }
-            if q.autoDelete != autoDelete {
-                throw .preconditionFailed(
-                    "inequivalent arg 'auto_delete' for \(what): received '\(autoDelete)' but current is '\(q.autoDelete)'")
-            }
-            try QueueArguments.assertEquivalent(current: q.arguments, received: arguments, resource: what)
-            q.lastUsed = broker.clock.nowMilliseconds()
-            return (q, false)
+    /// Checks that redeclaring an existing queue with `d` is allowed and equivalent (405 for
+    /// another connection's exclusive queue, 406 `inequivalent arg`). Declaring channels call it
+    /// before proposing: an equivalent redeclaration needs no change.
+    public func checkRedeclaration(_ q: MessageQueue, _ d: QueueDeclaration) throws(AMQPError) {
+        try checkExclusiveAccess(q, connection: d.requester)
+        if q.isExclusive != d.exclusive { throw lockedError(q.name) }
+        let what = describe(queue: q.name)
+        if q.durable != d.durable {
+            throw .preconditionFailed("inequivalent arg 'durable' for \(what): received '\(d.durable)' but current is '\(q.durable)'")
         }
-        if name.hasPrefix("amq.") && !serverNamed {
+        if q.autoDelete != d.autoDelete {
+            throw .preconditionFailed(
+                "inequivalent arg 'auto_delete' for \(what): received '\(d.autoDelete)' but current is '\(q.autoDelete)'")
+        }
+        try QueueArguments.assertEquivalent(current: q.arguments, received: d.arguments, resource: what)
+    }
+
+    /// The rules a new queue must meet (reserved names, arguments, quorum queues' properties,
+    /// the vhost's queue limit), in RabbitMQ's order. Declaring channels check them before
+    /// proposing, and applying the declaration checks them again.
+    public func validateNewQueue(_ d: QueueDeclaration) throws(AMQPError) {
+        let name = d.name
+        if name.hasPrefix("amq.") && !d.serverNamed {
             throw .accessRefused("queue name '\(name)' contains reserved prefix 'amq.*'")
         }
-        let type = QueueType(arguments: arguments)
-        if type == .quorum && serverNamed {
+        let type = QueueType(arguments: d.arguments)
+        if type == .quorum && d.serverNamed {
             throw .preconditionFailed("Cannot declare a server-named queue for type \(type.moduleName)")
         }
-        try QueueArguments.validate(arguments, queue: name, vhost: self.name)
+        try QueueArguments.validate(d.arguments, queue: name, vhost: self.name)
         if type == .quorum {
             try QueueArguments.checkQuorum(
-                arguments, queue: name, vhost: self.name, durable: durable, exclusive: exclusive, autoDelete: autoDelete)
+                d.arguments, queue: name, vhost: self.name, durable: d.durable, exclusive: d.exclusive, autoDelete: d.autoDelete)
         }
         if let max = limits.maxQueues, max >= 0, queues.count >= max {
             throw .preconditionFailed("cannot declare queue '\(name)': queue limit in vhost '\(self.name)' (\(max)) is reached")
         }
+    }
+
+    /// Declares a queue, or checks an existing one is equivalent. Returns it and whether it is new.
+    public func declareQueue(
+        _ d: QueueDeclaration, storeID: StoreQueueID? = nil, incarnation: UInt64? = nil
+    ) throws(AMQPError) -> (queue: MessageQueue, created: Bool) {
+        let name = d.name
+        let durable = d.durable
+        let exclusive = d.exclusive
+        let autoDelete = d.autoDelete
+        let arguments = d.arguments
+        if let q = queues[name] {
+            try checkRedeclaration(q, d)
+            q.lastUsed = broker.clock.nowMilliseconds()
+            return (q, false)
+        }
+        try validateNewQueue(d)
         let q = MessageQueue(
             name: name, vhost: self, durable: durable, autoDelete: autoDelete,
-            exclusiveOwner: exclusive ? owner : nil, arguments: arguments, settings: settings(forQueue: name, arguments: arguments),
-            now: broker.clock.nowMilliseconds())
+            exclusiveOwner: d.exclusiveOwner, arguments: arguments, settings: settings(forQueue: name, arguments: arguments),
+            now: broker.clock.nowMilliseconds(), homeNode: d.node)
+        q.incarnation = incarnation ?? broker.applyingIndex
         queues[name] = q
-        if durable && !exclusive, let store = broker.messageStore {
-            // A durable queue's storage is named in its journaled definition; after a restart the
-            // definition names it again and the queue takes back what the store recovered.
-            q.storeQueue = store.openQueue(id: storeID, durable: true)
-            if let id = storeID, let recovered = broker.recoveredQueues.removeValue(forKey: id) { q.attachRecovered(recovered) }
-            broker.journal(Broker.putChange("queues", Broker.json(queue: q, withStorage: true)))
+        if durable && !exclusive && q.isLocal, let store = broker.messageStore {
+            if broker.definitionsInStore {
+                // A durable queue's storage is named in its journaled definition; after a restart
+                // the definition names it again and the queue takes back what the store recovered.
+                q.storeQueue = store.openQueue(id: storeID, durable: true)
+                if let id = storeID, let recovered = broker.recoveredQueues.removeValue(forKey: id) { q.attachRecovered(recovered) }
+                broker.journal(Broker.putChange("queues", Broker.json(queue: q, withStorage: true)))
+            } else {
+                // The metadata log makes this incarnation again after a restart; the claim the
+                // store journaled says which storage is its.
+                let claim = StorageClaim(q)
+                let id = broker.storageClaims.removeValue(forKey: claim)
+                q.storeQueue = store.openQueue(id: id, durable: true)
+                if let id, let recovered = broker.recoveredQueues.removeValue(forKey: id) { q.attachRecovered(recovered) }
+                if id == nil, let opened = q.storeQueue?.id { store.appendMetadata(claim.json(storage: opened)) }
+            }
         }
         if q.hasDeadlines { broker.watch(q) }
         // Every queue is bound to the default exchange implicitly; the default router looks
@@ -191,14 +221,10 @@ public final class VirtualHost {
         return (q, true)
     }
 
-    /// Deletes a queue after the if-unused / if-empty checks; returns the ready messages dropped
-    /// and the consumers to notify (`Consumer.cancelledByBroker`) after the caller's reply.
-    public func deleteQueue(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) -> (
-        messages: Int, cancelled: [Consumer]
-    ) {
+    /// The if-unused / if-empty checks of a queue deletion (RabbitMQ's texts).
+    public func checkDeletable(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) {
         if ifUnused && q.consumerCount > 0 { throw .preconditionFailed("\(q.resourceDescription) in use") }
         if ifEmpty && q.messageCount > 0 { throw .preconditionFailed("\(q.resourceDescription) not empty") }
-        return detachQueue(q)
     }
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, vhost deletion) and
@@ -210,11 +236,14 @@ public final class VirtualHost {
         return n
     }
 
-    private func detachQueue(_ q: MessageQueue) -> (messages: Int, cancelled: [Consumer]) {
+    func detachQueue(_ q: MessageQueue) -> (messages: Int, cancelled: [Consumer]) {
         guard !q.isDeleted, queues[q.name] === q else { return (0, []) }
         queues[q.name] = nil
         for b in q.bindings { _ = removeBinding(b, autoDelete: true, journaled: false) }
         if q.durable && !q.isExclusive { broker.journal(Broker.deleteChange("queue", ["vhost": .string(name), "name": .string(q.name)])) }
+        if !broker.definitionsInStore, q.storeQueue?.durable == true, let store = broker.messageStore {
+            store.appendMetadata(StorageClaim(q).unclaimJSON)
+        }
         return q.markDeleted()
     }
 
@@ -271,15 +300,16 @@ public final class VirtualHost {
     // MARK: policies
 
     func settings(forQueue name: String, arguments: FieldTable) -> QueueSettings {
-        QueueSettings.resolve(
-            type: QueueType(arguments: arguments), arguments: arguments,
-            policy: broker.matchingPolicy(in: broker.policies, vhost: self.name, name: name, isQueue: true),
-            operatorPolicy: broker.matchingPolicy(in: broker.operatorPolicies, vhost: self.name, name: name, isQueue: true))
+        let type = QueueType(arguments: arguments)
+        return QueueSettings.resolve(
+            type: type, arguments: arguments,
+            policy: broker.matchingPolicy(in: broker.policies, vhost: self.name, name: name, queueType: type),
+            operatorPolicy: broker.matchingPolicy(in: broker.operatorPolicies, vhost: self.name, name: name, queueType: type))
     }
 
     func applyPolicy(to x: Exchange) {
         guard !x.isBuiltIn || !x.isDefault else { return }
-        let policy = broker.matchingPolicy(in: broker.policies, vhost: self.name, name: x.name, isQueue: false)
+        let policy = broker.matchingPolicy(in: broker.policies, vhost: self.name, name: x.name, queueType: nil)
         x.policyName = policy?.name
         x.alternateExchange = x.arguments["alternate-exchange"]?.stringValue ?? policy?.definition["alternate-exchange"]?.stringValue
         x.federationUpstream = policy?.definition["federation-upstream"]?.stringValue ?? policy?.definition["federation-upstream-set"]?.stringValue

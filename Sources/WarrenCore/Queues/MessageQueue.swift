@@ -38,7 +38,10 @@ public final class MessageQueue {
     public let durable: Bool
     public let autoDelete: Bool
     /// The connection that owns an exclusive queue; nil for shared queues.
-    public let exclusiveOwner: ConnectionID?
+    public let exclusiveOwner: QueueOwner?
+    /// The node that holds its messages. On the others it exists for its name, its bindings and
+    /// the management view; using it from there is the next issue's (docs/cluster.md).
+    public let homeNode: String
     public let arguments: FieldTable
     public let type: QueueType
     /// Unique among every queue this process has had (management rates are kept by it).
@@ -63,6 +66,12 @@ public final class MessageQueue {
     /// others; nil while the broker has no store.
     public internal(set) var storeQueue: (any StoreQueue)?
     public private(set) var isDeleted = false
+    /// Its own rules asked for its deletion (auto-delete, x-expires); not yet applied.
+    var deletionProposed = false
+    /// Which creation of this name it is: the metadata log position of the command that made
+    /// it (the same on every node). A queue deleted and declared again is another incarnation,
+    /// so replaying the log never hands one incarnation's stored messages to another.
+    public internal(set) var incarnation: UInt64 = 0
     /// Last use (declare, consume, get, last consumer gone), for `x-expires`.
     @exclusivity(unchecked) var lastUsed: Int64
     /// Holds messages with a deadline: the broker's tick looks at this queue.
@@ -90,9 +99,10 @@ public final class MessageQueue {
     public private(set) var noAckCount: UInt64 = 0
 
     init(
-        name: String, vhost: VirtualHost, durable: Bool, autoDelete: Bool, exclusiveOwner: ConnectionID?,
-        arguments: FieldTable, settings: QueueSettings, now: Int64
+        name: String, vhost: VirtualHost, durable: Bool, autoDelete: Bool, exclusiveOwner: QueueOwner?,
+        arguments: FieldTable, settings: QueueSettings, now: Int64, homeNode: String
     ) {
+        self.homeNode = homeNode
         self.name = name
         self.vhost = vhost
         self.durable = durable
@@ -113,6 +123,8 @@ public final class MessageQueue {
     public var messageBytes: Int { ready.bytes }
     public var consumerCount: Int { consumers.count }
     public var isExclusive: Bool { exclusiveOwner != nil }
+    /// Its messages live on this node.
+    public var isLocal: Bool { homeNode == vhost.broker.nodeName }
     /// True when a consumer holds the queue exclusively.
     public var hasExclusiveConsumer: Bool { consumers.first?.exclusive ?? false }
     /// With `x-single-active-consumer`, the one consumer that receives messages.

@@ -15,7 +15,7 @@ extension Broker {
 
     /// Records a durable metadata change, unless it is being replayed from the store.
     func journal(_ change: @autoclosure () -> JSONValue) {
-        guard let store = messageStore, !isReplaying else { return }
+        guard definitionsInStore, let store = messageStore, !isReplaying else { return }
         store.appendMetadata(change())
     }
 

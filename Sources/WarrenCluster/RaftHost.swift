@@ -1,0 +1,186 @@
+public import Logging
+public import NIOCore
+public import Raft
+
+/// What a Raft group's host hands to the state machine of that group, on the cluster loop.
+public protocol RaftGroupDelegate: AnyObject {
+    /// Entries committed (in order), or a snapshot to install first. Persisted already.
+    func committed(_ entries: [Entry], snapshot: Snapshot?, group: GroupID)
+    /// The leader as this node knows it changed (0: none known).
+    func leaderChanged(_ leader: NodeID, role: RaftNode.Role, term: Term, group: GroupID)
+}
+
+/// Where a host's messages go (the cluster transport; the tests' in-memory network).
+public protocol RaftMessageSender: AnyObject {
+    func send(_ messages: [(GroupID, Message)])
+}
+
+/// Drives the Raft groups of one node on the cluster's event loop (never the broker's: a node
+/// busy with clients must not miss its heartbeats): ticks them, steps their messages, and runs
+/// the persist-then-send cycle for all of them together, so one fsync of the shared WAL covers
+/// every group's round (group commit) and one batch per peer carries every group's messages.
+///
+/// A group's next Ready is taken only after its previous one was persisted, sent and applied:
+/// what is proposed meanwhile goes out in the next round (batching under load).
+public final class RaftHost {
+    public let loop: any EventLoop
+    public let wal: RaftWAL
+    public let logger: Logger
+    public weak var sender: (any RaftMessageSender)?
+
+    final class Group {
+        let id: GroupID
+        let node: RaftNode
+        weak var delegate: (any RaftGroupDelegate)?
+        var inFlight = false
+        var lastLeader: NodeID = 0
+        var lastRole: RaftNode.Role = .follower
+        init(id: GroupID, node: RaftNode, delegate: any RaftGroupDelegate) {
+            self.id = id
+            self.node = node
+            self.delegate = delegate
+        }
+    }
+
+    private var groups: [GroupID: Group] = [:]
+    private var processScheduled = false
+    private var tickTask: RepeatedTask?
+    private var closed = false
+
+    /// Raft's tick on this node: election timeouts are 10 to 20 ticks, heartbeats every 2.
+    public static let tickInterval = TimeAmount.milliseconds(50)
+
+    public init(loop: any EventLoop, wal: RaftWAL, logger: Logger) {
+        self.loop = loop
+        self.wal = wal
+        self.logger = logger
+    }
+
+    /// Starts ticking (on the loop).
+    public func start() {
+        loop.preconditionInEventLoop()
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        tickTask = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { _ in
+            bound.value.tick()
+        }
+    }
+
+    public func stop() {
+        closed = true
+        tickTask?.cancel()
+        tickTask = nil
+    }
+
+    /// Adds a group from what the WAL recovered for it (or, empty, a member that will be sent
+    /// the log or a snapshot by the leader).
+    @discardableResult
+    public func addGroup(_ id: GroupID, configuration: RaftConfiguration, delegate: any RaftGroupDelegate) -> RaftNode {
+        let state = wal.state(of: id)
+        let storage = WALGroupStorage(state: state)
+        let node = RaftNode(configuration: configuration, storage: storage)
+        groups[id] = Group(id: id, node: node, delegate: delegate)
+        // What was committed before the restart is applied again (the state machine is in
+        // memory): hand it over as soon as the loop turns.
+        scheduleProcess()
+        return node
+    }
+
+    /// A group founded here: the first configuration with these voters, at index 1.
+    public func bootstrap(_ id: GroupID, voters: Set<NodeID>, configuration: RaftConfiguration, delegate: any RaftGroupDelegate) -> RaftNode {
+        let first = Entry(term: 1, index: 1, payload: .config(.bootstrap(voters: voters)))
+        wal.save(id, hardState: HardState(term: 1, vote: 0, commit: 1), entries: [first], snapshot: nil)
+        let storage = WALGroupStorage(state: RaftWAL.GroupState(hardState: HardState(term: 1, vote: 0, commit: 1), snapshot: nil, entries: [first]))
+        let node = RaftNode(configuration: configuration, storage: storage)
+        groups[id] = Group(id: id, node: node, delegate: delegate)
+        scheduleProcess()
+        return node
+    }
+
+    public func removeGroup(_ id: GroupID) {
+        groups[id] = nil
+        wal.remove(id)
+    }
+
+    public func node(_ id: GroupID) -> RaftNode? { groups[id]?.node }
+
+    // MARK: inputs
+
+    /// Messages from peers (one batch from the transport).
+    public func receive(_ messages: [(GroupID, Message)]) {
+        for (g, m) in messages {
+            guard let group = groups[g] else { continue }
+            group.node.step(m)
+        }
+        scheduleProcess()
+    }
+
+    /// Runs `body` against a group's node, then processes what it produced.
+    public func withGroup<T>(_ id: GroupID, _ body: (RaftNode) throws -> T) rethrows -> T? {
+        guard let g = groups[id] else { return nil }
+        defer { scheduleProcess() }
+        return try body(g.node)
+    }
+
+    private func tick() {
+        guard !closed else { return }
+        for g in groups.values { g.node.tick() }
+        scheduleProcess()
+    }
+
+    // MARK: the cycle
+
+    private func scheduleProcess() {
+        guard !processScheduled, !closed else { return }
+        processScheduled = true
+        loop.assumeIsolated().execute { [self] in
+            processScheduled = false
+            process()
+        }
+    }
+
+    /// Takes every group's Ready, persists them all with one sync, then sends, applies and
+    /// advances each.
+    private func process() {
+        var round: [(Group, Ready)] = []
+        for g in groups.values where !g.inFlight && g.node.hasReady {
+            let ready = g.node.ready()
+            g.inFlight = true
+            wal.save(g.id, hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+            round.append((g, ready))
+        }
+        guard !round.isEmpty else { return }
+        wal.sync { [self] in
+            var out: [(GroupID, Message)] = []
+            for (g, ready) in round {
+                for m in ready.messages { out.append((g.id, m)) }
+            }
+            if !out.isEmpty { sender?.send(out) }
+            for (g, ready) in round {
+                if let change = ready.leaderChanged, change.leader != g.lastLeader || change.role != g.lastRole {
+                    g.lastLeader = change.leader
+                    g.lastRole = change.role
+                    g.delegate?.leaderChanged(change.leader, role: change.role, term: g.node.term, group: g.id)
+                }
+                if ready.snapshot != nil || !ready.committed.isEmpty {
+                    g.delegate?.committed(ready.committed, snapshot: ready.snapshot, group: g.id)
+                }
+                g.node.advance(ready)
+                g.inFlight = false
+            }
+            scheduleProcess()
+        }
+    }
+
+    /// Persists a snapshot the state machine took at `index` and lets the log before it go.
+    public func compact(_ id: GroupID, upTo index: LogIndex, data: [UInt8]) {
+        guard let g = groups[id], index <= g.node.appliedIndex, index > (g.node.latestSnapshot?.index ?? 0) else { return }
+        g.node.compact(upTo: index, data: data)
+        if let snap = g.node.latestSnapshot { wal.saveSnapshot(id, snap) }
+    }
+}
+
+/// The WAL's recovered state of one group, as the Raft core reads it at start.
+struct WALGroupStorage: RaftStorage {
+    let state: RaftWAL.GroupState
+    func initialState() -> (HardState, Snapshot?, [Entry]) { (state.hardState, state.snapshot, state.entries) }
+}
