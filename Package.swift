@@ -171,7 +171,7 @@ let package = Package(
             name: "WarrenNode",
             dependencies: [
                 "WarrenTLS",
-                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenManagement",
+                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenManagement", "WarrenCluster",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

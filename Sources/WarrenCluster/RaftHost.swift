@@ -33,6 +33,10 @@ public final class RaftHost {
         let node: RaftNode
         weak var delegate: (any RaftGroupDelegate)?
         var inFlight = false
+        /// Term and vote as last written: a Ready that changes neither (nor has entries or a
+        /// snapshot) needs no fsync before its messages go and its entries are applied.
+        var writtenTerm: Term = 0
+        var writtenVote: NodeID = 0
         var lastLeader: NodeID = 0
         var lastRole: RaftNode.Role = .follower
         init(id: GroupID, node: RaftNode, delegate: any RaftGroupDelegate) {
@@ -75,23 +79,31 @@ public final class RaftHost {
     /// the log or a snapshot by the leader).
     @discardableResult
     public func addGroup(_ id: GroupID, configuration: RaftConfiguration, delegate: any RaftGroupDelegate) -> RaftNode {
-        let state = wal.state(of: id)
-        let storage = WALGroupStorage(state: state)
-        let node = RaftNode(configuration: configuration, storage: storage)
-        groups[id] = Group(id: id, node: node, delegate: delegate)
-        // What was committed before the restart is applied again (the state machine is in
-        // memory): hand it over as soon as the loop turns.
-        scheduleProcess()
-        return node
+        add(id, state: wal.state(of: id), configuration: configuration, delegate: delegate)
     }
 
-    /// A group founded here: the first configuration with these voters, at index 1.
-    public func bootstrap(_ id: GroupID, voters: Set<NodeID>, configuration: RaftConfiguration, delegate: any RaftGroupDelegate) -> RaftNode {
-        let first = Entry(term: 1, index: 1, payload: .config(.bootstrap(voters: voters)))
-        wal.save(id, hardState: HardState(term: 1, vote: 0, commit: 1), entries: [first], snapshot: nil)
-        let storage = WALGroupStorage(state: RaftWAL.GroupState(hardState: HardState(term: 1, vote: 0, commit: 1), snapshot: nil, entries: [first]))
-        let node = RaftNode(configuration: configuration, storage: storage)
-        groups[id] = Group(id: id, node: node, delegate: delegate)
+    /// A group founded here: a first snapshot at index 1 holding `data` (the initial state)
+    /// with these voters. Written before anything else of the group, so the first fsync covers it.
+    public func bootstrap(
+        _ id: GroupID, voters: Set<NodeID>, data: [UInt8], configuration: RaftConfiguration, delegate: any RaftGroupDelegate
+    ) -> RaftNode {
+        let snapshot = Snapshot(index: 1, term: 1, membership: Membership(voters: voters), data: data)
+        let hs = HardState(term: 1, vote: 0, commit: 1)
+        wal.save(id, hardState: hs, entries: [], snapshot: snapshot)
+        return add(id, state: RaftWAL.GroupState(hardState: hs, snapshot: snapshot, entries: []), configuration: configuration, delegate: delegate)
+    }
+
+    private func add(_ id: GroupID, state: RaftWAL.GroupState, configuration: RaftConfiguration, delegate: any RaftGroupDelegate) -> RaftNode {
+        let node = RaftNode(configuration: configuration, storage: WALGroupStorage(state: state))
+        let g = Group(id: id, node: node, delegate: delegate)
+        g.writtenTerm = state.hardState.term
+        g.writtenVote = state.hardState.vote
+        groups[id] = g
+        // The state machine is in memory: it starts from the group's snapshot, and what was
+        // committed after it comes out of the first Ready.
+        if let snap = state.snapshot { delegate.committed([], snapshot: snap, group: id) }
+        // A group of one need not wait for an election timeout.
+        if node.membership.voters == [configuration.id] { node.campaign() }
         scheduleProcess()
         return node
     }
@@ -142,33 +154,49 @@ public final class RaftHost {
     /// advances each.
     private func process() {
         var round: [(Group, Ready)] = []
+        var needsSync = false
         for g in groups.values where !g.inFlight && g.node.hasReady {
             let ready = g.node.ready()
             g.inFlight = true
             wal.save(g.id, hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+            // What a message may promise (a vote, an append acknowledged) must be on disk before
+            // it is sent. A new commit index alone promises nothing: it is written with the next
+            // sync, and a restart that lost it learns it again.
+            if !ready.entries.isEmpty || ready.snapshot != nil { needsSync = true }
+            if let hs = ready.hardState, hs.term != g.writtenTerm || hs.vote != g.writtenVote {
+                g.writtenTerm = hs.term
+                g.writtenVote = hs.vote
+                needsSync = true
+            }
             round.append((g, ready))
         }
         guard !round.isEmpty else { return }
-        wal.sync { [self] in
-            var out: [(GroupID, Message)] = []
-            for (g, ready) in round {
-                for m in ready.messages { out.append((g.id, m)) }
-            }
-            if !out.isEmpty { sender?.send(out) }
-            for (g, ready) in round {
-                if let change = ready.leaderChanged, change.leader != g.lastLeader || change.role != g.lastRole {
-                    g.lastLeader = change.leader
-                    g.lastRole = change.role
-                    g.delegate?.leaderChanged(change.leader, role: change.role, term: g.node.term, group: g.id)
-                }
-                if ready.snapshot != nil || !ready.committed.isEmpty {
-                    g.delegate?.committed(ready.committed, snapshot: ready.snapshot, group: g.id)
-                }
-                g.node.advance(ready)
-                g.inFlight = false
-            }
-            scheduleProcess()
+        if needsSync {
+            wal.sync { [self] in finish(round) }
+        } else {
+            finish(round)
         }
+    }
+
+    private func finish(_ round: [(Group, Ready)]) {
+        var out: [(GroupID, Message)] = []
+        for (g, ready) in round {
+            for m in ready.messages { out.append((g.id, m)) }
+        }
+        if !out.isEmpty { sender?.send(out) }
+        for (g, ready) in round {
+            if let change = ready.leaderChanged, change.leader != g.lastLeader || change.role != g.lastRole {
+                g.lastLeader = change.leader
+                g.lastRole = change.role
+                g.delegate?.leaderChanged(change.leader, role: change.role, term: g.node.term, group: g.id)
+            }
+            if ready.snapshot != nil || !ready.committed.isEmpty {
+                g.delegate?.committed(ready.committed, snapshot: ready.snapshot, group: g.id)
+            }
+            g.node.advance(ready)
+            g.inFlight = false
+        }
+        scheduleProcess()
     }
 
     /// Persists a snapshot the state machine took at `index` and lets the log before it go.

@@ -44,6 +44,8 @@ public struct ManagementResponse: Sendable {
     /// Set while the API has more slices of this answer to do on the broker loop: the shell
     /// calls `ManagementAPI.resume(_:)` with it until it is nil (see `SlicedWork`).
     public internal(set) var continuation: UInt64?
+    /// An operation the node shell carries out; it answers in place of this response.
+    public internal(set) var nodeAction: NodeAction?
 
     enum Pending: Sendable {
         case json(JSONValue)

@@ -49,7 +49,7 @@ public final class MetricsSnapshotTaker {
         snapshot.connections = broker.connections.count
         snapshot.channels = broker.connections.values.reduce(0) { $0 + $1.channelCount }
         snapshot.stats = broker.stats
-        snapshot.alarms = broker.activeAlarms
+        snapshot.alarms = broker.localAlarms
         pending = broker.vhosts.values.flatMap { Array($0.queues.values) }
         if perObject { snapshot.perQueue.reserveCapacity(pending.count) }
     }

@@ -59,17 +59,39 @@ extension ManagementAPI {
             ("topic", "AMQP topic exchange, as per the AMQP specification"),
         ].map { .object(["name": .string($0.0), "description": .string($0.1), "enabled": .bool(true)]) })
 
+    /// Every member of the cluster: this node as it measures itself, the others as they last
+    /// said (or not running), RabbitMQ's fields.
+    func nodesJSON(_ n: NodeStatus) -> [JSONValue] {
+        guard let cluster = n.cluster else { return [nodeJSON(n)] }
+        var out: [JSONValue] = []
+        for m in cluster.members.sorted(by: { $0.name < $1.name }) {
+            if m.name == nodeName {
+                out.append(nodeJSON(n))
+                continue
+            }
+            var o = m.status?.objectValue ?? [:]
+            o["listeners"] = nil
+            o["alarms"] = nil
+            o["name"] = .string(m.name)
+            o["type"] = .string("disc")
+            o["running"] = .bool(m.running && m.status != nil)
+            o["partitions"] = .array([])
+            out.append(.object(o))
+        }
+        return out
+    }
+
     func nodeJSON(_ n: NodeStatus) -> JSONValue {
         .object([
-            "name": .string(nodeName), "type": .string("disc"), "running": .bool(true), "os_pid": .string(String(n.pid)),
+            "name": .string(nodeName), "type": .string("disc"), "running": .bool(!(n.cluster?.appStopped ?? false)), "os_pid": .string(String(n.pid)),
             "mem_used": Self.int(n.memoryUsed), "mem_limit": Self.int(n.memoryLimit),
-            "mem_alarm": .bool(broker.activeAlarms.contains("memory")),
+            "mem_alarm": .bool(broker.localAlarms.contains("memory")),
             "disk_free": Self.int(n.diskFree), "disk_free_limit": Self.int(n.diskFreeLimit),
-            "disk_free_alarm": .bool(broker.activeAlarms.contains("disk")),
+            "disk_free_alarm": .bool(broker.localAlarms.contains("disk")),
             "fd_used": Self.int(n.fdUsed), "fd_total": Self.int(n.fdTotal),
             "sockets_used": Self.int(broker.connections.count), "sockets_total": Self.int(n.fdTotal),
             "uptime": .int(n.uptimeMilliseconds), "processors": Self.int(n.processors), "rates_mode": .string("basic"),
-            "partitions": .array([]), "exchange_types": Self.exchangeTypes,
+            "partitions": .array((n.cluster?.partitions ?? []).map(JSONValue.string)), "exchange_types": Self.exchangeTypes,
             "auth_mechanisms": .array(["PLAIN", "AMQPLAIN", "EXTERNAL"].map { .object(["name": .string($0), "enabled": .bool(true)]) }),
         ])
     }
@@ -108,8 +130,13 @@ extension ManagementAPI {
 
     /// 200 {"status":"ok"}, or 503 naming the alarms in force (one node: the same for both).
     func alarmsCheck(local: Bool) -> ManagementResponse {
-        guard !broker.activeAlarms.isEmpty else { return .json(.object(["status": .string("ok")])) }
-        let alarms = broker.activeAlarms.sorted().map { JSONValue.object(["node": .string(nodeName), "resource": .string($0)]) }
+        var alarms = broker.localAlarms.sorted().map { JSONValue.object(["node": .string(nodeName), "resource": .string($0)]) }
+        if !local {
+            for (node, names) in broker.remoteAlarms.sorted(by: { $0.key < $1.key }) {
+                alarms += names.sorted().map { JSONValue.object(["node": .string(node), "resource": .string($0)]) }
+            }
+        }
+        guard !alarms.isEmpty else { return .json(.object(["status": .string("ok")])) }
         let reason = local ? "resource alarm(s) in effect on this node" : "resource alarm(s) in effect in the cluster"
         return .json(.object(["status": .string("failed"), "reason": .string(reason), "alarms": .array(alarms)]), status: 503)
     }
@@ -130,5 +157,35 @@ extension ManagementAPI {
             return .json(.object(["status": .string("failed"), "reason": .string("test message not received")]), status: 503)
         }
         return .json(.object(["status": .string("ok")]))
+    }
+}
+
+/// The node's own operations (`warrenctl cluster_status`, `join_cluster`, `forget_cluster_node`,
+/// `reset`, `stop_app`, `start_app`) under `/api/warren/...`: administrators only; the node
+/// shell carries them out.
+extension ManagementAPI {
+    func nodeAction(_ p: [String], _ r: ManagementRequest, _ caller: Caller) throws -> ManagementResponse {
+        try require(p[1] == "cluster" && p.count == 2 && r.method == "GET" ? .monitoring : .administrator, caller)
+        let action: NodeAction
+        switch (r.method, p.count, p[1]) {
+        case ("GET", 2, "cluster"): action = .clusterStatus
+        case ("POST", 3, "cluster") where p[2] == "forget":
+            guard let node = try object(r)["node"]?.stringValue, !node.isEmpty else {
+                throw APIError(status: 400, error: "bad_request", reason: "expected {\"node\": \"warren@host\"}")
+            }
+            action = .forgetNode(node)
+        case ("POST", 3, "cluster") where p[2] == "join":
+            guard let seed = try object(r)["node"]?.stringValue, !seed.isEmpty else {
+                throw APIError(status: 400, error: "bad_request", reason: "expected {\"node\": \"warren@host or HOST:PORT\"}")
+            }
+            action = .joinCluster(seed)
+        case ("POST", 3, "cluster") where p[2] == "reset": action = .reset
+        case ("POST", 3, "app") where p[2] == "stop": action = .stopApp
+        case ("POST", 3, "app") where p[2] == "start": action = .startApp
+        default: throw APIError.notFound
+        }
+        var response = ManagementResponse(status: 202)
+        response.nodeAction = action
+        return response
     }
 }

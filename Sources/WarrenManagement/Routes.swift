@@ -16,9 +16,20 @@ extension ManagementAPI {
         case ("GET", 1, "extensions"): return .json(.array([]))
         case ("GET", _, "nodes"):
             try require(.monitoring, caller)
-            if p.count == 1 { return try list([nodeJSON(node)]) }
-            guard p.count == 2, p[1] == nodeName else { throw APIError.notFound }
-            return .json(nodeJSON(node))
+            let all = nodesJSON(node)
+            if p.count == 1 { return try list(all) }
+            guard p.count == 2, let one = all.first(where: { $0["name"]?.stringValue == p[1] }) else { throw APIError.notFound }
+            return .json(one)
+        case ("GET", 1, "cluster-name"):
+            return .json(.object(["name": .string(broker.clusterName)]))
+        case ("PUT", 1, "cluster-name"):
+            try require(.administrator, caller)
+            guard let name = try object(r)["name"]?.stringValue, !name.isEmpty else {
+                throw APIError(status: 400, error: "bad_request", reason: "expected {\"name\": \"...\"}")
+            }
+            return try commit(.setClusterName(name)) { _ in Self.noContent }
+        case (_, _, "warren") where p.count >= 2:
+            return try nodeAction(p, r, caller)
         case (_, _, "connections"): return try connections(p, r, caller, list)
         case ("GET", _, "channels"):
             if p.count == 1 { return try list(visibleConnections(caller).flatMap(channels(of:)).map { json(channel: $0) }) }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -7,7 +8,8 @@ import Foundation
 /// nodes never share one.
 public final class DataDirectory: Sendable {
     public let path: String
-    private let lockFD: Int32
+    /// The locked `.lock` file; nil once released.
+    private let lockFD: Mutex<Int32?>
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
@@ -30,11 +32,20 @@ public final class DataDirectory: Sendable {
         let pid = "\(getpid())\n"
         _ = ftruncate(fd, 0)
         _ = pid.withCString { write(fd, $0, strlen($0)) }
-        self.lockFD = fd
+        self.lockFD = Mutex(fd)
     }
 
-    deinit {
-        flock(lockFD, LOCK_UN)
-        close(lockFD)
+    /// Lets another node (or this one, restarted in the same process) take the directory. Called
+    /// at the end of a shutdown, so a closure somewhere that still holds the node does not keep
+    /// the directory locked.
+    public func release() {
+        lockFD.withLock { fd in
+            guard let f = fd else { return }
+            flock(f, LOCK_UN)
+            close(f)
+            fd = nil
+        }
     }
+
+    deinit { release() }
 }

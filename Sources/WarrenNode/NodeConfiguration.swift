@@ -42,6 +42,27 @@ public struct NodeConfiguration: Sendable {
     public var managementMaxBodySize = 20_000_000
     public var prometheus = true
     public var prometheusPort = 15692
+    /// This node's name in the cluster (RabbitMQ's `rabbit@host` shape).
+    public var nodeName = NodeConfiguration.defaultNodeName
+    /// The cluster port (Raft and the cluster's own messages between nodes).
+    public var clusterPort = 25672
+    /// HOST:PORT the other nodes reach this one at (nil: the host name and the cluster port).
+    public var clusterAddress: String?
+    /// The cluster's name when this node founds it (nil: the node name).
+    public var clusterName: String?
+    /// HOST:PORT of the seed nodes; the first founds the cluster.
+    public var clusterSeeds: [String] = []
+    public var clusterSecret: String?
+    public var clusterSecretFile: String?
+    public var clusterTLSCertificate: String?
+    public var clusterTLSKey: String?
+    public var clusterTLSCACertificate: String?
+    /// Dial addresses by node name (NAME=HOST:PORT,...): the cluster driver's proxy.
+    public var clusterDial: [String: String] = [:]
+    /// Seconds a definition change may wait for the cluster to commit it.
+    public var metadataTimeoutSeconds = 5
+
+    public static let defaultNodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
 
     /// The AMQPS listener's TLS settings, or nil when no certificate is configured.
     public func tlsSettings() throws -> TLSSettings? {
@@ -60,6 +81,22 @@ public struct NodeConfiguration: Sendable {
     }
 
     public init() {}
+
+    /// The cluster links' TLS settings (mutual verification), or nil without a certificate.
+    public func clusterTLSSettings() throws -> TLSSettings? {
+        guard let cert = clusterTLSCertificate else {
+            if clusterTLSKey != nil || clusterTLSCACertificate != nil { throw Error("cluster-tls-key or cluster-tls-ca-cert given without cluster-tls-cert") }
+            return nil
+        }
+        guard let key = clusterTLSKey else { throw Error("cluster-tls-cert given without cluster-tls-key") }
+        guard let ca = clusterTLSCACertificate else { throw Error("cluster-tls-cert given without cluster-tls-ca-cert (the nodes verify each other)") }
+        var t = TLSSettings(certificatePath: cert, keyPath: key, caPath: ca)
+        t.verifyPeer = true
+        t.failIfNoPeerCertificate = true
+        t.minimumVersion = tlsMinimumVersion
+        t.ciphers = tlsCiphers
+        return t
+    }
 
     /// One configurable value.
     public struct Setting: Sendable {
@@ -185,6 +222,53 @@ public struct NodeConfiguration: Sendable {
         Setting(name: "tls-handshake-timeout", help: "Seconds a client has to finish the TLS handshake (default 5).") { c, v in
             c.tlsHandshakeTimeoutSeconds = try number(v, "tls-handshake-timeout", max: 3600)
         },
+        Setting(name: "node-name", help: "This node's name in the cluster (default warren@<short host name>).") { c, v in
+            guard !v.isEmpty, !v.contains(","), !v.contains("=") else { throw Error("node-name: expected a name like warren@host, got '\(v)'") }
+            c.nodeName = v
+        },
+        Setting(name: "cluster-port", help: "Port for the other nodes of the cluster; 0 picks a free one (default 25672).") { c, v in
+            c.clusterPort = try port(v, "cluster-port")
+        },
+        Setting(name: "cluster-address", help: "HOST:PORT the other nodes reach this one at (default: host name and cluster port).") { c, v in
+            guard v.contains(":") else { throw Error("cluster-address: expected HOST:PORT, got '\(v)'") }
+            c.clusterAddress = v
+        },
+        Setting(name: "cluster-name", help: "Name of a cluster this node founds (default: its node name).") { c, v in c.clusterName = v },
+        Setting(
+            name: "cluster-seeds",
+            help: "Comma-separated HOST:PORT of the cluster's seed nodes; the first founds the cluster, the others join it (default: none, a cluster of one)."
+        ) { c, v in
+            let seeds = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for s in seeds where !s.contains(":") { throw Error("cluster-seeds: expected HOST:PORT, got '\(s)'") }
+            c.clusterSeeds = seeds
+        },
+        Setting(name: "cluster-secret", help: "The secret every node of the cluster must know (as RabbitMQ's Erlang cookie).") { c, v in
+            c.clusterSecret = v
+        },
+        Setting(name: "cluster-secret-file", help: "File holding the cluster secret (default DATA_DIR/cluster-secret, made at first start).") { c, v in
+            c.clusterSecretFile = v
+        },
+        Setting(name: "cluster-tls-cert", help: "Certificate (PEM) for the cluster links; turns TLS on them on, with mutual verification.") { c, v in
+            c.clusterTLSCertificate = v
+        },
+        Setting(name: "cluster-tls-key", help: "Private key of the cluster certificate (PEM).") { c, v in c.clusterTLSKey = v },
+        Setting(name: "cluster-tls-ca-cert", help: "CA bundle (PEM) the other nodes' certificates are verified against.") { c, v in
+            c.clusterTLSCACertificate = v
+        },
+        Setting(name: "cluster-dial", help: "NAME=HOST:PORT,... (or ADDRESS=HOST:PORT): dial these nodes or seed addresses there instead (warren-cluster's proxy).") {
+            c, v in
+            var map: [String: String] = [:]
+            for pair in v.split(separator: ",") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard kv.count == 2, kv[1].contains(":") else { throw Error("cluster-dial: expected NAME=HOST:PORT, got '\(pair)'") }
+                map[kv[0]] = kv[1]
+            }
+            c.clusterDial = map
+        },
+        Setting(name: "metadata-timeout", help: "Seconds a definition change waits for the cluster to commit it before it fails (default 5).") { c, v in
+            c.metadataTimeoutSeconds = try number(v, "metadata-timeout", max: 3600)
+            if c.metadataTimeoutSeconds == 0 { throw Error("metadata-timeout: must be at least 1") }
+        },
     ]
 
     static func bool(_ v: String, _ name: String) throws -> Bool {
@@ -224,6 +308,7 @@ public struct NodeConfiguration: Sendable {
             }
         }
         _ = try config.tlsSettings()
+        _ = try config.clusterTLSSettings()
         if !config.plainListener && config.tlsCertificate == nil {
             throw Error("plain-listener off needs the AMQPS listener (tls-cert and tls-key)")
         }

@@ -5,10 +5,10 @@ import WarrenManagement
 /// monitor's latest reading, descriptors counted now.
 enum NodeStatusReader {
     static let startedAt = Date()
-    static let nodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
-
-    static func read(readings r: ResourceReadings, limits: ResourceLimits, listeners: [NodeStatus.Listener], managementPort: Int) -> NodeStatus {
-        var s = NodeStatus(name: nodeName)
+    static func read(
+        name: String, readings r: ResourceReadings, limits: ResourceLimits, listeners: [NodeStatus.Listener], managementPort: Int
+    ) -> NodeStatus {
+        var s = NodeStatus(name: name)
         s.pid = ProcessInfo.processInfo.processIdentifier
         s.uptimeMilliseconds = Int64(Date().timeIntervalSince(startedAt) * 1000)
         s.memoryUsed = r.residentMemory

@@ -99,13 +99,13 @@ extension Broker {
     /// Applies one evaluation: raises or clears the alarms, turns paging on or off.
     public func apply(resources r: ResourceReadings, limits: ResourceLimits) {
         let d = limits.evaluate(r)
-        if d.memoryAlarm != activeAlarms.contains("memory") {
+        if d.memoryAlarm != localAlarms.contains("memory") {
             logger.warning(
                 d.memoryAlarm ? "memory resource limit alarm set: publishers are blocked" : "memory resource limit alarm cleared",
                 metadata: ["used": "\(r.residentMemory)", "watermark": "\(limits.watermarkBytes(total: r.totalMemory))"])
             setAlarm("memory", active: d.memoryAlarm)
         }
-        if d.diskAlarm != activeAlarms.contains("disk") {
+        if d.diskAlarm != localAlarms.contains("disk") {
             logger.warning(
                 d.diskAlarm ? "disk resource limit alarm set: publishers are blocked" : "disk resource limit alarm cleared",
                 metadata: ["free": "\(r.diskFree ?? -1)", "limit": "\(limits.diskFreeLimit)"])

@@ -10,6 +10,7 @@ public import WarrenManagement
 public import WarrenCore
 public import WarrenStore
 import WarrenLog
+public import WarrenCluster
 public import WarrenTLS
 
 /// The composition root of a node: one event loop for the broker and its store, the services,
@@ -19,6 +20,9 @@ public final class WarrenNode: Sendable {
     public let logger: Logger
     public let dataDirectory: DataDirectory
     let group: MultiThreadedEventLoopGroup
+    let clusterGroup: MultiThreadedEventLoopGroup
+    /// This node's part of the cluster (its own loop).
+    public let cluster: ClusterNode
     public let broker: NIOLoopBound<Broker>
     public let store: NIOLoopBound<FileMessageStore>
     private let tickTask: RepeatedTask
@@ -38,6 +42,11 @@ public final class WarrenNode: Sendable {
     /// The listeners running now, as the overview shows them.
     let listeners = NIOLockedValueBox<[NodeStatus.Listener]>([])
     let managementPort = NIOLockedValueBox(0)
+    /// This node's own alarms and connection count as last measured (for the gossip).
+    let localAlarms = NIOLockedValueBox<Set<String>>([])
+    let connectionCount = NIOLockedValueBox(0)
+    /// `stop_app` / `start_app`.
+    public let appSwitch = AppSwitch()
 
     /// Opens the data directory, recovers the store (refusing to start on corruption, with a
     /// message that says what to do), rebuilds the broker from it and imports the definitions
@@ -48,28 +57,30 @@ public final class WarrenNode: Sendable {
         self.dataDirectory = try DataDirectory(path: configuration.resolvedDataDirectory())
         // Certificate problems stop the start with the file that is wrong.
         self.tlsContexts = try configuration.tlsSettings().map { try TLSContextBox(settings: $0) }
-        // One loop owns the broker and every connection (docs/architecture.md explains why).
+        // One loop owns the broker and every connection (docs/architecture.md explains why);
+        // the cluster has a loop of its own, so that heartbeats never wait behind clients.
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.clusterGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
+        let clusterLoop = clusterGroup.next()
         let brokerConfig = configuration.broker
         var brokerLogger = logger
         brokerLogger[metadataKey: "subsystem"] = "amqp"
         var storeLogger = logger
         storeLogger[metadataKey: "subsystem"] = "store"
+        var clusterLogger = logger
+        clusterLogger[metadataKey: "subsystem"] = "cluster"
         let definitions = configuration.loadDefinitions
         let storeDirectory = (dataDirectory.path as NSString).appendingPathComponent("store")
+        let nodeName = configuration.nodeName
+        let settings = try configuration.clusterSettings(dataDirectory: dataDirectory)
         let (broker, store, management) = try loop.submit { [brokerLogger, storeLogger] in
             var config = brokerConfig
             config.seedDefaults = false
-            config.nodeName = NodeStatusReader.nodeName
+            config.nodeName = nodeName
+            config.clusterName = settings.clusterName ?? nodeName
             let broker = Broker(configuration: config, logger: brokerLogger)
             let store = try FileMessageStore(directory: storeDirectory, logger: storeLogger) { task in loop.execute(task) }
-            // Unordered: recovery does not care, and sorting 100,000 queues on the loop does.
-            store.snapshotProvider = { [unowned broker] in
-                let export = DefinitionsExport(broker, durableOnly: true)
-                _ = export.step(objects: .max)
-                return export.result(ordered: false)
-            }
             store.onFatal = { error in
                 // Crash-only: after a failed write or fsync nothing more can be promised, and
                 // recovery at the next start is what makes the state right again.
@@ -77,15 +88,84 @@ public final class WarrenNode: Sendable {
                 exit(70)
             }
             broker.attach(store: store)
-            if store.isFresh {
-                // RabbitMQ's first boot: the default user and vhost, unless definitions say who.
-                if definitions == nil { broker.seedDefaults() }
-            } else {
-                broker.recover(metadata: store.recoveredMetadata, queues: store.recoveredQueues)
-            }
-            if let definitions { try broker.importDefinitions(file: definitions) }
-            let management = ManagementAPI(broker: broker, nodeName: NodeStatusReader.nodeName)
+            let management = ManagementAPI(broker: broker, nodeName: nodeName)
             return (NIOLoopBound(broker, eventLoop: loop), NIOLoopBound(store, eventLoop: loop), NIOLoopBound(management, eventLoop: loop))
+        }.wait()
+
+        // The definitions live in the cluster's metadata log; the store keeps messages, and which
+        // storage belongs to which durable queue.
+        let cluster = ClusterNode(
+            settings: settings, broker: try loop.submit { broker.value }.wait(), brokerLoop: loop, clusterLoop: clusterLoop,
+            dataDirectory: dataDirectory.path, logger: clusterLogger)
+        let fresh = try clusterLoop.submit { try cluster.openLog() }.wait()
+        _ = try cluster.listen().wait()
+        let founder = cluster.isFounder
+        let initialState: [UInt8]? = try loop.submit { () throws -> [UInt8]? in
+            let b = broker.value
+            let s = store.value
+            b.definitionsInStore = false
+            s.snapshotProvider = { [unowned b] in b.storageClaimsSnapshot() }
+            let legacy = !s.isFresh && !Broker.isClaimsMetadata(s.recoveredMetadata)
+            guard fresh && founder else {
+                if fresh && legacy {
+                    storeLogger.warning("this node's earlier definitions are replaced by the cluster's it joins; queues the cluster lacks lose their messages")
+                }
+                b.recoverStorage(metadata: s.recoveredMetadata, queues: s.recoveredQueues)
+                return nil
+            }
+            // A new cluster starts from this node's state: what an earlier Warren journaled in its
+            // store, or a definitions file, or RabbitMQ's first-boot defaults.
+            if legacy {
+                b.definitionsInStore = true
+                b.recover(metadata: s.recoveredMetadata, queues: s.recoveredQueues)
+                b.definitionsInStore = false
+                s.requestCheckpoint()
+            } else {
+                b.recoverStorage(metadata: s.recoveredMetadata, queues: s.recoveredQueues)
+                if let definitions { try b.importDefinitions(file: definitions) } else { b.seedDefaults() }
+            }
+            b.setClusterNodes([nodeName: cluster.address])
+            return Array(b.stateSnapshot().jsonText.utf8)
+        }.wait()
+        let started = try clusterLoop.submit { cluster.start(initialState: initialState) }.wait()
+        self.cluster = cluster
+        try loop.submit {
+            let b = broker.value
+            b.metadataLog = cluster.metadata
+            b.onClusterChange = { [unowned b] in
+                let nodes = b.clusterNodes
+                let name = b.clusterName
+                clusterLoop.execute { cluster.registryChanged(nodes, name: name) }
+            }
+            b.onClusterChange?()
+            cluster.metadata.start()
+        }.wait()
+        try Self.waitUntilServing(cluster, started: started, brokerLoop: loop, logger: clusterLogger)
+        try loop.submit { [brokerLogger] in
+            let b = broker.value
+            switch started {
+            case .restarted:
+                // This node's transient and exclusive queues of before are gone; its proposals
+                // wait until the cluster has recorded that.
+                cluster.metadata.proposeRestart()
+            case .founded, .joining:
+                cluster.metadata.openGate()
+            }
+            if b.clusterNodes[nodeName] != cluster.address {
+                b.metadataLog.propose(.registerNode(name: nodeName, address: cluster.address)) { _ in }
+            }
+            if started != .founded, let definitions {
+                do {
+                    let data = try Data(contentsOf: URL(fileURLWithPath: definitions))
+                    guard let doc = JSONValue(jsonText: String(decoding: data, as: UTF8.self)) else { throw AdminError("not valid JSON") }
+                    b.metadataLog.propose(.importDefinitions(try b.preparedForImport(doc))) { outcome in
+                        if case .done = outcome { return }
+                        brokerLogger.error("definitions file not imported", metadata: ["file": "\(definitions)", "outcome": "\(outcome)"])
+                    }
+                } catch {
+                    brokerLogger.error("definitions file not imported: \(error)", metadata: ["file": "\(definitions)"])
+                }
+            }
         }.wait()
         self.broker = broker
         self.store = store
@@ -111,11 +191,17 @@ public final class WarrenNode: Sendable {
         self.resourceLimits = limits
         let dataPath = dataDirectory.path
         let readings = lastReadings
+        let alarms = localAlarms
+        let connections = connectionCount
         self.monitorTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
             let r = ResourceReadings.read(dataDirectory: dataPath)
             readings.withLockedValue { $0 = r }
             broker.value.apply(resources: r, limits: limits.withLockedValue { $0 })
+            alarms.withLockedValue { $0 = broker.value.localAlarms }
+            connections.withLockedValue { $0 = broker.value.connections.count }
         }
+        startGossip()
+        followRemoteAlarms()
     }
 
     /// Changes the alarm limits and re-evaluates them at once.
@@ -143,20 +229,23 @@ public final class WarrenNode: Sendable {
         let listeners = self.listeners
         func noting(_ name: String, _ then: @escaping @Sendable (SocketAddress) -> Void) -> @Sendable (SocketAddress) -> Void {
             { address in
-                listeners.withLockedValue { $0.append(NodeStatus.Listener(protocolName: name, ip: address.ipAddress ?? "", port: address.port ?? 0)) }
+                listeners.withLockedValue { list in
+                    list.removeAll { $0.protocolName == name }
+                    list.append(NodeStatus.Listener(protocolName: name, ip: address.ipAddress ?? "", port: address.port ?? 0))
+                }
                 then(address)
             }
         }
         if configuration.plainListener {
             list.append(
-                AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: noting("amqp", onAMQPListening)))
+                AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, appSwitch: appSwitch, onListening: noting("amqp", onAMQPListening)))
         }
         if let tls = tlsContexts {
             var amqps = amqp
             amqps.port = configuration.amqpsPort
             amqps.tls = AMQPTLSOptions(contexts: tls, handshakeTimeout: .seconds(Int64(configuration.tlsHandshakeTimeoutSeconds)))
             list.append(
-                AMQPService(configuration: amqps, broker: broker, shutdownTimeout: shutdown, logger: logger, onListening: noting("amqp/ssl", onAMQPSListening)))
+                AMQPService(configuration: amqps, broker: broker, shutdownTimeout: shutdown, logger: logger, appSwitch: appSwitch, onListening: noting("amqp/ssl", onAMQPSListening)))
             list.append(TLSReloadService(contexts: tls, logger: logger))
         }
         if configuration.management {
@@ -196,9 +285,14 @@ public final class WarrenNode: Sendable {
         monitorTask.cancel()
         rateTask.cancel()
         lagTask.cancel()
+        let cluster = self.cluster
+        try await broker.eventLoop.submit { cluster.metadata.stop() }.get()
+        try await cluster.loop.submit { cluster.stop() }.get()
         let store = self.store
         try await store.eventLoop.submit { store.value.close() }.get()
         try await group.shutdownGracefully()
+        try await clusterGroup.shutdownGracefully()
+        dataDirectory.release()
     }
 
     /// Runs `body` with the broker on its event loop (the admin interface's way in).
@@ -212,6 +306,7 @@ extension WarrenNode {
     /// The node as the management API reports it, measured now.
     func nodeStatus() -> NodeStatus {
         NodeStatusReader.read(
+            name: configuration.nodeName,
             readings: lastReadings.withLockedValue { $0 } ?? ResourceReadings.read(dataDirectory: dataDirectory.path),
             limits: currentResourceLimits, listeners: listeners.withLockedValue { $0 },
             managementPort: managementPort.withLockedValue { $0 })
@@ -222,7 +317,8 @@ extension WarrenNode {
         guard request.path == "/api" || request.path.hasPrefix("/api/") else {
             return UIAssets.response(for: request.path) ?? ManagementResponse(status: 404, contentType: "text/plain", body: Array("Not Found".utf8))
         }
-        let status = nodeStatus()
+        var status = nodeStatus()
+        status.cluster = await clusterStatus()
         let management = self.management
         // Parsing and, below, sorting and serializing happen here, off the broker loop; the
         // loop does the API's own work, a slice per turn for long answers.
@@ -243,7 +339,9 @@ extension WarrenNode {
                 return false
             }
         }
-        return try await promise.futureResult.get().finish()
+        let response = try await promise.futureResult.get()
+        if let action = response.nodeAction { return await perform(action, status: status) }
+        return response.finish()
     }
 
     /// `/metrics` (node-wide) and `/metrics/per-object` (also per queue), in Prometheus' text

@@ -474,6 +474,11 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
 
     /// Background work, called every few tens of milliseconds: a sync of writes nobody waited
     /// for, checkpoints, compaction.
+    /// Asks for a checkpoint at the next tick (the metadata it holds changed shape).
+    public func requestCheckpoint() {
+        checkpointWanted = true
+    }
+
     public func tick() {
         guard failed == nil else { return }
         if writtenPosition > durablePosition && !syncInFlight && clock() - lastSyncRequest >= configuration.backgroundSyncMilliseconds {

@@ -85,6 +85,36 @@ public struct TLSSettings: Sendable, Equatable {
         }
     }
 
+    /// The client side of a link that verifies the server against `caPath` and presents this
+    /// certificate (the cluster links). Host names are not checked: nodes are dialled by
+    /// address; the CA is the cluster's own.
+    public func makeClientContext() throws -> NIOSSLContext {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+        } catch {
+            throw TLSSettingsError("cannot read the certificate '\(certificatePath)': \(error)")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        } catch {
+            throw TLSSettingsError("cannot read the private key '\(keyPath)': \(error)")
+        }
+        var c = TLSConfiguration.makeClientConfiguration()
+        c.certificateChain = chain.map { .certificate($0) }
+        c.privateKey = .privateKey(key)
+        c.minimumTLSVersion = minimumVersion == .tls13 ? .tlsv13 : .tlsv12
+        c.cipherSuites = ciphers
+        if let caPath { c.trustRoots = .file(caPath) }
+        c.certificateVerification = .noHostnameVerification
+        do {
+            return try NIOSSLContext(configuration: c)
+        } catch {
+            throw TLSSettingsError("TLS client settings refused (CA '\(caPath ?? "-")'): \(error)")
+        }
+    }
+
     /// The user name a verified client certificate stands for, as `loginFrom` says; nil if the
     /// certificate has no such field.
     public func loginName(for certificate: NIOSSLCertificate) -> String? {

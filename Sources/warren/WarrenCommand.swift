@@ -67,6 +67,24 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "on or off: the Prometheus /metrics endpoint (default on).") var prometheus: String?
     @Option(name: .customLong("prometheus-port"), help: "Prometheus port; 0 picks a free one (default 15692).") var prometheusPort: String?
 
+    @Option(name: .customLong("node-name"), help: "This node's name in the cluster (default warren@<short host name>).") var nodeName: String?
+    @Option(name: .customLong("cluster-port"), help: "Port for the other nodes of the cluster; 0 picks a free one (default 25672).")
+    var clusterPort: String?
+    @Option(name: .customLong("cluster-address"), help: "HOST:PORT the other nodes reach this one at.") var clusterAddress: String?
+    @Option(name: .customLong("cluster-name"), help: "Name of a cluster this node founds (default: its node name).") var clusterName: String?
+    @Option(name: .customLong("cluster-seeds"), help: "Comma-separated HOST:PORT of the seed nodes; the first founds the cluster.")
+    var clusterSeeds: String?
+    @Option(name: .customLong("cluster-secret"), help: "The secret every node of the cluster must know.") var clusterSecret: String?
+    @Option(name: .customLong("cluster-secret-file"), help: "File holding the cluster secret (default DATA_DIR/cluster-secret).")
+    var clusterSecretFile: String?
+    @Option(name: .customLong("cluster-tls-cert"), help: "Certificate (PEM) for the cluster links (mutual TLS).") var clusterTLSCert: String?
+    @Option(name: .customLong("cluster-tls-key"), help: "Private key of the cluster certificate (PEM).") var clusterTLSKey: String?
+    @Option(name: .customLong("cluster-tls-ca-cert"), help: "CA bundle (PEM) for the other nodes' certificates.") var clusterTLSCACert: String?
+    @Option(name: .customLong("cluster-dial"), help: "NAME=HOST:PORT,...: dial these nodes there (warren-cluster's proxy).")
+    var clusterDial: String?
+    @Option(name: .customLong("metadata-timeout"), help: "Seconds a definition change waits to be committed (default 5).")
+    var metadataTimeout: String?
+
     func run() async throws {
         var flags: [String: String] = [:]
         let given: [(String, String?)] = [
@@ -83,6 +101,10 @@ struct Serve: AsyncParsableCommand {
             ("management", management), ("management-port", managementPort), ("management-max-body-size", managementMaxBodySize),
             ("prometheus", prometheus),
             ("prometheus-port", prometheusPort),
+            ("node-name", nodeName), ("cluster-port", clusterPort), ("cluster-address", clusterAddress),
+            ("cluster-name", clusterName), ("cluster-seeds", clusterSeeds), ("cluster-secret", clusterSecret),
+            ("cluster-secret-file", clusterSecretFile), ("cluster-tls-cert", clusterTLSCert), ("cluster-tls-key", clusterTLSKey),
+            ("cluster-tls-ca-cert", clusterTLSCACert), ("cluster-dial", clusterDial), ("metadata-timeout", metadataTimeout),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

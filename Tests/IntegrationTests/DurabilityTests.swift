@@ -40,12 +40,11 @@ struct DurabilityTests {
                 try await ch.queueBind("d.q", exchange: "d.x", routingKey: "a.#")
                 try await ch.queueBind("t.q", exchange: "d.x", routingKey: "b.#")
                 _ = try await ch.queueDelete("gone.q")
-                try await node.node.withBroker {
-                    $0.addVirtualHost("v2")
-                    $0.putUser(User(name: "carol", password: "carolpw"))
-                    $0.setPermissions(user: "carol", vhost: "v2", .all)
-                    try $0.setPolicy(Policy(name: "ttl", vhost: "/", pattern: "^d\\.", applyTo: .queues, definition: ["message-ttl": .int(60000)]))
-                }
+                try await node.propose(.putVHost(name: "v2", description: "", tags: []))
+                try await node.propose(.putUser(User(name: "carol", password: "carolpw")))
+                try await node.propose(.setPermissions(user: "carol", vhost: "v2", .all))
+                try await node.propose(
+                    .setPolicy(Policy(name: "ttl", vhost: "/", pattern: "^d\\.", applyTo: .queues, definition: ["message-ttl": .int(60000)]), operator: false))
                 try await conn.close()
             },
             { node in

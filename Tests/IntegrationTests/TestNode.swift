@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 import Testing
+import WarrenCore
 import WarrenNode
 
 /// Collects log lines so tests can check that errors are logged.
@@ -56,6 +57,7 @@ final class TestNode: Sendable {
         // Several nodes run at once in the tests: no fixed HTTP ports.
         config.managementPort = 0
         config.prometheusPort = 0
+        config.clusterPort = 0
         adjust(&config)
         let logs = CapturedLogs()
         let logger = Logger(label: "warren") { _ in CapturingLogHandler(sink: logs) }
@@ -72,6 +74,20 @@ final class TestNode: Sendable {
         await group.triggerGracefulShutdown()
         try await task.value
         try await node.shutdownEventLoops()
+    }
+
+    /// Makes a definition change as the management API does: through the metadata log, so it is
+    /// committed (and survives a restart) before this returns.
+    func propose(_ command: MetadataCommand) async throws {
+        let broker = node.broker
+        let failure: String? = try await withCheckedThrowingContinuation { (c: CheckedContinuation<String?, any Error>) in
+            broker.eventLoop.execute {
+                broker.value.metadataLog.propose(command) { outcome in
+                    if case .done = outcome { c.resume(returning: nil) } else { c.resume(returning: "\(outcome)") }
+                }
+            }
+        }
+        if let failure { throw AdminError("\(command.name) failed: \(failure)") }
     }
 
     var configuration: AMQPClientConfiguration { AMQPClientConfiguration(host: "127.0.0.1", port: port) }

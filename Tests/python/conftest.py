@@ -31,7 +31,7 @@ class Node:
         self.log_start = self.log.tell()
         self.proc = subprocess.Popen(
             [warren_binary(), "--amqp-port", "0", "--bind", bind, "--data-dir", self.data_dir,
-             "--management-port", "0", "--prometheus-port", "0", *extra_args],
+             "--management-port", "0", "--prometheus-port", "0", "--cluster-port", "0", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self.host = bind

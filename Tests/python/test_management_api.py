@@ -300,7 +300,7 @@ def test_a_taken_management_port_stops_the_start_with_a_clear_message():
     port = s.getsockname()[1]
     try:
         p = subprocess.run([warren_binary(), "--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", tempfile.mkdtemp(),
-                            "--management-port", str(port), "--prometheus-port", "0"], capture_output=True, text=True, timeout=30)
+                            "--management-port", str(port), "--prometheus-port", "0", "--cluster-port", "0"], capture_output=True, text=True, timeout=30)
     finally:
         s.close()
     assert p.returncode != 0

@@ -171,16 +171,39 @@ extension Broker {
 
     // MARK: alarms
 
-    /// Raises or clears a resource alarm (memory, disk): publishing connections are sent
-    /// `connection.blocked` (if their client understands it) and are no longer read until every
-    /// alarm has cleared; then `connection.unblocked`.
+    /// Raises or clears a resource alarm (memory, disk) of this node: publishing connections are
+    /// sent `connection.blocked` (if their client understands it) and are no longer read until
+    /// every alarm has cleared; then `connection.unblocked`.
     public func setAlarm(_ name: String, active: Bool) {
+        if active { localAlarms.insert(name) } else { localAlarms.remove(name) }
+        recomputeAlarms(cause: name)
+    }
+
+    /// The alarms another member of the cluster reports (empty: none, or the node is gone). An
+    /// alarm anywhere blocks publishers everywhere, as in RabbitMQ: a message published here
+    /// may be routed to a queue there.
+    public func setRemoteAlarms(node: String, _ alarms: Set<String>) {
+        guard remoteAlarms[node, default: []] != alarms else { return }
+        remoteAlarms[node] = alarms.isEmpty ? nil : alarms
+        recomputeAlarms(cause: alarms.isEmpty ? "cleared on \(node)" : alarms.sorted().map { "\($0) on \(node)" }.joined(separator: ", "))
+    }
+
+    private func recomputeAlarms(cause: String) {
         let before = !activeAlarms.isEmpty
-        if active { activeAlarms.insert(name) } else { activeAlarms.remove(name) }
+        var all = localAlarms
+        for a in remoteAlarms.values { all.formUnion(a) }
+        activeAlarms = all
         let after = !activeAlarms.isEmpty
         guard before != after else { return }
-        logger.warning(after ? "resource alarm set" : "resource alarms cleared", metadata: ["alarm": "\(name)"])
-        for c in connections.values { c.alarmsChanged(blocked: after, reason: activeAlarms.sorted().joined(separator: ", ")) }
+        logger.warning(after ? "resource alarm set" : "resource alarms cleared", metadata: ["alarm": "\(cause)"])
+        for c in connections.values { c.alarmsChanged(blocked: after, reason: alarmDescription) }
+    }
+
+    /// The alarms in force, as `connection.blocked` names them (with the node for others').
+    public var alarmDescription: String {
+        var names = localAlarms.sorted()
+        for (node, alarms) in remoteAlarms.sorted(by: { $0.key < $1.key }) { names += alarms.sorted().map { "\($0) on \(node)" } }
+        return names.joined(separator: ", ")
     }
 }
 

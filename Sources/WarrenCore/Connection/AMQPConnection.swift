@@ -588,7 +588,7 @@ public final class AMQPConnection {
         guard !hasPublished else { return }
         hasPublished = true
         if alarmBlocked {
-            sendBlockedIfNeeded(broker.activeAlarms.sorted().joined(separator: ", "))
+            sendBlockedIfNeeded(broker.alarmDescription)
             updateReading()
         }
     }

@@ -119,6 +119,13 @@ extension Broker {
                     v.removeQueue(q)
                 }
             }
+            // Transient exchanges live as long as some member stays up (RabbitMQ keeps them in
+            // memory on every node); a cluster of one that restarts has lost them all.
+            if clusterNodes.keys.allSatisfy({ $0 == node }) {
+                for v in vhosts.values {
+                    for x in v.exchanges.values where !x.durable && !x.isBuiltIn { v.removeExchange(x) }
+                }
+            }
         }
         return reply
     }

@@ -4,6 +4,11 @@ import AMQPProtocol
 /// over what a node has (a member that fell too far behind, a node restarting from its own
 /// snapshot).
 extension Broker {
+    /// The members a new cluster starts with (its founder).
+    public func setClusterNodes(_ nodes: [String: String]) {
+        clusterNodes = nodes
+    }
+
     /// Everything the metadata log's commands built: definitions in RabbitMQ's format plus
     /// exclusive and transient objects, each queue's home node, owner and incarnation, and the
     /// cluster's name and members.

@@ -95,8 +95,13 @@ public final class Broker {
     var timedQueues: [ObjectIdentifier: MessageQueue] = [:]
     /// Direct reply-to: the channel each reply token belongs to.
     var replyTargets: [String: ChannelSession] = [:]
-    /// Resource alarms in force (memory, disk); publishers are blocked while any is.
+    /// Resource alarms in force anywhere in the cluster (memory, disk); publishers are blocked
+    /// while any is.
     public internal(set) var activeAlarms: Set<String> = []
+    /// This node's own alarms.
+    public internal(set) var localAlarms: Set<String> = []
+    /// Other members' alarms, by node.
+    public internal(set) var remoteAlarms: [String: Set<String>] = [:]
     /// Where durable state goes; nil keeps everything in memory (unit tests, microbench).
     public internal(set) var messageStore: (any MessageStore)?
     /// True while recovered metadata is applied: nothing is journaled a second time.

@@ -111,7 +111,7 @@ public final class VirtualHost {
         removeExchange(x)
     }
 
-    private func removeExchange(_ x: Exchange) {
+    func removeExchange(_ x: Exchange) {
         exchanges[x.name] = nil
         // Replaying the delete removes the bindings too: they are not journaled one by one.
         for b in x.bindings { _ = removeBinding(b, autoDelete: true, journaled: false) }

@@ -1,0 +1,396 @@
+import Foundation
+public import Logging
+public import NIOCore
+public import NIOSSL
+public import Raft
+public import WarrenCore
+import WarrenLog
+
+/// How a node takes part in a cluster.
+public struct ClusterSettings: Sendable {
+    public var nodeName: String
+    /// Where the cluster port listens.
+    public var bindHost = "0.0.0.0"
+    public var port = 25672
+    /// HOST:PORT the other nodes reach this one at (nil: this machine's host name and the bound
+    /// port).
+    public var advertisedAddress: String?
+    /// The name of a cluster this node founds (nil: its own node name, as RabbitMQ names a
+    /// cluster after its first node).
+    public var clusterName: String?
+    /// HOST:PORT of the cluster's seed nodes. The first one founds the cluster; the others join
+    /// it (or keep asking until it is there). Empty: this node is a cluster of its own.
+    public var seeds: [String] = []
+    /// Found a new cluster even if this node is not the first seed (nil: by the seed rule).
+    public var bootstrap: Bool?
+    public var secret: String
+    /// Dial these addresses instead of the advertised ones, by node name.
+    public var dialOverrides: [String: String] = [:]
+    public var serverTLS: NIOSSLContext?
+    public var clientTLS: NIOSSLContext?
+    /// How long a definition change may wait to be committed before it fails.
+    public var metadataTimeout = TimeAmount.seconds(5)
+    /// Raft's election timeout in ticks of 50 ms (randomized between this and twice this).
+    public var electionTicks = 10
+
+    public init(nodeName: String, secret: String) {
+        self.nodeName = nodeName
+        self.secret = secret
+    }
+}
+
+/// One node's part of the cluster, on its own event loop (never the broker's: heartbeats must
+/// not wait behind client traffic): the Raft WAL and host, the links to the other nodes, the
+/// metadata group, and the membership: founding, joining, following the registry of members
+/// that the metadata holds.
+public final class ClusterNode: @unchecked Sendable {
+    public let settings: ClusterSettings
+    public let loop: any EventLoop
+    let brokerLoop: any EventLoop
+    public let logger: Logger
+    public let me: NodeID
+    public private(set) var address: String
+    public private(set) var wal: RaftWAL!
+    public private(set) var host: RaftHost!
+    public private(set) var transport: ClusterTransport!
+    public let metadata: MetadataGroup
+    let walDirectory: String
+    private var timer: RepeatedTask?
+    private var joinAttempt = 0
+    private var nextJoinRequest: UInt64 = 1
+    private var lastJoinLog = NIODeadline.uptimeNanoseconds(0)
+    /// The metadata's registry of members, as last applied (name: address).
+    public private(set) var registry: [String: String] = [:]
+    public private(set) var clusterName = ""
+    /// What the other nodes last said of themselves (JSON), and when.
+    public private(set) var peerStatus: [String: (json: String, at: NIODeadline)] = [:]
+    /// Why a node refused this one, by node (shown by cluster_status).
+    public private(set) var refusals: [String: String] = [:]
+    /// This node's status for the others, asked every few seconds (any thread).
+    public var statusProvider: (@Sendable () -> String)?
+    /// Every second: the other members' recent statuses (JSON by name) and the member names.
+    public var onPeerStatuses: (([String: String], [String]) -> Void)?
+    public private(set) var role: RaftNode.Role = .follower
+    public private(set) var leader: NodeID = 0
+    public private(set) var term: Term = 0
+    /// A node whose cluster forgot it: it stops taking part.
+    public private(set) var wasRemoved = false
+
+    public init(settings: ClusterSettings, broker: Broker, brokerLoop: any EventLoop, clusterLoop: any EventLoop, dataDirectory: String, logger: Logger) {
+        self.settings = settings
+        self.loop = clusterLoop
+        self.brokerLoop = brokerLoop
+        self.logger = logger
+        self.me = ClusterNodeID.of(settings.nodeName)
+        self.address = settings.advertisedAddress ?? ""
+        self.walDirectory = (dataDirectory as NSString).appendingPathComponent("raft")
+        self.metadata = MetadataGroup(
+            broker: broker, brokerLoop: brokerLoop, clusterLoop: clusterLoop, me: me, timeout: settings.metadataTimeout, logger: logger)
+    }
+
+    public enum Start: Sendable, Equatable {
+        /// The WAL had the group: replaying it.
+        case restarted
+        /// A new cluster, founded here.
+        case founded
+        /// Joining the seeds' cluster.
+        case joining
+    }
+
+    /// Opens the WAL (cluster loop); true when it holds no metadata group yet (a new node).
+    public func openLog() throws -> Bool {
+        loop.preconditionInEventLoop()
+        let loop = self.loop
+        let wal: RaftWAL
+        do {
+            // Called from the WAL's sync thread: only the loop itself may be touched there.
+            wal = try RaftWAL(directory: walDirectory, logger: logger) { task in loop.execute(task) }
+        } catch {
+            throw ClusterError("\(error.description)")
+        }
+        wal.onFatal = { [logger] error in
+            logger.critical("raft log failed, stopping the node: \(error.description)")
+            exit(70)
+        }
+        self.wal = wal
+        let transport = ClusterTransport(
+            loop: loop, myName: settings.nodeName, myAddress: address, secret: ClusterSecret(settings.secret), serverTLS: settings.serverTLS,
+            clientTLS: settings.clientTLS, logger: logger)
+        transport.dialOverrides = settings.dialOverrides
+        self.transport = transport
+        return !wal.groups.contains(MetadataGroup.groupID)
+    }
+
+    /// Listens on the cluster port (after `openLog`); the advertised address follows the bound
+    /// port unless configured.
+    public func listen() -> EventLoopFuture<String> {
+        transport.listen(host: settings.bindHost, port: settings.port).map { [self] bound in
+            if address.isEmpty {
+                address = "\(ProcessInfo.processInfo.hostName):\(bound.port ?? settings.port)"
+            }
+            transport.myAddress = address
+            logger.notice("cluster listener started on \(settings.bindHost):\(bound.port ?? 0)", metadata: ["advertised": "\(address)"])
+            return address
+        }
+    }
+
+    /// Starts the metadata group (cluster loop, after `listen`): from the WAL, or founding a
+    /// cluster whose first state is `initialState` (a state snapshot document), or asking the
+    /// seeds to let this node join.
+    public func start(initialState: [UInt8]?) -> Start {
+        loop.preconditionInEventLoop()
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let host = RaftHost(loop: loop, wal: wal, logger: logger)
+        host.sender = transport
+        self.host = host
+        metadata.host = host
+        metadata.forward = { [weak transport] leader, envelopes, term in
+            guard let transport, let name = transport.names[leader] else { return }
+            transport.send(.forward(term: term, envelopes), toNode: name)
+        }
+        metadata.onLeaderChange = { [weak self] leader, role, term in
+            self?.leader = leader
+            self?.role = role
+            self?.term = term
+        }
+        transport.onRaft = { [weak host] messages in host?.receive(messages) }
+        transport.onApp = { [weak self] message, from, address in self?.received(message, from: from, address: address) }
+        transport.onRefused = { [weak self] node, why in self?.refusals[node] = why }
+
+        var config = RaftConfiguration(id: me)
+        config.electionTicks = settings.electionTicks
+        config.seed = UInt64(truncatingIfNeeded: Int64(Date().timeIntervalSince1970 * 1_000_000))
+        let start: Start
+        let recovered = wal.state(of: MetadataGroup.groupID)
+        if !wal.groups.contains(MetadataGroup.groupID) {
+            if let initialState {
+                metadata.startLastIndex = 1
+                host.bootstrap(MetadataGroup.groupID, voters: [me], data: initialState, configuration: config, delegate: metadata)
+                start = .founded
+                logger.notice("cluster: founded a new cluster", metadata: ["node": "\(settings.nodeName)", "address": "\(address)"])
+            } else {
+                host.addGroup(MetadataGroup.groupID, configuration: config, delegate: metadata)
+                start = .joining
+                logger.notice("cluster: joining through the seeds", metadata: ["seeds": "\(settings.seeds.joined(separator: ","))"])
+            }
+        } else {
+            metadata.startLastIndex = recovered.entries.last?.index ?? recovered.snapshot?.index ?? 0
+            host.addGroup(MetadataGroup.groupID, configuration: config, delegate: metadata)
+            start = .restarted
+            logger.notice(
+                "cluster: metadata log recovered",
+                metadata: ["entries": "\(recovered.entries.count)", "snapshot": "\(recovered.snapshot?.index ?? 0)", "commit": "\(recovered.hardState.commit)"])
+        }
+        recoveredCommit = recovered.hardState.commit
+        host.start()
+        timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .milliseconds(250)) { _ in bound.value.every250ms() }
+        return start
+    }
+
+    /// The commit index the WAL had at start: a restarted node serves once it applied that far.
+    public private(set) var recoveredCommit: LogIndex = 0
+
+    /// For a joining node: the commit index it must apply before it serves, once it is a member
+    /// (nil while not yet).
+    public func joinedCommitIndex() -> LogIndex? {
+        guard let node = host.node(MetadataGroup.groupID), node.membership.members.contains(me), node.commitIndex > 0 else { return nil }
+        return node.commitIndex
+    }
+
+    /// The first seed founds the cluster, unless told otherwise.
+    public var isFounder: Bool {
+        if let b = settings.bootstrap { return b }
+        guard let first = settings.seeds.first else { return true }
+        if first == address { return true }
+        guard let (host, port) = ClusterTransport.split(first), let (_, myPort) = ClusterTransport.split(address), port == myPort else { return false }
+        let local: Set<String> = ["localhost", "127.0.0.1", "::1", "[::1]", ProcessInfo.processInfo.hostName]
+        return local.contains(host) || address.hasPrefix(host + ":")
+    }
+
+    public func stop() {
+        timer?.cancel()
+        host?.stop()
+        transport?.close()
+        wal?.close()
+    }
+
+    // MARK: the registry (from the broker loop)
+
+    /// The members and the cluster name as applied; call on the cluster loop.
+    public func registryChanged(_ nodes: [String: String], name: String) {
+        clusterName = name
+        let removed = Set(registry.keys).subtracting(nodes.keys)
+        registry = nodes
+        for (n, a) in nodes where n != settings.nodeName { transport.learn(name: n, address: a) }
+        for n in removed where n != settings.nodeName { transport.forget(name: n) }
+        if !nodes.isEmpty && nodes[settings.nodeName] == nil && removed.contains(settings.nodeName) {
+            wasRemoved = true
+            logger.error("cluster: this node was removed from the cluster (forget_cluster_node); reset it (warrenctl reset) to use it again")
+        }
+    }
+
+    // MARK: periodic
+
+    private func every250ms() {
+        guard let node = host.node(MetadataGroup.groupID) else { return }
+        if !node.membership.members.contains(me) && !wasRemoved {
+            askToJoin()
+        }
+        if node.role == .leader { reconcileMembership(node) }
+        statusTick += 1
+        if statusTick % 8 == 0 { sendStatus() }
+        if statusTick % 4 == 0, let report = onPeerStatuses {
+            let fresh = peerStatus.filter { $0.value.at + .seconds(10) > .now() }.mapValues(\.json)
+            report(fresh, Array(registry.keys))
+        }
+    }
+
+    private var statusTick = 0
+
+    /// The leader moves the Raft membership towards the registry, one change at a time: members
+    /// of the registry join as learners and become voters once they have the log; nodes gone
+    /// from it are removed.
+    private func reconcileMembership(_ node: RaftNode) {
+        guard !registry.isEmpty else { return }
+        let wanted = Set(registry.keys.map { ClusterNodeID.of($0) })
+        let m = node.membership
+        var change: ConfChange?
+        if let gone = m.members.subtracting(wanted).sorted().first, !(gone == me && m.voters.count == 1) {
+            change = .remove(gone)
+        } else if let learner = m.learners.sorted().first(where: { (node.matchIndexes[$0] ?? 0) >= node.commitIndex }) {
+            change = .addVoter(learner)
+        } else if let new = wanted.subtracting(m.members).sorted().first {
+            change = .addLearner(new)
+        }
+        guard let change else { return }
+        let result = host.withGroup(MetadataGroup.groupID) { node -> Result<LogIndex, RaftError> in
+            do throws(RaftError) { return .success(try node.proposeConfChange(change)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let index)?:
+            logger.notice("cluster: membership change proposed", metadata: ["change": "\(describe(change))", "index": "\(index)"])
+        case .failure(let e)?:
+            logger.debug("cluster: membership change waits", metadata: ["change": "\(describe(change))", "why": "\(e)"])
+        case nil:
+            break
+        }
+    }
+
+    func describe(_ change: ConfChange) -> String {
+        func name(_ id: NodeID) -> String { id == me ? settings.nodeName : transport.names[id] ?? "\(id)" }
+        switch change {
+        case .addLearner(let id): return "add learner \(name(id))"
+        case .addVoter(let id): return "promote \(name(id)) to voter"
+        case .remove(let id): return "remove \(name(id))"
+        case .bootstrap(let v): return "bootstrap \(v.map(name))"
+        }
+    }
+
+    // MARK: joining
+
+    private func askToJoin() {
+        let seeds = settings.seeds.filter { $0 != address }
+        guard !seeds.isEmpty else { return }
+        // Once a second.
+        joinAttempt += 1
+        guard joinAttempt % 4 == 1 else { return }
+        let seed = seeds[(joinAttempt / 4) % seeds.count]
+        let id = nextJoinRequest
+        nextJoinRequest += 1
+        transport.send(.joinRequest(id: id, name: settings.nodeName, address: address), toAddress: seed)
+        let now = NIODeadline.now()
+        if now >= lastJoinLog + .seconds(10) {
+            lastJoinLog = now
+            logger.info("cluster: asking to join", metadata: ["seed": "\(seed)"])
+        }
+    }
+
+    private func received(_ message: ClusterMessage, from: String, address: String?) {
+        switch message {
+        case .forward(let term, let envelopes):
+            metadata.receiveForwarded(envelopes, term: term)
+        case .joinRequest(let id, let name, let peerAddress):
+            transport.learn(name: name, address: peerAddress)
+            transport.send(.joinReply(id: id, joinAnswer(name: name, address: peerAddress)), toNode: name)
+        case .joinReply(_, let answer):
+            switch answer {
+            case .accepted(let leaderName, let leaderAddress):
+                transport.learn(name: leaderName, address: leaderAddress)
+            case .redirect(let leaderName, let leaderAddress):
+                transport.learn(name: leaderName, address: leaderAddress)
+                transport.send(.joinRequest(id: nextJoinRequest, name: settings.nodeName, address: self.address), toNode: leaderName)
+                nextJoinRequest += 1
+            case .retry(let why):
+                logger.debug("cluster: join not yet", metadata: ["why": "\(why)"])
+            case .refused(let why):
+                logger.error("cluster: the cluster refused this node: \(why)")
+            }
+        case .status(let json):
+            peerStatus[from] = (json, .now())
+        case .adminRequest, .adminReply:
+            break
+        }
+    }
+
+    /// What a node asking to join is told.
+    private func joinAnswer(name: String, address peerAddress: String) -> ClusterMessage.JoinAnswer {
+        guard let node = host.node(MetadataGroup.groupID) else { return .retry("starting") }
+        let id = ClusterNodeID.of(name)
+        if node.role != .leader {
+            if node.leader != 0, let leaderName = transport.names[node.leader], let leaderAddress = transport.addresses[node.leader] {
+                return .redirect(leaderName: leaderName, leaderAddress: leaderAddress)
+            }
+            return .retry("no metadata leader known to \(settings.nodeName)")
+        }
+        if node.membership.members.contains(id) { return .accepted(leaderName: settings.nodeName, leaderAddress: address) }
+        if registry[name] != peerAddress {
+            // Registered through the log like any definition; the leader then adds it.
+            brokerLoop.execute { [metadata, logger] in
+                metadata.propose(.registerNode(name: name, address: peerAddress)) { outcome in
+                    if case .notCommitted(let why) = outcome { logger.warning("cluster: registering \(name) failed: \(why)") }
+                }
+            }
+            logger.notice("cluster: node asks to join", metadata: ["node": "\(name)", "address": "\(peerAddress)"])
+        }
+        return .retry("being added")
+    }
+
+    // MARK: status
+
+    private func sendStatus() {
+        guard let status = statusProvider?() else { return }
+        for name in registry.keys where name != settings.nodeName { transport.send(.status(status), toNode: name) }
+    }
+
+    /// The state of the cluster as this node sees it (for cluster_status and /api/nodes).
+    public struct View: Sendable {
+        public var name: String
+        public var members: [String: String]
+        public var voters: [String]
+        public var learners: [String]
+        public var connected: [String]
+        public var leader: String?
+        public var term: Term
+        public var commitIndex: LogIndex
+        public var peerStatus: [String: String]
+        public var refusals: [String: String]
+        public var removed: Bool
+    }
+
+    public func view() -> View {
+        let node = host?.node(MetadataGroup.groupID)
+        func name(_ id: NodeID) -> String { id == me ? settings.nodeName : transport.names[id] ?? "node-\(id)" }
+        let fresh = peerStatus.filter { $0.value.at + .seconds(10) > .now() }.mapValues(\.json)
+        return View(
+            name: clusterName, members: registry, voters: (node?.membership.voters ?? []).map(name).sorted(),
+            learners: (node?.membership.learners ?? []).map(name).sorted(),
+            connected: registry.keys.filter { $0 == settings.nodeName || transport.isConnected($0) }.sorted(),
+            leader: node.flatMap { $0.leader == 0 ? nil : name($0.leader) }, term: node?.term ?? 0, commitIndex: node?.commitIndex ?? 0,
+            peerStatus: fresh, refusals: refusals, removed: wasRemoved)
+    }
+}
+
+public struct ClusterError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
