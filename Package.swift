@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "warren", targets: ["warren"]),
         .executable(name: "warren-perf", targets: ["warren-perf"]),
         .executable(name: "warrenctl", targets: ["warrenctl"]),
+        .executable(name: "warren-cluster", targets: ["warren-cluster"]),
         .library(name: "AMQPProtocol", targets: ["AMQPProtocol"]),
         .library(name: "AMQPClient", targets: ["AMQPClient"]),
     ],
@@ -163,7 +164,20 @@ let package = Package(
         // The operator CLI: a client of the management API with rabbitmqctl's verbs and output.
         .executableTarget(
             name: "warrenctl",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ManagementClient", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        // The management API over HTTP, for the command-line tools.
+        .target(name: "ManagementClient", swiftSettings: strict),
+        // The cluster test driver: starts, breaks and heals local clusters (docs/cluster-driver.md).
+        .executableTarget(
+            name: "warren-cluster",
+            dependencies: [
+                "ManagementClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // Configuration and the composition root.

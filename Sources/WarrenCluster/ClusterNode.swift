@@ -145,8 +145,9 @@ public final class ClusterNode: @unchecked Sendable {
         self.host = host
         metadata.host = host
         metadata.forward = { [weak transport] leader, envelopes, term in
-            guard let transport, let name = transport.names[leader] else { return }
+            guard let transport, let name = transport.names[leader], transport.isConnected(name) else { return false }
             transport.send(.forward(term: term, envelopes), toNode: name)
+            return true
         }
         metadata.onLeaderChange = { [weak self] leader, role, term in
             self?.leader = leader
@@ -154,6 +155,7 @@ public final class ClusterNode: @unchecked Sendable {
             self?.term = term
         }
         transport.onRaft = { [weak host] messages in host?.receive(messages) }
+        transport.onLinkUp = { [weak self] in self?.metadata.submitUnsent() }
         transport.onApp = { [weak self] message, from, address in self?.received(message, from: from, address: address) }
         transport.onRefused = { [weak self] node, why in self?.refusals[node] = why }
 
@@ -237,6 +239,7 @@ public final class ClusterNode: @unchecked Sendable {
             askToJoin()
         }
         if node.role == .leader { reconcileMembership(node) }
+        metadata.submitUnsent()  // proposals that wait for the link to the leader
         statusTick += 1
         if statusTick % 8 == 0 { sendStatus() }
         if statusTick % 4 == 0, let report = onPeerStatuses {

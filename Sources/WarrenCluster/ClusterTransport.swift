@@ -30,6 +30,8 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
     public var dialOverrides: [String: String] = [:]
 
     public var onRaft: (([(GroupID, Message)]) -> Void)?
+    /// A link this node dialled is up (what waited for it may go now).
+    public var onLinkUp: (() -> Void)?
     public var onApp: ((ClusterMessage, _ from: String, _ address: String?) -> Void)?
     /// A node refused this one (wrong secret, version): the reason, for status.
     public var onRefused: ((String, String) -> Void)?
@@ -248,6 +250,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
             peer.queue.removeAll()
             for f in queued { link.write(f) }
             logger.info("cluster: connected to \(link.peerName ?? "?") at \(address)")
+            onLinkUp?()
         case .server:
             // A node that dialled us is one we can dial back (replies, Raft answers).
             if let name = link.peerName, let address = link.peerAddress, names[ClusterNodeID.of(name)] == nil {

@@ -66,7 +66,8 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
 
     public internal(set) var host: RaftHost?
     /// Sends proposals to the leader (the transport).
-    public var forward: ((NodeID, [MetadataEnvelope], Term) -> Void)?
+    /// Sends proposals to the leader if the link to it is up now; false keeps them here.
+    public var forward: ((NodeID, [MetadataEnvelope], Term) -> Bool)?
     /// Notified of leadership changes (membership management, status).
     public var onLeaderChange: ((NodeID, RaftNode.Role, Term) -> Void)?
     private var unsent: Deque<MetadataEnvelope> = []
@@ -146,23 +147,46 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
         }
     }
 
-    /// Fails what waited too long. A proposal that reached a leader may still be committed.
+    /// Fails what waited too long, with the truth about it: the cluster loop says, for each,
+    /// whether it never left this node (taken back: it can never be applied, "was not made")
+    /// or was handed to a leader (it may still be committed). What it no longer holds was
+    /// committed meanwhile, and its apply step, on its way here, completes it.
     private func sweep() {
         let now = NIODeadline.now()
         var expired: [UInt64] = []
-        for (serial, p) in pending where p.deadline <= now { expired.append(serial) }
+        for (serial, p) in pending where p.deadline <= now {
+            expired.append(serial)
+            pending[serial]!.deadline = .distantFuture  // asked once
+        }
         guard !expired.isEmpty else { return }
+        // Still in this loop's hop buffer: never left.
+        let set = Set(expired)
+        var notMade = Set(outgoing.filter { set.contains($0.id.serial) }.map(\.id.serial))
+        outgoing.removeAll { notMade.contains($0.id.serial) }
+        let rest = expired.filter { !notMade.contains($0) }
+        clusterLoop.execute {
+            let verdicts = self.cancel(rest)
+            self.brokerLoop.execute {
+                for (serial, made) in verdicts where !made { notMade.insert(serial) }
+                let uncertain = Set(verdicts.filter(\.value).map(\.key))
+                self.fail(notMade: notMade, uncertain: uncertain)
+            }
+        }
+    }
+
+    private func fail(notMade: Set<UInt64>, uncertain: Set<UInt64>) {
         let seconds = timeout.nanoseconds / 1_000_000_000
-        for serial in expired.sorted() {
+        for serial in notMade.union(uncertain).sorted() {
             guard let p = pending.removeValue(forKey: serial) else { continue }
             let why =
-                leaderKnown
-                ? "the change (\(p.what)) was not committed by the cluster's metadata store within \(seconds) s; it may still take effect: check before retrying"
-                : "the cluster's metadata store has no leader that node \(broker.nodeName) can reach (a majority of the cluster's nodes must be running and connected): the change (\(p.what)) was not made"
+                uncertain.contains(serial)
+                ? "the change (\(p.what)) was handed to the cluster's metadata leader but not committed within \(seconds) s; it may still take effect: check before retrying"
+                : leaderKnown
+                    ? "the change (\(p.what)) could not reach the cluster's metadata leader within \(seconds) s (a majority of the cluster's nodes must be running and connected): the change was not made"
+                    : "the cluster's metadata store has no leader that node \(broker.nodeName) can reach (a majority of the cluster's nodes must be running and connected): the change (\(p.what)) was not made"
             logger.warning("cluster: metadata change not committed", metadata: ["change": "\(p.what)", "reason": "\(why)"])
             p.completion(.notCommitted(why))
         }
-        clusterLoop.execute { self.cancel(expired) }
     }
 
     // MARK: to the leader (cluster loop)
@@ -172,10 +196,15 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
         submitUnsent()
     }
 
-    private func cancel(_ serials: [UInt64]) {
+    /// Takes back what has not left this node; says of each serial whether it was handed to a
+    /// leader (true) or taken back (false). Serials it holds in neither were committed.
+    private func cancel(_ serials: [UInt64]) -> [UInt64: Bool] {
+        var verdicts: [UInt64: Bool] = [:]
+        for s in serials where inFlight.removeValue(forKey: s) != nil { verdicts[s] = true }
         let set = Set(serials)
-        for s in serials { inFlight[s] = nil }
-        unsent.removeAll { set.contains($0.id.serial) && $0.id.node == me }
+        for e in unsent where set.contains(e.id.serial) && e.id.node == me && e.id.incarnation == incarnation { verdicts[e.id.serial] = false }
+        unsent.removeAll { set.contains($0.id.serial) && $0.id.node == me && $0.id.incarnation == incarnation }
+        return verdicts
     }
 
     /// Hands what waits to the leader, if there is one.
@@ -186,7 +215,9 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
         if node.leader == me {
             guard propose(batch, term: term) else { return }
         } else {
-            forward?(node.leader, batch, term)
+            // Only over a link that is up now: a forward queued for a link that is down could
+            // arrive after its proposer had given up on it (and told its client so).
+            guard forward?(node.leader, batch, term) == true else { return }
         }
         unsent.removeAll()
         for e in batch where e.id.node == me && e.id.incarnation == incarnation { inFlight[e.id.serial] = (term, e) }

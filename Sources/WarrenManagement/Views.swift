@@ -60,7 +60,7 @@ extension ManagementAPI {
         var o: [String: JSONValue] = [
             "name": .string(q.name), "vhost": .string(q.vhost.name), "durable": .bool(q.durable),
             "auto_delete": .bool(q.autoDelete), "exclusive": .bool(q.isExclusive), "arguments": Broker.json(q.arguments),
-            "node": .string(nodeName), "state": .string("running"), "type": .string(q.type.rawValue),
+            "node": .string(q.homeNode), "state": .string("running"), "type": .string(q.type.rawValue),
             "consumers": Self.int(q.consumerCount),
             "message_bytes": Self.int(q.messageBytes), "message_bytes_ready": Self.int(q.messageBytes),
             // An estimate: bodies held plus a fixed cost per message and per queue.

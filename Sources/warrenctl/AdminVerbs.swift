@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ManagementClient
 
 struct AddUser: CtlVerb {
     static let configuration = CommandConfiguration(commandName: "add_user", abstract: "Adds a user (no tags, no permissions).")

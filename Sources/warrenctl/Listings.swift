@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ManagementClient
 
 /// One rabbitmqctl list verb: where its rows come from, its columns (default first) and how
 /// each is read from the API's JSON.

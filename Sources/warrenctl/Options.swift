@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ManagementClient
 
 /// Where the node is and who asks, for every verb. Defaults reach a local node as guest;
 /// WARRENCTL_HOST, WARRENCTL_PORT, WARRENCTL_USER and WARRENCTL_PASSWORD override them.

@@ -1,29 +1,31 @@
-import Foundation
+public import Foundation
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
 
-/// The management API over HTTP, with the answers warrenctl needs: parsed JSON or a
+/// The management API over HTTP, with the answers warrenctl and warren-cluster need: parsed JSON or a
 /// `CtlError` carrying the exit code.
-struct ManagementClient {
-    let base: String
+public struct ManagementClient: Sendable {
+    public let base: String
     let authorization: String
+    /// Seconds a request may take.
+    public var timeout: TimeInterval = 60
 
-    init(host: String, port: Int, user: String, password: String) {
+    public init(host: String, port: Int, user: String, password: String) {
         base = "http://\(host):\(port)"
         authorization = "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
     }
 
     /// A path segment as the API wants it (the vhost `/` is %2F).
-    static func segment(_ s: String) -> String {
+    public static func segment(_ s: String) -> String {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
     }
 
-    func call(_ method: String, _ path: String, body: Any? = nil, headers: [String: String] = [:]) throws -> Any? {
+    public func call(_ method: String, _ path: String, body: Any? = nil, headers: [String: String] = [:]) throws -> Any? {
         guard let url = URL(string: base + path) else { throw CtlError.usage("bad address \(base + path)") }
-        var req = URLRequest(url: url, timeoutInterval: 60)
+        var req = URLRequest(url: url, timeoutInterval: timeout)
         req.httpMethod = method
         req.setValue(authorization, forHTTPHeaderField: "Authorization")
         for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
@@ -56,7 +58,7 @@ struct ManagementClient {
         }
     }
 
-    func list(_ path: String) throws -> [[String: Any]] {
+    public func list(_ path: String) throws -> [[String: Any]] {
         try call("GET", path) as? [[String: Any]] ?? []
     }
 }
@@ -69,14 +71,14 @@ private final class ResultBox: @unchecked Sendable {
 }
 
 /// Failures with rabbitmqctl's exit codes (sysexits.h).
-enum CtlError: Error {
+public enum CtlError: Error {
     case usage(String)
     case unavailable(String)
     case noPermission(String)
     case notFound(String)
     case dataError(String)
 
-    var exitCode: Int32 {
+    public var exitCode: Int32 {
         switch self {
         case .usage: return 64
         case .dataError: return 65
@@ -86,7 +88,7 @@ enum CtlError: Error {
         }
     }
 
-    var message: String {
+    public var message: String {
         switch self {
         case .usage(let m), .unavailable(let m), .noPermission(let m), .notFound(let m), .dataError(let m): return m
         }

@@ -1,0 +1,106 @@
+import Foundation
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starting and signalling the processes the driver owns. Each verb is a process of its own
+/// that exits, so nodes and the proxy are started in a session of their own (they outlive the
+/// verb and a Ctrl-C of the shell that ran it) and are found again by pid.
+enum Processes {
+    /// Starts `argv` detached, stdout and stderr appended to `log`.
+    static func spawn(_ argv: [String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // A new session: no controlling terminal, no signals meant for the shell's job.
+        posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc 2.26+), not imported into Swift
+        var pid: pid_t = 0
+        let cargs = argv.map { strdup($0) } + [nil]
+        defer { for p in cargs { free(p) } }
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
+        guard rc == 0 else { throw DriverError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// Alive and not a zombie (a node whose parent verb exited is reaped by init, which some
+    /// containers' init never does).
+    static func alive(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        // "pid (comm) S ...": the state follows the last ')'.
+        guard let close = stat.lastIndex(of: ")") else { return true }
+        let rest = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces)
+        return !rest.hasPrefix("Z") && !rest.hasPrefix("X")
+    }
+
+    /// The pid is still the program we started (not a pid reused by something else).
+    static func runs(_ pid: pid_t, program: String) -> Bool {
+        guard alive(pid) else { return false }
+        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") else { return true }
+        return (exe as NSString).lastPathComponent.hasPrefix((program as NSString).lastPathComponent)
+    }
+
+    /// Waits (polling, bounded) until `pid` has exited; false if it still runs after `timeout`.
+    static func waitExit(_ pid: pid_t, timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while alive(pid) {
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)  // our own child (started by this verb)
+            if Date() >= deadline { return false }
+            usleep(20_000)
+        }
+        return true
+    }
+
+    /// Runs a helper program to completion (openssl); its output goes to `log`.
+    static func run(_ argv: [String], log: String) throws {
+        let pid = try spawn(argv, log: log)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { throw DriverError("\(argv.joined(separator: " ")) failed (status \(status)); see \(log)") }
+    }
+
+    /// Finds `name` on PATH.
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
+    /// A port nobody listens on now (bound to port 0 and released). The nodes bind it a moment
+    /// later; the driver wants fixed ports so a restarted node keeps them.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw DriverError("socket: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0 else { throw DriverError("bind: \(String(cString: strerror(errno)))") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Something accepts TCP connections on 127.0.0.1:`port`.
+    static func accepts(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+}

@@ -1,0 +1,307 @@
+"""Clusters of real Warren nodes, started, broken and healed by `warren-cluster`, driven with
+pika and the management API: definitions replicate, a killed leader loses no acknowledged
+change and keeps none that failed, a minority refuses changes and the majority goes on, a
+healed node catches up, a forgotten node is gone, a wrong secret is refused."""
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+import pika
+import pytest
+
+from cluster import Cluster, eventually
+from conftest import ROOT, warren_binary
+
+Q = "%2F"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(3, name="test_cluster")
+    yield c
+    c.down()
+
+
+def test_every_kind_of_definition_made_on_one_node_is_on_every_node(cluster):
+    conn = cluster.connect(2)
+    ch = conn.channel()
+    ch.exchange_declare("c.x", "topic", durable=True)
+    ch.exchange_declare("c.x2", "fanout", durable=True)
+    ch.queue_declare("c.q", durable=True, arguments={"x-max-length": 50})
+    ch.queue_bind("c.q", "c.x", "a.#")
+    ch.exchange_bind("c.x2", "c.x", "b.#")
+    conn.close()
+    api = cluster.api(3)
+    for method, path, body in [
+        ("PUT", "/api/vhosts/cv", {}),
+        ("PUT", "/api/users/cu", {"password": "pw", "tags": "monitoring"}),
+        ("PUT", "/api/permissions/cv/cu", {"configure": ".*", "write": ".*", "read": ".*"}),
+        ("PUT", "/api/topic-permissions/cv/cu", {"exchange": "amq.topic", "write": "^a", "read": ".*"}),
+        ("PUT", f"/api/policies/{Q}/cp", {"pattern": "^c\\.", "definition": {"message-ttl": 60000}, "apply-to": "queues"}),
+        ("PUT", f"/api/operator-policies/{Q}/cop", {"pattern": "^c\\.", "definition": {"max-length": 100}, "apply-to": "queues"}),
+        ("PUT", "/api/parameters/federation-upstream/cv/up1", {"value": {"uri": "amqp://elsewhere"}}),
+        ("PUT", "/api/global-parameters/gp", {"value": {"k": 1}}),
+        ("PUT", "/api/cluster-name", {"name": "warren-test-cluster"}),
+    ]:
+        s, b, _ = api.call(method, path, body)
+        assert s in (201, 204), (path, s, b)
+
+    def everywhere(i):
+        a = cluster.api(i)
+        checks = {
+            f"/api/exchanges/{Q}/c.x": lambda b: b["type"] == "topic",
+            f"/api/queues/{Q}/c.q": lambda b: b["arguments"] == {"x-max-length": 50} and b["node"] == cluster.node_name(2)
+            and b.get("effective_policy_definition", {}).get("message-ttl") == 60000,
+            f"/api/bindings/{Q}/e/c.x/q/c.q": lambda b: [x["routing_key"] for x in b] == ["a.#"],
+            f"/api/bindings/{Q}/e/c.x/e/c.x2": lambda b: [x["routing_key"] for x in b] == ["b.#"],
+            "/api/vhosts/cv": lambda b: b["name"] == "cv",
+            "/api/users/cu": lambda b: b["tags"] in (["monitoring"], "monitoring"),
+            "/api/permissions/cv/cu": lambda b: b["write"] == ".*",
+            "/api/topic-permissions/cv/cu": lambda b: b[0]["write"] == "^a",
+            f"/api/policies/{Q}/cp": lambda b: b["definition"] == {"message-ttl": 60000},
+            f"/api/operator-policies/{Q}/cop": lambda b: b["definition"] == {"max-length": 100},
+            "/api/parameters/federation-upstream/cv/up1": lambda b: b["value"] == {"uri": "amqp://elsewhere"},
+            "/api/global-parameters/gp": lambda b: b["value"] == {"k": 1},
+            "/api/overview": lambda b: b["cluster_name"] == "warren-test-cluster",
+        }
+        for path, ok in checks.items():
+            s, b, _ = a.call("GET", path)
+            assert s == 200 and ok(b), f"node {i}: {path}: {s} {b}"
+        return True
+
+    for i in (1, 2, 3):
+        eventually(lambda: everywhere(i), timeout=10, what=f"node {i} to show every definition")
+    # A login on node 1 with the user made through node 3, in the vhost made there.
+    c = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", cluster.amqp(1), "cv", pika.PlainCredentials("cu", "pw")))
+    c.close()
+
+
+def test_nodes_and_cluster_status_list_every_member(cluster):
+    names = sorted(n["name"] for n in cluster.nodes)
+    for i in (1, 2, 3):
+        s, nodes, _ = cluster.api(i).call("GET", "/api/nodes")
+        assert s == 200
+        assert sorted(n["name"] for n in nodes) == names
+        assert all(n["running"] for n in nodes), nodes
+        assert all(n.get("mem_used", 0) > 0 and n.get("fd_total", 0) > 0 and n.get("uptime", 0) > 0 for n in nodes), nodes
+        st = cluster.status(i)
+        assert sorted(st["running_nodes"]) == names and sorted(st["disk_nodes"]) == names
+        assert st["metadata_leader"] in names
+    # Each node's Prometheus carries its own name.
+    import urllib.request
+    for i, n in enumerate(cluster.nodes, 1):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{n['prometheus']}/metrics", timeout=10).read().decode()
+        assert f'rabbitmq_node="{n["name"]}"' in text, f"node {i}'s metrics lack its node label"
+
+
+def test_a_node_with_the_wrong_secret_is_refused_and_both_sides_say_so(cluster, tmp_path):
+    seed = f"127.0.0.1:{cluster.nodes[0]['cluster']}"
+    log = open(tmp_path / "intruder.log", "w")
+    p = subprocess.Popen([warren_binary(), "--node-name", "intruder@localhost", "--data-dir", str(tmp_path / "d"),
+                          "--bind", "127.0.0.1", "--amqp-port", "0", "--management", "off", "--prometheus", "off",
+                          "--cluster-port", "0", "--cluster-seeds", seed, "--cluster-secret", "not-the-secret"],
+                         stdout=log, stderr=subprocess.STDOUT)
+    try:
+        eventually(lambda: "intruder@localhost" in cluster.log_text(1) and "refused" in cluster.log_text(1),
+                   timeout=15, what="node 1 to log the refusal")
+        line = next(l for l in cluster.log_text(1).splitlines() if "intruder@localhost" in l and "refused" in l)
+        assert "secret" in line, line
+        eventually(lambda: "refused" in open(tmp_path / "intruder.log").read(), timeout=15, what="the intruder to log it")
+        theirs = next(l for l in open(tmp_path / "intruder.log").read().splitlines() if "refused" in l)
+        assert "secret" in theirs, theirs
+        for i in (1, 2, 3):
+            st = cluster.status(i)
+            assert "intruder@localhost" not in st["disk_nodes"] + st["running_nodes"] + st["voters"]
+        assert "secret" in cluster.status(1)["refusals"]["intruder@localhost"]
+    finally:
+        p.kill()
+        p.wait()
+        log.close()
+
+
+def test_pika_behaviour_and_error_suites_pass_against_node_2(cluster):
+    """The single-node suites, unchanged, with every declaration going through the metadata
+    group from a follower."""
+    env = dict(os.environ, WARREN_TEST_BROKER=f"127.0.0.1:{cluster.amqp(2)}")
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                        os.path.join(ROOT, "Tests", "python", "test_behaviour_pika.py"),
+                        os.path.join(ROOT, "Tests", "python", "test_errors_pika.py")],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    assert " passed" in p.stdout
+
+
+def declare_stream(c, node, prefix, stop, results, made_at):
+    """Declares prefix-0, prefix-1, ... on `node` until `stop`; records every outcome."""
+    n = 0
+    conn = ch = None
+    while not stop.is_set():
+        name = f"{prefix}-{n}"
+        n += 1
+        began = time.time()
+        try:
+            if conn is None or not conn.is_open:
+                conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", c.amqp(node), socket_timeout=10, blocked_connection_timeout=30))
+                ch = conn.channel()
+            ch.queue_declare(name, durable=True)
+            results[name] = "ok"
+            made_at.append((began, time.time()))
+        except pika.exceptions.AMQPConnectionError as e:
+            text = str(e)
+            results[name] = "uncertain" if ("may still take effect" in text or "541" not in text) else "failed"
+            conn = None
+            time.sleep(0.05)
+        except Exception as e:  # noqa: BLE001 - the connection may die in any state mid-call
+            results[name] = "uncertain"
+            conn = None
+            time.sleep(0.05)
+    if conn is not None and conn.is_open:
+        conn.close()
+
+
+def test_killing_the_metadata_leader_during_declares_keeps_every_acknowledged_one():
+    c = Cluster(3, name="test_cluster_leader_kill")
+    try:
+        leader = c.leader()
+        others = [i for i in (1, 2, 3) if i != leader]
+        stop = threading.Event()
+        results = {o: {} for o in others}
+        made = {o: [] for o in others}
+        threads = [threading.Thread(target=declare_stream, args=(c, o, f"k{o}", stop, results[o], made[o])) for o in others]
+        for t in threads:
+            t.start()
+        eventually(lambda: all(len(made[o]) >= 20 for o in others), timeout=30, what="declares to flow")
+        c.run("kill", str(leader))
+        killed_at = time.time()  # the verb returns once the process is gone
+        # A declare begun after the kill has to be committed by a new leader.
+        eventually(lambda: all(any(b > killed_at for b, _ in made[o]) for o in others), timeout=15,
+                   what="declares to succeed again after the leader died")
+        recovery = min(min(e for b, e in made[o] if b > killed_at) for o in others) - killed_at
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        c.run("start", str(leader))
+        c.run("wait-healthy", "--timeout", "60")
+        print(f"first declare after the leader's kill -9: {recovery:.3f} s")
+        for i in (1, 2, 3):
+            conn = c.connect(i)
+            for o in others:
+                for name, outcome in results[o].items():
+                    ch = conn.channel()
+                    try:
+                        ch.queue_declare(name, passive=True)
+                        present = True
+                        ch.close()
+                    except pika.exceptions.ChannelClosedByBroker as e:
+                        assert e.reply_code == 404
+                        present = False
+                    if outcome == "ok":
+                        assert present, f"node {i}: acknowledged {name} is gone"
+                    elif outcome == "failed":
+                        assert not present, f"node {i}: {name} was refused as not made, but it is there"
+            conn.close()
+        oks = sum(1 for r in results.values() for v in r.values() if v == "ok")
+        assert oks >= 40
+    finally:
+        c.down()
+
+
+def test_a_minority_refuses_changes_the_majority_goes_on_and_the_healed_node_catches_up():
+    c = Cluster(3, name="test_cluster_partition", extra=("--metadata-timeout", "2"))
+    try:
+        leader = c.leader()
+        m = next(i for i in (1, 2, 3) if i != leader)  # the minority: a follower cut off alone
+        rest = [i for i in (1, 2, 3) if i != m]
+        setup = c.connect(m)
+        ch = setup.channel()
+        ch.queue_declare("before", durable=True)
+        setup.close()
+        c.run("partition", str(m), ",".join(map(str, rest)))
+        conn = c.connect(m)
+        ch = conn.channel()
+        # Everything that needs no change still works on the minority node.
+        ch.queue_declare("before", passive=True)
+        ch.basic_publish("", "before", b"still here")
+        assert eventually(lambda: ch.basic_get("before", auto_ack=True)[2], timeout=5) == b"still here"
+        started = time.time()
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+            ch.queue_declare("minority", durable=True)
+        assert time.time() - started < 2 + 3, "the refusal came within the metadata timeout"
+        assert e.value.reply_code == 541
+        # It never reached a leader: the node knows it was not made, and says what is needed.
+        assert "majority" in e.value.reply_text and "not made" in e.value.reply_text, e.value.reply_text
+        assert "metadata change not committed" in c.log_text(m)
+        # The majority goes on.
+        maj = c.connect(rest[1])
+        mch = maj.channel()
+        eventually(lambda: mch.queue_declare("majority", durable=True), timeout=10, what="the majority to accept changes")
+        maj.close()
+        c.run("heal")
+        c.run("wait-healthy", "--timeout", "30")
+        back = c.connect(m)
+        bch = back.channel()
+        eventually(lambda: bch.queue_declare("majority", passive=True), timeout=10, what="the healed node to catch up")
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+            bch.queue_declare("minority", passive=True)
+        assert e.value.reply_code == 404, "a change refused as not made stays not made after the heal"
+        back.close()
+
+        # A forgotten node is gone from every view.
+        c.run("stop", str(m))
+        s, b, _ = c.api(rest[0]).call("POST", "/api/warren/cluster/forget", {"node": c.node_name(m)})
+        assert s in (200, 204), b
+        for i in rest:
+            eventually(lambda: c.node_name(m) not in json.dumps(c.api(i).call("GET", "/api/nodes")[1]), timeout=10,
+                       what=f"node {i} to forget node {m}")
+            st = c.status(i)
+            assert c.node_name(m) not in st["disk_nodes"] + st["running_nodes"] + st["voters"]
+        # And the two left still make changes (a majority of two).
+        conn = c.connect(rest[1])
+        conn.channel().queue_declare("after-forget", durable=True)
+        conn.close()
+    finally:
+        c.down()
+
+
+def test_kill_9_cycles_keep_the_metadata_intact():
+    """Each cycle kills a random node with SIGKILL while changes go on, restarts it, and checks
+    that every node holds every definition made so far. WARREN_CLUSTER_CYCLES sets the count
+    (CI runs 20, short ones)."""
+    cycles = int(os.environ.get("WARREN_CLUSTER_CYCLES", "20"))
+    seed = int(os.environ.get("WARREN_CLUSTER_SEED", str(random.randrange(1 << 30))))
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    c = Cluster(3, name="test_cluster_kill_cycles")
+    made = []
+    try:
+        for cycle in range(cycles):
+            victim = rng.randint(1, 3)
+            c.run("kill", str(victim))
+            via = rng.choice([i for i in (1, 2, 3) if i != victim])
+            conn = eventually(lambda: c.connect(via), timeout=10)
+            ch = conn.channel()
+            for k in range(3):
+                name = f"cycle{cycle}-{k}"
+                eventually(lambda: ch.queue_declare(name, durable=True) or True, timeout=15, what=f"{name} (seed {seed})")
+                made.append(name)
+            ch.exchange_declare(f"cx{cycle}", "direct", durable=True)
+            ch.queue_bind(f"cycle{cycle}-0", f"cx{cycle}", "k")
+            conn.close()
+            c.run("start", str(victim))
+            c.run("wait-healthy", "--timeout", "60")
+            for i in (1, 2, 3):
+                def holds():
+                    s, qs, _ = c.api(i).call("GET", "/api/queues?columns=name")
+                    have = {q["name"] for q in qs}
+                    return all(n in have for n in made)
+                eventually(holds, timeout=10, what=f"node {i} to hold every queue after cycle {cycle} (seed {seed})")
+                s, b, _ = c.api(i).call("GET", f"/api/bindings/{Q}/e/cx{cycle}/q/cycle{cycle}-0")
+                assert s == 200 and len(b) == 1, (i, cycle, seed, b)
+    finally:
+        c.down()
