@@ -202,6 +202,11 @@ extension WarrenNode {
             }
             fm.createFile(atPath: (dir as NSString).appendingPathComponent(NodeConfiguration.joinNoteFile), contents: Data(note.utf8))
             let path = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            // Listening sockets are not all close-on-exec: the new image must be able to bind
+            // the same ports.
+            for name in (try? fm.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+                if let fd = Int32(name), fd > 2 { close(fd) }
+            }
             var cargs = args.map { strdup($0) }
             cargs.append(nil)
             execv(path, cargs)

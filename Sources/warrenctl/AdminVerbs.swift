@@ -229,23 +229,3 @@ struct Status: CtlVerb {
         for l in listeners { Swift.print("  \(l["protocol"] ?? "") on \(l["ip_address"] ?? ""):\(l["port"] ?? "")") }
     }
 }
-
-struct ClusterStatus: CtlVerb {
-    static let configuration = CommandConfiguration(
-        commandName: "cluster_status", abstract: "Shows the cluster's nodes (one node until clustering lands).")
-    @OptionGroup var node: NodeOptions
-    func execute() throws {
-        let overview = try node.client.call("GET", "/api/overview") as? [String: Any] ?? [:]
-        let nodes = try node.client.list("/api/nodes")
-        let running = nodes.filter { ($0["running"] as? Bool) ?? false }.compactMap { $0["name"] as? String }
-        if node.formatter == "json" {
-            Swift.print(Table.jsonValue(["cluster_name": overview["cluster_name"] ?? "", "disk_nodes": nodes.compactMap { $0["name"] }, "running_nodes": running]))
-            return
-        }
-        node.say("Cluster status of node \(overview["node"] ?? "") ...")
-        Swift.print("Basics\n\nCluster name: \(overview["cluster_name"] ?? "")\n\nDisk Nodes\n")
-        for n in nodes { Swift.print(n["name"] as? String ?? "") }
-        Swift.print("\nRunning Nodes\n")
-        for n in running { Swift.print(n) }
-    }
-}

@@ -17,6 +17,7 @@ struct WarrenCtl: ParsableCommand {
             ListVerb<PermissionsList>.self, ListVerb<PoliciesList>.self, AddUser.self, DeleteUser.self,
             ChangePassword.self, SetUserTags.self, AddVHost.self, DeleteVHost.self, SetPermissions.self, ClearPermissions.self,
             SetPolicy.self, ClearPolicy.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
-            ImportDefinitions.self, Status.self, ClusterStatus.self,
+            ImportDefinitions.self, Status.self, ClusterStatus.self, JoinCluster.self, ForgetClusterNode.self, Reset.self,
+            StopApp.self, StartApp.self, SetClusterName.self,
         ])
 }

@@ -305,3 +305,62 @@ def test_kill_9_cycles_keep_the_metadata_intact():
                 assert s == 200 and len(b) == 1, (i, cycle, seed, b)
     finally:
         c.down()
+
+
+def ctl(c, i, *args, check=True):
+    tool = os.path.join(os.path.dirname(warren_binary()), "warrenctl")
+    p = subprocess.run([tool, args[0], "--port", str(c.nodes[i - 1]["management"]), *args[1:]],
+                       capture_output=True, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def test_warrenctl_cluster_verbs_stop_app_reset_and_join_cluster():
+    c = Cluster(3, name="test_cluster_ctl")
+    try:
+        names = sorted(n["name"] for n in c.nodes)
+        text = ctl(c, 1, "cluster_status").stdout
+        assert text.splitlines()[0] == f"Cluster status of node {c.node_name(1)} ..."
+        for section in ("Disk Nodes", "Running Nodes", "Alarms", "Network Partitions", "Listeners"):
+            assert f"\n{section}\n" in text, text
+        assert all(n in text for n in names)
+        js = json.loads(ctl(c, 2, "cluster_status", "--formatter", "json").stdout)
+        assert sorted(js["disk_nodes"]) == names and sorted(js["running_nodes"]) == names
+        ctl(c, 2, "set_cluster_name", "renamed")
+        eventually(lambda: c.api(3).call("GET", "/api/overview")[1]["cluster_name"] == "renamed", timeout=10)
+        # List verbs answer on any node with the whole cluster's objects.
+        conn = c.connect(1)
+        conn.channel().queue_declare("on-1", durable=True)
+        conn.close()
+        eventually(lambda: "on-1" in ctl(c, 3, "list_queues", "name").stdout, timeout=10)
+
+        # stop_app closes the AMQP listener; the process and its cluster links stay.
+        ctl(c, 3, "stop_app")
+        eventually(lambda: not port_open(c.amqp(3)), timeout=10, what="node 3's AMQP listener to close")
+        assert c.node_name(3) in c.status(1)["running_nodes"]
+        # reset: node 3 leaves (the others forget it) and comes back as a new cluster of one.
+        ctl(c, 3, "reset")
+        eventually(lambda: c.node_name(3) not in c.status(1)["disk_nodes"], timeout=20, what="the others to forget node 3")
+        eventually(lambda: c.status(3)["disk_nodes"] == [c.node_name(3)], timeout=30, what="node 3 alone after its reset")
+        ctl(c, 3, "stop_app")
+        ctl(c, 3, "join_cluster", f"127.0.0.1:{c.nodes[0]['cluster']}")
+        c.run("wait-healthy", "--timeout", "60")
+        eventually(lambda: "on-1" in ctl(c, 3, "list_queues", "name").stdout, timeout=10, what="node 3 to have the cluster's queues")
+        ctl(c, 3, "start_app")
+        eventually(lambda: port_open(c.amqp(3)), timeout=10)
+    finally:
+        c.down()
+
+
+def port_open(port):
+    import socket
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
