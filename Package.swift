@@ -200,7 +200,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenNode", "WarrenCore", "WarrenStore", "WarrenLog",
+                "WarrenNode", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -258,6 +258,16 @@ let package = Package(
         .testTarget(
             name: "ManagementTests",
             dependencies: ["WarrenManagement", "WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "WarrenCluster", "WarrenLog", "Raft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

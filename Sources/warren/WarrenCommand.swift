@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import WarrenCore
 import WarrenNode
+import WarrenCluster
 import WarrenStore
 import WarrenLog
 
@@ -142,7 +143,7 @@ struct Serve: AsyncParsableCommand {
 /// read (docs/storage.md).
 struct Repair: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Repair a data directory whose store refuses to start (the node must be stopped).")
+        abstract: "Repair a data directory whose store or Raft log refuses to start (the node must be stopped).")
 
     @Option(name: .customLong("data-dir"), help: "The node's data directory.") var dataDir: String?
     @Option(name: .long, help: "Config file, to find the data directory in.") var config: String?
@@ -161,7 +162,10 @@ struct Repair: ParsableCommand {
             throw ExitCode(1)
         }
         do {
-            let report = try StoreRepair.repair(directory: (lock.path as NSString).appendingPathComponent("store"))
+            var report = try StoreRepair.repair(directory: (lock.path as NSString).appendingPathComponent("store"))
+            let raft = try RaftWALRepair.repair(directory: (lock.path as NSString).appendingPathComponent("raft"))
+            report.actions += raft.actions
+            report.bytesDropped += raft.bytesDropped
             if report.isClean {
                 print("warren repair: nothing to repair in \(path)")
             } else {

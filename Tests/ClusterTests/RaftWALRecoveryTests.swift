@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Raft
+import Testing
+import WarrenLog
+
+@testable import WarrenCluster
+
+/// A WAL in a temporary directory, driven on an event loop as the node drives it.
+final class WALHarness: @unchecked Sendable {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    var loop: any EventLoop { group.next() }
+    let dir = NSTemporaryDirectory() + "warren-wal-\(UUID().uuidString)"
+    var segments: String { dir + "/segments" }
+    var snapshots: String { dir + "/snapshots" }
+
+    func open() throws -> RaftWAL {
+        let loop = self.loop
+        return try loop.submit { try RaftWAL(directory: self.dir, segmentBytes: 64 * 1024, logger: Logger(label: "wal-test")) { loop.execute($0) } }.wait()
+    }
+
+    /// Saves and waits until it is durable.
+    func save(_ wal: RaftWAL, group g: GroupID = 7, hardState: HardState? = nil, entries: [Entry] = [], snapshot: Snapshot? = nil) throws {
+        let p = loop.makePromise(of: Void.self)
+        loop.execute {
+            wal.save(g, hardState: hardState, entries: entries, snapshot: snapshot)
+            wal.sync { p.succeed(()) }
+        }
+        try p.futureResult.wait()
+    }
+
+    func close(_ wal: RaftWAL) throws { try loop.submit { wal.close() }.wait() }
+
+    func lastSegment() -> String { SegmentFile.path(segments, SegmentFile.list(segments).last!) }
+
+    deinit {
+        try? group.syncShutdownGracefully()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+func entries(_ range: ClosedRange<UInt64>, term: UInt64 = 1) -> [Entry] {
+    range.map { Entry(term: term, index: $0, payload: .normal(Array("entry \($0)".utf8))) }
+}
+
+@Suite("Raft WAL recovery")
+struct RaftWALRecoveryTests {
+    @Test("entries, hard state and snapshot come back after a clean close")
+    func clean() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        try h.save(wal, hardState: HardState(term: 3, vote: 2, commit: 5), entries: entries(1...10, term: 3))
+        try h.close(wal)
+        let again = try h.open()
+        let st = again.state(of: 7)
+        #expect(st.entries.map(\.index) == Array(1...10))
+        #expect(st.hardState == HardState(term: 3, vote: 2, commit: 5))
+        #expect(again.tornTailBytes == 0)
+        try h.close(again)
+    }
+
+    @Test("a truncated tail (a write the crash cut short) is cut off; everything before it stays")
+    func truncatedTail() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        for i in 0..<10 { try h.save(wal, entries: entries(UInt64(i * 10 + 1)...UInt64(i * 10 + 10))) }
+        try h.close(wal)
+        let path = h.lastSegment()
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        #expect(truncate(path, off_t(size - 7)) == 0)
+        let again = try h.open()
+        #expect(again.tornTailBytes > 0)
+        let got = again.state(of: 7).entries.map(\.index)
+        #expect(got == Array(1...90), "the last batch was the torn write; the nine before it are whole")
+        try h.close(again)
+    }
+
+    @Test("a zeroed tail (preallocated or zero-filled after a crash) is cut off")
+    func zeroedTail() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        try h.save(wal, entries: entries(1...20))
+        try h.close(wal)
+        let fh = FileHandle(forWritingAtPath: h.lastSegment())!
+        fh.seekToEndOfFile()
+        fh.write(Data(count: 4096))
+        try fh.close()
+        let again = try h.open()
+        #expect(again.tornTailBytes == 4096)
+        #expect(again.state(of: 7).entries.map(\.index) == Array(1...20))
+        try h.close(again)
+    }
+
+    @Test("a flipped bit inside the log is corruption: the node refuses to start and says how to repair; repair cuts there")
+    func flippedBit() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        for i in 0..<10 { try h.save(wal, entries: entries(UInt64(i * 10 + 1)...UInt64(i * 10 + 10))) }
+        try h.close(wal)
+        let path = h.lastSegment()
+        let middle = UInt64(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int) / 2
+        let fh = FileHandle(forUpdatingAtPath: path)!
+        fh.seek(toFileOffset: middle)
+        var byte = fh.readData(ofLength: 1)
+        byte[0] ^= 0x10
+        fh.seek(toFileOffset: middle)
+        fh.write(byte)
+        try fh.close()
+        #expect {
+            _ = try h.open()
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("corrupt") && text.contains("warren repair")
+        }
+        let report = try RaftWALRepair.repair(directory: h.dir)
+        #expect(report.bytesDropped > 0)
+        #expect(report.actions.contains { $0.contains("cut at offset") })
+        let repaired = try h.open()
+        let got = repaired.state(of: 7).entries.map(\.index)
+        #expect(!got.isEmpty && got.count < 100 && got == Array(1...UInt64(got.count)), "a whole prefix survives")
+        try h.close(repaired)
+    }
+
+    @Test("a missing snapshot file is named at start; repair cuts the log at its marker")
+    func missingSnapshot() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        try h.save(wal, entries: entries(1...10))
+        let snap = Snapshot(index: 10, term: 1, membership: Membership(voters: [1]), data: Array("state".utf8))
+        try h.save(wal, entries: [], snapshot: snap)
+        try h.save(wal, entries: entries(11...15))
+        try h.close(wal)
+        let files = try FileManager.default.contentsOfDirectory(atPath: h.snapshots)
+        #expect(files.count == 1)
+        try FileManager.default.removeItem(atPath: h.snapshots + "/" + files[0])
+        #expect {
+            _ = try h.open()
+        } throws: { error in
+            "\(error)".contains("is missing") && "\(error)".contains("warren repair")
+        }
+        let report = try RaftWALRepair.repair(directory: h.dir)
+        #expect(report.actions.contains { $0.contains("snapshot file") })
+        let repaired = try h.open()
+        #expect(repaired.state(of: 7).snapshot == nil)
+        #expect(repaired.state(of: 7).entries.map(\.index) == Array(1...10), "what preceded the marker is still there")
+        try h.close(repaired)
+    }
+
+    @Test("a crash before the sync thread finished loses at most what was never acknowledged")
+    func crashMidway() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        try h.save(wal, hardState: HardState(term: 2, vote: 1, commit: 8), entries: entries(1...8, term: 2))
+        try h.loop.submit {
+            wal.save(7, hardState: nil, entries: entries(9...12, term: 2), snapshot: nil)
+            wal.crashForTests()
+        }.wait()
+        let again = try h.open()
+        let got = again.state(of: 7).entries.map(\.index)
+        #expect(Array(got.prefix(8)) == Array(1...8), "every acknowledged entry is there")
+        #expect(again.state(of: 7).hardState.term == 2)
+        try h.close(again)
+    }
+}
