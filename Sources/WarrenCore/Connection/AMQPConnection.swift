@@ -347,9 +347,12 @@ public final class AMQPConnection {
             transport?.startCloseTimer()
         case .sendCloseOkAndDisconnect:
             logger.info("client closed the connection")
-            release()
-            send(0, .connectionCloseOk(ConnectionCloseOk()))
-            transport?.disconnect()
+            // close-ok once its exclusive queues are gone from the definitions (committed): a
+            // client that declares one passively right after gets 404, as from RabbitMQ.
+            release { [weak self] in
+                self?.send(0, .connectionCloseOk(ConnectionCloseOk()))
+                self?.transport?.disconnect()
+            }
         case .disconnect:
             release()
             transport?.disconnect()
@@ -446,16 +449,19 @@ public final class AMQPConnection {
 
     /// Lets go of everything the connection holds, once: its resources and its registration
     /// with the broker (which keeps counting it against limits until then).
-    private func release() {
-        releaseResources()
+    private func release(then done: (() -> Void)? = nil) {
+        releaseResources(then: done)
         guard !released else { return }
         released = true
         if id != 0 { broker.unregister(id) }
     }
 
     /// Channels (requeueing their unacked messages), paused publishers and exclusive queues.
-    private func releaseResources() {
-        guard !resourcesReleased else { return }
+    private func releaseResources(then done: (() -> Void)? = nil) {
+        guard !resourcesReleased else {
+            done?()
+            return
+        }
         resourcesReleased = true
         let open = channels.values
         channels.removeAll()
@@ -466,11 +472,14 @@ public final class AMQPConnection {
         for q in pausedBy.values { q.forgetPausedPublisher(self) }
         pausedBy.removeAll()
         // Its exclusive queues go with it, in every node's definitions.
-        if !exclusiveQueues.isEmpty {
-            broker.metadataLog.propose(.connectionClosed(QueueOwner(node: broker.nodeName, connection: id))) { _ in }
-        }
+        let ownedExclusive = !exclusiveQueues.isEmpty
         exclusiveQueues.removeAll()
         confirmChannels.removeAll()
+        if ownedExclusive {
+            broker.metadataLog.propose(.connectionClosed(QueueOwner(node: broker.nodeName, connection: id))) { _ in done?() }
+        } else {
+            done?()
+        }
     }
 
     // MARK: events from the shell
