@@ -42,8 +42,17 @@ enum Processes {
     /// The pid is still the program we started (not a pid reused by something else).
     static func runs(_ pid: pid_t, program: String) -> Bool {
         guard alive(pid) else { return false }
-        guard let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") else { return true }
+        guard let exe = readLink("/proc/\(pid)/exe") else { return true }
         return (exe as NSString).lastPathComponent.hasPrefix((program as NSString).lastPathComponent)
+    }
+
+    /// A symbolic link's target, read with readlink(2) (Foundation's reading of /proc links is
+    /// not reliable: they report a size of 0).
+    static func readLink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Waits (polling, bounded) until `pid` has exited; false if it still runs after `timeout`.

@@ -68,7 +68,7 @@ struct Up: ParsableCommand {
         }
         try layout.save(dir)
         try Faults().save(dir)
-        let me = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(CommandLine.arguments[0])
+        let me = Self.ownExecutable
         layout.proxyPid = try Processes.spawn([me, "proxy", "--dir", dir], log: (dir as NSString).appendingPathComponent("proxy.log"))
         try layout.save(dir)
         try waitFor("the proxy to listen", timeout: 10) {
@@ -80,9 +80,12 @@ struct Up: ParsableCommand {
         print(try JSONText.of(layout.summary(dir)))
     }
 
+    /// This program's path (argv[0] may be a bare name found on PATH).
+    static var ownExecutable: String { Processes.readLink("/proc/self/exe") ?? CommandLine.arguments[0] }
+
     func resolveBinary() throws -> String {
         let candidates = [binary, ProcessInfo.processInfo.environment["WARREN_BIN"],
-                          ((CommandLine.arguments[0] as NSString).deletingLastPathComponent as NSString).appendingPathComponent("warren")]
+                          ((Self.ownExecutable as NSString).deletingLastPathComponent as NSString).appendingPathComponent("warren")]
         for case let c? in candidates where FileManager.default.isExecutableFile(atPath: c) {
             return c.hasPrefix("/") ? c : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(c)
         }
