@@ -129,7 +129,9 @@ public final class ClusterNode: @unchecked Sendable {
                 address = "\(ProcessInfo.processInfo.hostName):\(bound.port ?? settings.port)"
             }
             transport.myAddress = address
-            logger.notice("cluster listener started on \(settings.bindHost):\(bound.port ?? 0)", metadata: ["advertised": "\(address)"])
+            logger.notice(
+                "cluster listener started on \(settings.bindHost):\(bound.port ?? 0)",
+                metadata: ["advertised": "\(address)", "tls": "\(settings.serverTLS == nil ? "off" : "on")"])
             return address
         }
     }

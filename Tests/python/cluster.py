@@ -18,11 +18,12 @@ def driver_binary():
 
 
 class Cluster:
-    def __init__(self, nodes=3, name="cluster", extra=(), timeout=60):
+    def __init__(self, nodes=3, name="cluster", extra=(), timeout=60, tls=False):
         os.makedirs(ARTIFACTS, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=f"warren-{name}-")
         self.name = name
-        self.layout = json.loads(self.run("up", "--nodes", str(nodes), "--timeout", str(timeout), "--", *extra, timeout=timeout + 60))
+        args = ["--nodes", str(nodes), "--timeout", str(timeout)] + (["--tls"] if tls else [])
+        self.layout = json.loads(self.run("up", *args, "--", *extra, timeout=timeout + 60))
         self.nodes = self.layout["nodes"]
 
     def run(self, verb, *args, timeout=120, check=True):

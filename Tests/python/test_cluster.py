@@ -364,3 +364,72 @@ def port_open(port):
         return False
     finally:
         s.close()
+
+
+def test_five_nodes_two_cut_off_the_three_go_on_and_all_five_agree_after_the_heal():
+    c = Cluster(5, name="test_cluster_five", extra=("--metadata-timeout", "2"))
+    try:
+        c.run("partition", "4,5", "1,2,3")
+        three = c.connect(2)
+        ch = three.channel()
+        eventually(lambda: ch.queue_declare("made-by-three", durable=True), timeout=15, what="the three to accept changes")
+        three.close()
+        two = c.connect(5)
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+            two.channel().queue_declare("made-by-two", durable=True)
+        assert e.value.reply_code == 541
+        c.run("heal")
+        c.run("wait-healthy", "--timeout", "60")
+        for i in range(1, 6):
+            conn = c.connect(i)
+            eventually(lambda: conn.channel().queue_declare("made-by-three", passive=True), timeout=10,
+                       what=f"node {i} to have the majority's queue")
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+                conn.channel().queue_declare("made-by-two", passive=True)
+            conn.close()
+    finally:
+        c.down()
+
+
+def test_a_paused_leader_is_replaced_and_acknowledges_nothing_once_resumed():
+    c = Cluster(3, name="test_cluster_pause", extra=("--metadata-timeout", "3"))
+    try:
+        leader = c.leader()
+        others = [i for i in (1, 2, 3) if i != leader]
+        # A client on the leader asks for a change while the leader is frozen.
+        on_leader = c.connect(leader)
+        lch = on_leader.channel()
+        c.run("pause", str(leader))
+        conn = c.connect(others[0])
+        ch = conn.channel()
+        eventually(lambda: ch.queue_declare("while-paused", durable=True), timeout=15, what="a new leader")
+        new = c.leader(among=others)
+        assert new in others
+        c.run("resume", str(leader))
+        c.run("wait-healthy", "--timeout", "30")
+        # The old leader follows the new one and serves the change made meanwhile.
+        eventually(lambda: lch.queue_declare("while-paused", passive=True), timeout=10)
+        lch.queue_declare("after-resume", durable=True)
+        on_leader.close()
+        for i in (1, 2, 3):
+            cc = c.connect(i)
+            eventually(lambda: cc.channel().queue_declare("after-resume", passive=True), timeout=10)
+            cc.close()
+    finally:
+        c.down()
+
+
+def test_cluster_links_over_mutual_tls():
+    c = Cluster(3, name="test_cluster_tls", tls=True)
+    try:
+        for i in (1, 2, 3):
+            assert "cluster listener started" in c.log_text(i) and "tls=on" in c.log_text(i)
+        conn = c.connect(2)
+        conn.channel().queue_declare("over-tls", durable=True)
+        conn.close()
+        for i in (1, 3):
+            cc = c.connect(i)
+            eventually(lambda: cc.channel().queue_declare("over-tls", passive=True), timeout=10)
+            cc.close()
+    finally:
+        c.down()
