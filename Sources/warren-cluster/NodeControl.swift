@@ -7,12 +7,12 @@ import ManagementClient
 /// Starting, stopping and signalling one node of the layout.
 enum NodeControl {
     /// Starts node `i` with its recorded command line; returns once its AMQP port accepts.
-    static func start(_ layout: inout ClusterLayout, _ i: Int, dir: String, timeout: TimeInterval = 30) throws {
+    static func start(_ layout: inout ClusterLayout, _ i: Int, dir: String, timeout: TimeInterval = 30, extra: [String] = []) throws {
         var n = layout.nodes[i]
         if let pid = n.pid, Processes.runs(pid, program: layout.binary) {
             throw DriverError("\(n.name) already runs (pid \(pid))")
         }
-        let pid = try Processes.spawn(n.argv, log: n.log)
+        let pid = try Processes.spawn(n.argv + extra, log: n.log)
         n.pid = pid
         n.state = "running"
         layout.nodes[i] = n

@@ -89,12 +89,14 @@ struct Stop: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a stopped or killed node again (same ports and data).")
+    static let configuration = CommandConfiguration(
+        abstract: "Start a stopped or killed node again (same ports and data); flags after -- are added for this start only.")
     @OptionGroup var verb: NodeVerb
+    @Argument(parsing: .postTerminator, help: "Extra warren flags for this start, after --.") var extra: [String] = []
     func run() throws {
         var layout = try ClusterLayout.load(verb.where_.dir)
         let i = try layout.index(of: verb.node)
-        try NodeControl.start(&layout, i, dir: verb.where_.dir)
+        try NodeControl.start(&layout, i, dir: verb.where_.dir, extra: extra)
         print("\(layout.nodes[i].name) started (pid \(layout.nodes[i].pid ?? 0))")
     }
 }

@@ -433,3 +433,31 @@ def test_cluster_links_over_mutual_tls():
             cc.close()
     finally:
         c.down()
+
+
+def test_an_alarm_on_one_node_blocks_publishers_on_every_node():
+    c = Cluster(3, name="test_cluster_alarm")
+    try:
+        conn = c.connect(1)
+        blocked = []
+        conn.add_on_connection_blocked_callback(lambda *a: blocked.append("blocked"))
+        conn.add_on_connection_unblocked_callback(lambda *a: blocked.append("unblocked"))
+        ch = conn.channel()
+        ch.basic_publish("", "nowhere", b"x")  # a publisher: RabbitMQ blocks only those
+        # Node 3 comes back with a memory limit it is already over.
+        c.run("stop", "3")
+        c.run("start", "3", "--", "--memory-high-watermark", "1MB")
+        c.run("wait-healthy", "--timeout", "30")
+
+        def seen(what):
+            conn.process_data_events(time_limit=0.1)
+            return what in blocked
+        eventually(lambda: seen("blocked"), timeout=15, what="connection.blocked on node 1 for node 3's alarm")
+        s, alarms, _ = c.api(1).call("GET", "/api/health/checks/alarms")
+        assert s == 503 and c.node_name(3) in json.dumps(alarms), alarms
+        c.run("stop", "3")
+        c.run("start", "3")
+        eventually(lambda: seen("unblocked"), timeout=20, what="connection.unblocked once the alarm is gone")
+        conn.close()
+    finally:
+        c.down()
