@@ -45,7 +45,7 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     private var hopScheduled = false
     /// Proposals held until this node's restart command is applied (nil: open). Commands of this
     /// node must not be ordered before it: it deletes what the node held before.
-    private var gated: [(MetadataCommand, (MetadataOutcome) -> Void)]? = []
+    private var gated: [(command: MetadataCommand, completion: (MetadataOutcome) -> Void, deadline: NIODeadline)]? = []
     /// The last log position applied to the broker.
     public private(set) var appliedIndex: LogIndex = 0
     private var appliedSinceSnapshot = 0
@@ -105,7 +105,7 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
 
     public func propose(_ command: MetadataCommand, completion: @escaping (MetadataOutcome) -> Void) {
         if gated != nil {
-            gated!.append((command, completion))
+            gated!.append((command, completion, .now() + timeout))
             return
         }
         submit(command, completion: completion)
@@ -128,7 +128,7 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     public func openGate() {
         guard let held = gated else { return }
         gated = nil
-        for (command, completion) in held { submit(command, completion: completion) }
+        for h in held { submit(h.command, completion: h.completion) }
     }
 
     private func submit(_ command: MetadataCommand, completion: @escaping (MetadataOutcome) -> Void) {
@@ -153,6 +153,16 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     /// committed meanwhile, and its apply step, on its way here, completes it.
     private func sweep() {
         let now = NIODeadline.now()
+        // Held behind this node's restart record, which the cluster has not taken yet: never
+        // proposed, so certainly not made.
+        if let held = gated, held.contains(where: { $0.deadline <= now }) {
+            gated = held.filter { $0.deadline > now }
+            for h in held where h.deadline <= now {
+                let why = "node \(broker.nodeName) has restarted and the cluster's metadata store has not yet recorded it (a majority of the cluster's nodes must be running and connected): the change (\(h.command.name)) was not made"
+                logger.warning("cluster: metadata change not committed", metadata: ["change": "\(h.command.name)", "reason": "\(why)"])
+                h.completion(.notCommitted(why))
+            }
+        }
         var expired: [UInt64] = []
         for (serial, p) in pending where p.deadline <= now {
             expired.append(serial)

@@ -461,3 +461,26 @@ def test_an_alarm_on_one_node_blocks_publishers_on_every_node():
         conn.close()
     finally:
         c.down()
+
+
+def test_a_node_restarted_into_a_minority_refuses_changes_within_the_timeout():
+    c = Cluster(3, name="test_cluster_restart_minority", extra=("--metadata-timeout", "2"))
+    try:
+        c.run("kill", "3")
+        c.run("partition", "3")
+        c.run("start", "3")
+        conn = c.connect(3)
+        ch = conn.channel()
+        started = time.time()
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+            ch.queue_declare("restarted-alone", durable=True)
+        assert time.time() - started < 5
+        assert e.value.reply_code == 541 and "not made" in e.value.reply_text, e.value.reply_text
+        c.run("heal")
+        c.run("wait-healthy", "--timeout", "30")
+        conn = c.connect(1)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            conn.channel().queue_declare("restarted-alone", passive=True)
+        conn.close()
+    finally:
+        c.down()
