@@ -240,7 +240,13 @@ public final class ClusterNode: @unchecked Sendable {
         if !node.membership.members.contains(me) && !wasRemoved {
             askToJoin()
         }
-        if node.role == .leader { reconcileMembership(node) }
+        if node.role == .leader {
+            reconcileMembership(node)
+            noticeDownMembers()
+        } else {
+            unreachableSince.removeAll()
+            downProposed.removeAll()
+        }
         metadata.submitUnsent()  // proposals that wait for the link to the leader
         statusTick += 1
         if statusTick % 8 == 0 { sendStatus() }
@@ -251,6 +257,13 @@ public final class ClusterNode: @unchecked Sendable {
     }
 
     private var statusTick = 0
+    /// Leader only: since when each member has been unreachable, and the members whose
+    /// `nodeDown` has been proposed in this episode.
+    private var unreachableSince: [String: NIODeadline] = [:]
+    private var downProposed: Set<String> = []
+    /// How long a member is unreachable from the leader before its exclusive and transient
+    /// queues are deleted (RabbitMQ acts on `nodedown`, 45-75 s after the last tick).
+    public var nodeDownAfter = TimeAmount.seconds(10)
 
     /// The leader moves the Raft membership towards the registry, one change at a time: members
     /// of the registry join as learners and become voters once they have the log; nodes gone
@@ -278,6 +291,29 @@ public final class ClusterNode: @unchecked Sendable {
             logger.debug("cluster: membership change waits", metadata: ["change": "\(describe(change))", "why": "\(e)"])
         case nil:
             break
+        }
+    }
+
+    /// A member the leader has not reached for `nodeDownAfter` is down for its clients: its
+    /// exclusive and transient queues go (once per episode; applying it twice does no harm).
+    private func noticeDownMembers() {
+        let now = NIODeadline.now()
+        for name in registry.keys where name != settings.nodeName {
+            if transport.isConnected(name) {
+                unreachableSince[name] = nil
+                downProposed.remove(name)
+                continue
+            }
+            let since = unreachableSince[name] ?? now
+            unreachableSince[name] = since
+            guard now - since >= nodeDownAfter, !downProposed.contains(name) else { continue }
+            downProposed.insert(name)
+            logger.notice("cluster: \(name) unreachable for \(nodeDownAfter.nanoseconds / 1_000_000_000) s: its exclusive and transient queues are deleted")
+            brokerLoop.execute { [metadata, logger] in
+                metadata.propose(.nodeDown(name)) { outcome in
+                    if case .notCommitted(let why) = outcome { logger.warning("cluster: node.down for \(name) not committed: \(why)") }
+                }
+            }
         }
     }
 

@@ -484,3 +484,35 @@ def test_a_node_restarted_into_a_minority_refuses_changes_within_the_timeout():
         conn.close()
     finally:
         c.down()
+
+
+def test_a_node_that_goes_down_takes_its_exclusive_and_transient_queues_with_it():
+    c = Cluster(3, name="test_cluster_node_down")
+    try:
+        leader = c.leader()
+        victim = next(i for i in (1, 2, 3) if i != leader)
+        conn = c.connect(victim)
+        ch = conn.channel()
+        ch.queue_declare("excl", exclusive=True)
+        ch.queue_declare("transient", durable=False)
+        ch.queue_declare("durable-stays", durable=True)
+        other = next(i for i in (1, 2, 3) if i not in (leader, victim))
+        check = c.connect(other)
+        eventually(lambda: check.channel().queue_declare("transient", passive=True), timeout=10)
+        c.run("kill", str(victim))
+        killed = time.time()
+
+        def gone(name):
+            try:
+                check.channel().queue_declare(name, passive=True)
+                return False
+            except pika.exceptions.ChannelClosedByBroker as e:
+                assert e.reply_code in (404, 405)
+                return e.reply_code == 404
+        eventually(lambda: gone("excl") and gone("transient"), timeout=30, what="the down node's exclusive and transient queues to go")
+        assert time.time() - killed >= 9, "not before the node had been unreachable for a while"
+        check.channel().queue_declare("durable-stays", passive=True)
+        check.close()
+        assert "unreachable for 10 s" in c.log_text(leader)
+    finally:
+        c.down()

@@ -111,14 +111,16 @@ extension Broker {
             for v in vhosts.values {
                 for q in v.queues.values where q.exclusiveOwner?.node == node || q.homeNode == node { v.removeQueue(q) }
             }
-        case .nodeRestarted(let node):
+        case .nodeRestarted(let node), .nodeDown(let node):
             // The messages of its transient queues were in its memory, and its connections are
-            // gone with their exclusive queues (RabbitMQ deletes both when a node restarts).
+            // gone with their exclusive queues (RabbitMQ deletes both when a node restarts or
+            // goes down).
             for v in vhosts.values {
                 for q in v.queues.values where q.exclusiveOwner?.node == node || (q.homeNode == node && !q.durable) {
                     v.removeQueue(q)
                 }
             }
+            guard case .nodeRestarted = command else { break }
             // Transient exchanges live as long as some member stays up (RabbitMQ keeps them in
             // memory on every node); a cluster of one that restarts has lost them all.
             if clusterNodes.keys.allSatisfy({ $0 == node }) {

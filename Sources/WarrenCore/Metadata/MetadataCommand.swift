@@ -90,6 +90,10 @@ public enum MetadataCommand: Sendable, Equatable {
     /// A node left the cluster for good (`forget_cluster_node`): its queues and its
     /// connections' exclusive queues go with it.
     case forgetNode(String)
+    /// A member has been unreachable from the leader for a while: the exclusive queues of its
+    /// connections and its transient queues go, as RabbitMQ deletes them on `nodedown` (its
+    /// clients are gone, or cut off from the rest of the cluster).
+    case nodeDown(String)
 
     /// Whether it touches what channels read on every publish (routing): such changes are
     /// applied before anything else queued behind them, as usual; the flag only names them.
@@ -121,6 +125,7 @@ public enum MetadataCommand: Sendable, Equatable {
         case .nodeRestarted: return "node.restarted"
         case .registerNode: return "node.register"
         case .forgetNode: return "node.forget"
+        case .nodeDown: return "node.down"
         }
     }
 }
@@ -222,6 +227,9 @@ extension MetadataCommand {
         case .forgetNode(let name):
             b.writeInteger(UInt8(26))
             str(name)
+        case .nodeDown(let name):
+            b.writeInteger(UInt8(27))
+            str(name)
         }
     }
 
@@ -311,6 +319,7 @@ extension MetadataCommand {
         case 24: return .nodeRestarted(try str())
         case 25: return .registerNode(name: try str(), address: try str())
         case 26: return .forgetNode(try str())
+        case 27: return .nodeDown(try str())
         default: throw Malformed()
         }
     }
