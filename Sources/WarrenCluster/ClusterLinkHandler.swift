@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import Raft
 
 /// One TCP (or TLS) link between two nodes, either side. Nothing but the handshake is accepted
@@ -58,7 +59,19 @@ final class ClusterLinkHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        transport.logger.debug("cluster link error", metadata: ["peer": "\(peerName ?? remoteDescription)", "error": "\(error)"])
+        if error is NIOSSLError || error is BoringSSLError {
+            // A certificate the other side does not trust (or no certificate, or no TLS at
+            // all): said once per peer and 10 s, on both sides, with who and why.
+            let who: String
+            switch side {
+            case .client(let address, let expected): who = "\(expected ?? "the node") at \(address)"
+            case .server: who = "a node connecting from \(context.channel.remoteAddress?.ipAddress ?? "?")"
+            }
+            let why = "TLS handshake failed: \(error). Both nodes need certificates signed by a CA the other trusts (--cluster-tls-ca-cert), and TLS on both or neither"
+            transport.tlsRefusal(who: who, why: why)
+        } else {
+            transport.logger.debug("cluster link error", metadata: ["peer": "\(peerName ?? remoteDescription)", "error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 

@@ -267,6 +267,17 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         failed(peer, "link closed")
     }
 
+    /// When each peer's TLS failure was last logged (a peer that keeps dialling would fill the log).
+    private var tlsRefusalLogged: [String: NIODeadline] = [:]
+
+    func tlsRefusal(who: String, why: String) {
+        let now = NIODeadline.now()
+        if let last = tlsRefusalLogged[who], now - last < .seconds(10) { return }
+        tlsRefusalLogged[who] = now
+        logger.error("cluster: refused \(who): \(why)")
+        onRefused?(who, why)
+    }
+
     func refusedBy(_ link: ClusterLinkHandler, _ why: String) {
         if case .client(let address, _) = link.side { peers[address]?.lastError = "refused: \(why)" }
         onRefused?(link.peerName ?? link.remoteDescription, why)

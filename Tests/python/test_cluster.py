@@ -516,3 +516,39 @@ def test_a_node_that_goes_down_takes_its_exclusive_and_transient_queues_with_it(
         assert "unreachable for 10 s" in c.log_text(leader)
     finally:
         c.down()
+
+
+def test_a_node_whose_certificate_the_cluster_does_not_trust_is_refused_and_both_sides_say_so(tmp_path):
+    c = Cluster(3, name="test_cluster_tls_refusal", tls=True)
+    log = None
+    p = None
+    try:
+        # A certificate from another CA.
+        def ssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path)
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=other CA")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "n.key", "-out", "n.csr", "-subj", "/CN=stranger@localhost")
+        ssl("x509", "-req", "-in", "n.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "n.pem", "-days", "2")
+        seed = f"127.0.0.1:{c.nodes[0]['cluster']}"
+        secret = json.load(open(os.path.join(c.dir, "cluster.json")))["secret"]
+        log = open(tmp_path / "stranger.log", "w")
+        p = subprocess.Popen([warren_binary(), "--node-name", "stranger@localhost", "--data-dir", str(tmp_path / "d"),
+                              "--bind", "127.0.0.1", "--amqp-port", "0", "--management", "off", "--prometheus", "off",
+                              "--cluster-port", "0", "--cluster-seeds", seed, "--cluster-secret", secret,
+                              "--cluster-tls-cert", str(tmp_path / "n.pem"), "--cluster-tls-key", str(tmp_path / "n.key"),
+                              "--cluster-tls-ca-cert", str(tmp_path / "ca.pem")],
+                             stdout=log, stderr=subprocess.STDOUT)
+        eventually(lambda: "TLS handshake failed" in c.log_text(1), timeout=15, what="node 1 to log the TLS refusal")
+        line = next(l for l in c.log_text(1).splitlines() if "TLS handshake failed" in l)
+        assert "127.0.0.1" in line and "certificate" in line.lower(), line
+        eventually(lambda: "TLS handshake failed" in open(tmp_path / "stranger.log").read(), timeout=15, what="the stranger to log it")
+        for i in (1, 2, 3):
+            st = c.status(i)
+            assert "stranger@localhost" not in st["disk_nodes"] + st["running_nodes"]
+    finally:
+        if p:
+            p.kill()
+            p.wait()
+        if log:
+            log.close()
+        c.down()
