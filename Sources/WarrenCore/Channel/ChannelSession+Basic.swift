@@ -132,7 +132,7 @@ extension ChannelSession {
         let cc = message.properties.headers?["CC"]?.stringArray ?? []
         if exchange.isDefault && cc.isEmpty && bcc.isEmpty {
             // The default exchange: the queue named by the routing key, if any (most publishes).
-            if let q = vhost.queues[message.routingKey] { queues.append(q) }
+            if let q = vhost.queues[message.routingKey], q.isLocal { queues.append(q) }
         } else if cc.isEmpty && bcc.isEmpty {
             vhost.routeWithAlternates(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
         } else {
@@ -271,7 +271,7 @@ extension ChannelSession {
         }
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.queue(named: name, for: owner)
+        let queue = try vhost.localQueue(named: name, for: owner)
         if queue.type == .quorum && channelPrefetch > 0 {
             // RabbitMQ refuses it as a connection error (540), not a channel one.
             throw .notImplemented("\(queue.resourceDescription) does not support global qos")
@@ -352,7 +352,7 @@ extension ChannelSession {
     func get(_ m: BasicGet) throws(AMQPError) {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.queue(named: name, for: owner)
+        let queue = try vhost.localQueue(named: name, for: owner)
         guard let entry = queue.get(noAck: m.noAck) else {
             connection.send(number, .basicGetEmpty(BasicGetEmpty()))
             return

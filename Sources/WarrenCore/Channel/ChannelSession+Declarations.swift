@@ -198,7 +198,7 @@ extension ChannelSession {
     func purgeQueue(_ m: QueuePurge) throws(AMQPError) {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.queue(named: name, for: owner)
+        let queue = try vhost.localQueue(named: name, for: owner)
         let n = queue.purge()
         if !m.nowait { connection.send(number, .queuePurgeOk(QueuePurgeOk(messageCount: UInt32(clamping: n)))) }
     }

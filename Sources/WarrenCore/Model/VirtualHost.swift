@@ -128,6 +128,16 @@ public final class VirtualHost {
         return q
     }
 
+    /// A queue whose messages are on this node, for consume, get and purge.
+    func localQueue(named name: String, for connection: QueueOwner?) throws(AMQPError) -> MessageQueue {
+        let q = try queue(named: name, for: connection)
+        guard q.isLocal else {
+            throw .notFound(
+                "home node '\(q.homeNode)' of \(describe(queue: name)) is not this node: consume, get and purge on that node (using a queue from another node is not there yet)")
+        }
+        return q
+    }
+
     func checkExclusiveAccess(_ q: MessageQueue, connection: QueueOwner?) throws(AMQPError) {
         if let owner = q.exclusiveOwner, owner != connection { throw lockedError(q.name) }
     }
@@ -353,7 +363,9 @@ public final class VirtualHost {
         // Queues only, few of them (fanout to a handful of queues): de-duplicate by scanning.
         if destinations.count <= 16 && !destinations.contains(where: { if case .exchange = $0 { return true } else { return false } }) {
             for d in destinations {
-                guard case .queue(let q) = d else { continue }
+                // A queue on another node does not take messages routed here yet (issue 15):
+                // the message is unroutable to it, as to a queue whose node is down.
+                guard case .queue(let q) = d, q.isLocal else { continue }
                 if !queues.contains(where: { $0 === q }) { queues.append(q) }
             }
             return
@@ -364,7 +376,7 @@ public final class VirtualHost {
         while i < destinations.count {
             switch destinations[i] {
             case .queue(let q):
-                if seenQueues.insert(ObjectIdentifier(q)).inserted { queues.append(q) }
+                if q.isLocal, seenQueues.insert(ObjectIdentifier(q)).inserted { queues.append(q) }
             case .exchange(let x):
                 if seenExchanges.insert(ObjectIdentifier(x)).inserted {
                     x.router.route(routingKey: routingKey, headers: headers, into: &destinations)

@@ -103,6 +103,7 @@ public final class MessageQueue {
         arguments: FieldTable, settings: QueueSettings, now: Int64, homeNode: String
     ) {
         self.homeNode = homeNode
+        self.isLocal = homeNode == vhost.broker.nodeName
         self.name = name
         self.vhost = vhost
         self.durable = durable
@@ -123,8 +124,8 @@ public final class MessageQueue {
     public var messageBytes: Int { ready.bytes }
     public var consumerCount: Int { consumers.count }
     public var isExclusive: Bool { exclusiveOwner != nil }
-    /// Its messages live on this node.
-    public var isLocal: Bool { homeNode == vhost.broker.nodeName }
+    /// Its messages live on this node (fixed at creation: routing reads it on every publish).
+    public let isLocal: Bool
     /// True when a consumer holds the queue exclusively.
     public var hasExclusiveConsumer: Bool { consumers.first?.exclusive ?? false }
     /// With `x-single-active-consumer`, the one consumer that receives messages.
