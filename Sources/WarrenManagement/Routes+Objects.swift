@@ -106,9 +106,12 @@ extension ManagementAPI {
         case ("DELETE", 4, "contents"):
             _ = try actingVHost(v.name, caller)
             try checkAccess(.read, .queue(name), caller, v)
+            try Self.requireLocal(q)
             q.purge()
             return Self.noContent
-        case ("POST", 4, "get"): return try get(from: q, r, caller)
+        case ("POST", 4, "get"):
+            try Self.requireLocal(q)
+            return try get(from: q, r, caller)
         case (_, 3, _), (_, 4, "bindings"), (_, 4, "contents"), (_, 4, "get"): throw APIError.methodNotAllowed
         default: throw APIError.notFound
         }
@@ -237,5 +240,14 @@ extension ManagementAPI {
         case .exchange(let x): try checkAccess(.write, .exchange(x.name), caller, v)
         }
         try checkAccess(.read, .exchange(source.name), caller, v)
+    }
+}
+
+extension ManagementAPI {
+    /// The messages of a queue homed on another node are not here (issue 15 makes them reachable).
+    static func requireLocal(_ q: MessageQueue) throws {
+        guard q.isLocal else {
+            throw APIError(status: 400, error: "bad_request", reason: "home node '\(q.homeNode)' of \(q.resourceDescription) is not this node: purge or get its messages through that node's API")
+        }
     }
 }

@@ -114,6 +114,8 @@ def test_a_queue_on_another_node_is_not_silently_used_here(cluster):
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
         ch.basic_get("homed-on-1")
     assert e.value.reply_code == 404 and f"home node '{cluster.node_name(1)}'" in e.value.reply_text, e.value.reply_text
+    s, b, _ = cluster.api(2).call("POST", f"/api/queues/{Q}/homed-on-1/get", {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"})
+    assert s == 400 and cluster.node_name(1) in b["reason"], (s, b)
     # On its own node the queue works.
     ch1 = c1.channel()
     ch1.basic_publish("", "homed-on-1", b"here")
