@@ -18,7 +18,7 @@ def driver_binary():
 
 
 class Cluster:
-    def __init__(self, nodes=3, name="cluster", extra=(), timeout=60, tls=False):
+    def __init__(self, nodes=3, name="cluster", extra=(), timeout=120, tls=False):
         os.makedirs(ARTIFACTS, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix=f"warren-{name}-")
         self.name = name

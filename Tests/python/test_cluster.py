@@ -133,10 +133,10 @@ def test_a_node_with_the_wrong_secret_is_refused_and_both_sides_say_so(cluster, 
                          stdout=log, stderr=subprocess.STDOUT)
     try:
         eventually(lambda: "intruder@localhost" in cluster.log_text(1) and "refused" in cluster.log_text(1),
-                   timeout=15, what="node 1 to log the refusal")
+                   timeout=30, what="node 1 to log the refusal")
         line = next(l for l in cluster.log_text(1).splitlines() if "intruder@localhost" in l and "refused" in l)
         assert "secret" in line, line
-        eventually(lambda: "refused" in open(tmp_path / "intruder.log").read(), timeout=15, what="the intruder to log it")
+        eventually(lambda: "refused" in open(tmp_path / "intruder.log").read(), timeout=30, what="the intruder to log it")
         theirs = next(l for l in open(tmp_path / "intruder.log").read().splitlines() if "refused" in l)
         assert "secret" in theirs, theirs
         for i in (1, 2, 3):
@@ -563,10 +563,10 @@ def test_a_node_whose_certificate_the_cluster_does_not_trust_is_refused_and_both
                               "--cluster-tls-cert", str(tmp_path / "n.pem"), "--cluster-tls-key", str(tmp_path / "n.key"),
                               "--cluster-tls-ca-cert", str(tmp_path / "ca.pem")],
                              stdout=log, stderr=subprocess.STDOUT)
-        eventually(lambda: "TLS handshake failed" in c.log_text(1), timeout=15, what="node 1 to log the TLS refusal")
+        eventually(lambda: "TLS handshake failed" in c.log_text(1), timeout=30, what="node 1 to log the TLS refusal")
         line = next(l for l in c.log_text(1).splitlines() if "TLS handshake failed" in l)
         assert "127.0.0.1" in line and "certificate" in line.lower(), line
-        eventually(lambda: "TLS handshake failed" in open(tmp_path / "stranger.log").read(), timeout=15, what="the stranger to log it")
+        eventually(lambda: "TLS handshake failed" in open(tmp_path / "stranger.log").read(), timeout=30, what="the stranger to log it")
         for i in (1, 2, 3):
             st = c.status(i)
             assert "stranger@localhost" not in st["disk_nodes"] + st["running_nodes"]
