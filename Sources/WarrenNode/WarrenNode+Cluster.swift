@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import WarrenCluster
 import WarrenCore
 import WarrenManagement
+import WarrenStore
 import WarrenTLS
 
 extension NodeConfiguration {
@@ -194,8 +195,17 @@ extension WarrenNode {
         let dir = dataDirectory.path
         logger.notice("\(what): the node wipes its data and restarts")
         let args = CommandLine.arguments
+        let cluster = self.cluster
+        let store = self.store
+        let broker = self.broker
         Thread.detachNewThread {
             usleep(300_000)  // the answer leaves first
+            // Nothing may write into the directory while it is wiped: the metadata group, the
+            // Raft log and the store stop first (their threads would otherwise leave files a
+            // fresh node would take for a damaged store).
+            try? broker.eventLoop.submit { cluster.metadata.stop() }.wait()
+            try? cluster.loop.submit { cluster.stop() }.wait()
+            try? store.eventLoop.submit { store.value.close() }.wait()
             let fm = FileManager.default
             for item in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where item != "cluster-secret" {
                 try? fm.removeItem(atPath: (dir as NSString).appendingPathComponent(item))
