@@ -30,6 +30,9 @@ public struct ClusterSettings: Sendable {
     public var clientTLS: NIOSSLContext?
     /// How long a definition change may wait to be committed before it fails.
     public var metadataTimeout = TimeAmount.seconds(5)
+    /// The metadata group snapshots after this many entries (or the state's object count, if
+    /// larger).
+    public var metadataSnapshotEvery = 8192
     /// Raft's election timeout in ticks of 50 ms (randomized between this and twice this).
     public var electionTicks = 10
 
@@ -86,6 +89,7 @@ public final class ClusterNode: @unchecked Sendable {
         self.walDirectory = (dataDirectory as NSString).appendingPathComponent("raft")
         self.metadata = MetadataGroup(
             broker: broker, brokerLoop: brokerLoop, clusterLoop: clusterLoop, me: me, timeout: settings.metadataTimeout, logger: logger)
+        self.metadata.snapshotEvery = settings.metadataSnapshotEvery
     }
 
     public enum Start: Sendable, Equatable {

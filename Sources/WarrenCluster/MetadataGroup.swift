@@ -49,8 +49,8 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     /// The last log position applied to the broker.
     public private(set) var appliedIndex: LogIndex = 0
     private var appliedSinceSnapshot = 0
-    /// A snapshot is taken after this many applied entries, or the number of objects in the
-    /// state if larger (so snapshots of a large state stay rare).
+    /// A snapshot is taken after this many applied entries, or half the number of objects in
+    /// the state if larger (so snapshots of a large state stay rare).
     public var snapshotEvery = 8192
     /// Entries in the local log at start: once applied that far, storage no replayed queue took
     /// back belongs to deleted queues.
@@ -353,7 +353,10 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     /// The broker's state as of `appliedIndex`, handed to the Raft group, which drops the log
     /// before it.
     private func maybeSnapshot() {
-        guard appliedSinceSnapshot >= max(snapshotEvery, broker.objectCount) else { return }
+        // A snapshot costs the size of the state; taking one after half as many entries keeps
+        // that cost constant per entry, and a log of nothing but declarations (one object per
+        // entry) still gets compacted.
+        guard appliedSinceSnapshot >= max(snapshotEvery, broker.objectCount / 2) else { return }
         appliedSinceSnapshot = 0
         let index = appliedIndex
         let started = ContinuousClock.now

@@ -27,6 +27,10 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         public var hardState = HardState()
         public var snapshot: Snapshot?
         public var entries: [Entry] = []
+        /// The newest snapshot marker whose file is missing, if newer than `snapshot`: an
+        /// older marker's file is deleted once a newer one is durable, so only the newest one
+        /// must have its file (checked when the replay is done).
+        var missingSnapshot: (index: LogIndex, error: String)?
     }
 
     enum RecordType: UInt8 {
@@ -118,6 +122,10 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
             }
             if result.tornTailBytes > 0 { tornTailBytes = result.tornTailBytes }
             segs[n] = segment
+        }
+        // Only the newest marker of a group needs its file.
+        for (_, st) in states.sorted(by: { $0.key < $1.key }) {
+            if let missing = st.missingSnapshot, missing.index > (st.snapshot?.index ?? 0) { throw StoreError(missing.error) }
         }
         if let last = numbers.last, let segment = segs[last] {
             current = segment
@@ -533,10 +541,18 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
             guard let index = b.readInteger(as: UInt64.self), let term = b.readInteger(as: UInt64.self), let membership = readMembership(&b)
             else { throw bad() }
             let file = snapshotPath(snapshotsDirectory, group, index)
-            guard let data = FileManager.default.contents(atPath: file) else {
-                throw StoreError("raft log: the snapshot file '\(file)' named at \(path):\(offset) is missing. \(repairHint((snapshotsDirectory as NSString).deletingLastPathComponent))")
-            }
             var s = states[group, default: GroupState()]
+            guard let data = FileManager.default.contents(atPath: file) else {
+                if index > (s.snapshot?.index ?? 0) {
+                    s.missingSnapshot = (
+                        index,
+                        "raft log: the snapshot file '\(file)' named at \(path):\(offset) is missing. \(repairHint((snapshotsDirectory as NSString).deletingLastPathComponent))"
+                    )
+                    states[group] = s
+                }
+                return
+            }
+            if let missing = s.missingSnapshot, missing.index <= index { s.missingSnapshot = nil }
             if index > (s.snapshot?.index ?? 0) {
                 s.snapshot = Snapshot(index: index, term: term, membership: membership, data: Array(data))
                 s.entries.removeAll { $0.index <= index }

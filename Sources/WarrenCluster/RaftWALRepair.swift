@@ -21,6 +21,24 @@ public enum RaftWALRepair {
         let segmentsDirectory = (directory as NSString).appendingPathComponent("segments")
         let snapshotsDirectory = (directory as NSString).appendingPathComponent("snapshots")
         let numbers = SegmentFile.list(segmentsDirectory)
+        // Older snapshot markers' files are deleted once a newer marker is durable: only each
+        // group's newest marker needs its file.
+        var newestMarker: [UInt64: (segment: UInt32, offset: Int)] = [:]
+        for n in numbers {
+            let file = try SegmentFile.open(directory: segmentsDirectory, number: n, writable: false, magic: RaftWAL.magic)
+            defer { file.close() }
+            let data = try file.read(at: 0, length: file.size)
+            var offset = SegmentFile.headerSize
+            while offset < file.size {
+                var b = data
+                b.moveReaderIndex(forwardBy: offset)
+                guard case .record(let r) = LogRecord.parse(b, maxPayload: RaftWAL.maxPayload) else { break }
+                if r.type == RaftWAL.RecordType.snapshot.rawValue, let group = r.payload.getInteger(at: r.payload.readerIndex, as: UInt64.self) {
+                    newestMarker[group] = (n, offset)
+                }
+                offset += r.size
+            }
+        }
         for (i, n) in numbers.enumerated() {
             let file = try SegmentFile.open(directory: segmentsDirectory, number: n, writable: true, magic: RaftWAL.magic)
             defer { file.close() }
@@ -36,7 +54,9 @@ public enum RaftWALRepair {
                 }
                 if r.type == RaftWAL.RecordType.snapshot.rawValue {
                     var p = r.payload
-                    if let group = p.readInteger(as: UInt64.self), let index = p.readInteger(as: UInt64.self) {
+                    if let group = p.readInteger(as: UInt64.self), let index = p.readInteger(as: UInt64.self),
+                        newestMarker[group].map({ $0.segment == n && $0.offset == offset }) ?? false
+                    {
                         let path = RaftWAL.snapshotPath(snapshotsDirectory, group, index)
                         if !FileManager.default.fileExists(atPath: path) {
                             damage = "the snapshot file \((path as NSString).lastPathComponent) it names is missing"

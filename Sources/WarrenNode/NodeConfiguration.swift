@@ -61,6 +61,7 @@ public struct NodeConfiguration: Sendable {
     public var clusterDial: [String: String] = [:]
     /// Seconds a definition change may wait for the cluster to commit it.
     public var metadataTimeoutSeconds = 5
+    public var metadataSnapshotEvery = 8192
 
     public static let defaultNodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
 
@@ -268,6 +269,13 @@ public struct NodeConfiguration: Sendable {
         Setting(name: "metadata-timeout", help: "Seconds a definition change waits for the cluster to commit it before it fails (default 5).") { c, v in
             c.metadataTimeoutSeconds = try number(v, "metadata-timeout", max: 3600)
             if c.metadataTimeoutSeconds == 0 { throw Error("metadata-timeout: must be at least 1") }
+        },
+        Setting(
+            name: "metadata-snapshot-every",
+            help: "Entries of the metadata log between snapshots, at least (default 8192; the number of objects if larger)."
+        ) { c, v in
+            c.metadataSnapshotEvery = try number(v, "metadata-snapshot-every", max: 1 << 30)
+            if c.metadataSnapshotEvery < 10 { throw Error("metadata-snapshot-every: must be at least 10") }
         },
     ]
 

@@ -40,6 +40,7 @@ extension NodeConfiguration {
         s.seeds = clusterSeeds
         s.dialOverrides = clusterDial
         s.metadataTimeout = .seconds(Int64(metadataTimeoutSeconds))
+        s.metadataSnapshotEvery = metadataSnapshotEvery
         if let tls = try clusterTLSSettings() {
             s.serverTLS = try tls.makeServerContext()
             s.clientTLS = try tls.makeClientContext()

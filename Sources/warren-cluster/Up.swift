@@ -32,17 +32,27 @@ struct Up: ParsableCommand {
         let certs = tls ? try Certificates.make(in: (dir as NSString).appendingPathComponent("tls"), nodes: nodes) : nil
 
         var layout = ClusterLayout(binary: binary, tls: tls, secret: secret, proxyPid: nil, nodes: [], links: [:])
+        // bind(0) may hand out a port it handed out a moment ago (each is released at once):
+        // every port of the layout must be distinct.
+        var taken: Set<Int> = []
+        func port() throws -> Int {
+            for _ in 0..<100 {
+                let p = try Processes.freePort()
+                if taken.insert(p).inserted { return p }
+            }
+            throw DriverError("no free ports left on 127.0.0.1")
+        }
         for i in 1...nodes {
             let name = "warren-\(i)@localhost"
             let home = (dir as NSString).appendingPathComponent("warren-\(i)")
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             layout.nodes.append(ClusterLayout.Node(
-                index: i, name: name, amqp: try Processes.freePort(), amqps: tls ? try Processes.freePort() : nil,
-                management: try Processes.freePort(), prometheus: try Processes.freePort(), cluster: try Processes.freePort(),
+                index: i, name: name, amqp: try port(), amqps: tls ? try port() : nil,
+                management: try port(), prometheus: try port(), cluster: try port(),
                 dataDir: (home as NSString).appendingPathComponent("data"), log: (home as NSString).appendingPathComponent("warren.log"),
                 argv: [], pid: nil, state: "stopped"))
         }
-        for i in 1...nodes { for j in 1...nodes where i != j { layout.links[Faults.link(i, j)] = try Processes.freePort() } }
+        for i in 1...nodes { for j in 1...nodes where i != j { layout.links[Faults.link(i, j)] = try port() } }
         let seeds = layout.nodes.map { "127.0.0.1:\($0.cluster)" }.joined(separator: ",")
         for i in layout.nodes.indices {
             let n = layout.nodes[i]
@@ -71,8 +81,13 @@ struct Up: ParsableCommand {
         let me = Self.ownExecutable
         layout.proxyPid = try Processes.spawn([me, "proxy", "--dir", dir], log: (dir as NSString).appendingPathComponent("proxy.log"))
         try layout.save(dir)
+        let proxyPid = layout.proxyPid!
         try waitFor("the proxy to listen", timeout: 10) {
-            FileManager.default.fileExists(atPath: Faults.appliedPath(dir)) && layout.links.values.allSatisfy(Processes.accepts)
+            guard Processes.alive(proxyPid) else {
+                let log = (try? String(contentsOfFile: (dir as NSString).appendingPathComponent("proxy.log"), encoding: .utf8)) ?? ""
+                throw DriverError("the proxy exited: \(log.trimmingCharacters(in: .whitespacesAndNewlines)) (run up again: a port was taken meanwhile)")
+            }
+            return FileManager.default.fileExists(atPath: Faults.appliedPath(dir)) && layout.links.values.allSatisfy(Processes.accepts)
         }
         for i in layout.nodes.indices { try NodeControl.start(&layout, i, dir: dir) }
         try layout.save(dir)

@@ -85,6 +85,8 @@ struct Serve: AsyncParsableCommand {
     var clusterDial: String?
     @Option(name: .customLong("metadata-timeout"), help: "Seconds a definition change waits to be committed (default 5).")
     var metadataTimeout: String?
+    @Option(name: .customLong("metadata-snapshot-every"), help: "Metadata log entries between snapshots, at least (default 8192).")
+    var metadataSnapshotEvery: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -106,6 +108,7 @@ struct Serve: AsyncParsableCommand {
             ("cluster-name", clusterName), ("cluster-seeds", clusterSeeds), ("cluster-secret", clusterSecret),
             ("cluster-secret-file", clusterSecretFile), ("cluster-tls-cert", clusterTLSCert), ("cluster-tls-key", clusterTLSKey),
             ("cluster-tls-ca-cert", clusterTLSCACert), ("cluster-dial", clusterDial), ("metadata-timeout", metadataTimeout),
+            ("metadata-snapshot-every", metadataSnapshotEvery),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

@@ -148,6 +148,25 @@ struct RaftWALRecoveryTests {
         try h.close(repaired)
     }
 
+    @Test("a newer snapshot lets the older file go, and the log still opens (regression: every marker's file was required)")
+    func supersededSnapshot() throws {
+        let h = WALHarness()
+        let wal = try h.open()
+        try h.save(wal, entries: entries(1...10))
+        try h.save(wal, snapshot: Snapshot(index: 10, term: 1, membership: Membership(voters: [1]), data: Array("ten".utf8)))
+        try h.save(wal, entries: entries(11...20))
+        try h.save(wal, snapshot: Snapshot(index: 20, term: 1, membership: Membership(voters: [1]), data: Array("twenty".utf8)))
+        try h.save(wal, entries: entries(21...25))
+        try h.close(wal)
+        let files = try FileManager.default.contentsOfDirectory(atPath: h.snapshots)
+        #expect(files == ["7-20.snap"], "the older snapshot file was removed once the newer marker was durable")
+        let again = try h.open()
+        #expect(again.state(of: 7).snapshot?.data == Array("twenty".utf8))
+        #expect(again.state(of: 7).entries.map(\.index) == Array(21...25))
+        try h.close(again)
+        #expect(try RaftWALRepair.repair(directory: h.dir).actions.isEmpty, "nothing for repair to do")
+    }
+
     @Test("a crash before the sync thread finished loses at most what was never acknowledged")
     func crashMidway() throws {
         let h = WALHarness()

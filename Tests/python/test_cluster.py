@@ -577,3 +577,46 @@ def test_a_node_whose_certificate_the_cluster_does_not_trust_is_refused_and_both
         if log:
             log.close()
         c.down()
+
+
+def test_snapshots_compact_the_log_and_a_node_that_missed_them_catches_up():
+    """With a snapshot every few entries: the log is compacted, a node that was down while the
+    leader compacted past it is sent a snapshot, and every node (and the whole cluster after a
+    kill -9 of all three) comes back with every queue."""
+    c = Cluster(3, name="test_cluster_snapshots", extra=("--metadata-snapshot-every", "20"))
+    try:
+        def declare(node, names):
+            conn = eventually(lambda: c.connect(node), timeout=20)
+            ch = conn.channel()
+            for n in names:
+                eventually(lambda: ch.queue_declare(n, durable=True) or True, timeout=20, what=n)
+            conn.close()
+
+        def snapshots(i):
+            d = os.path.join(c.dir, f"warren-{i}", "data", "raft", "snapshots")
+            return sorted(os.listdir(d))
+
+        declare(1, [f"a{i}" for i in range(150)])
+        eventually(lambda: all(len(snapshots(i)) >= 1 and snapshots(i) != ["0-1.snap"] for i in (1, 2, 3)),
+                   timeout=20, what="every node to snapshot")
+        c.run("kill", "3")
+        declare(2, [f"b{i}" for i in range(150)])  # the others compact past node 3
+        c.run("start", "3")
+        c.run("wait-healthy", "--timeout", "60")
+        want = {f"a{i}" for i in range(150)} | {f"b{i}" for i in range(150)}
+
+        def holds(i):
+            s, qs, _ = c.api(i).call("GET", "/api/queues?columns=name")
+            return want <= {q["name"] for q in qs}
+        for i in (1, 2, 3):
+            eventually(lambda: holds(i), timeout=20, what=f"node {i} to hold every queue")
+        assert "snapshot" in c.log_text(3).lower()
+        for i in (1, 2, 3):
+            c.run("kill", str(i))
+        for i in (1, 2, 3):
+            c.run("start", str(i))
+        c.run("wait-healthy", "--timeout", "60")
+        for i in (1, 2, 3):
+            eventually(lambda: holds(i), timeout=20, what=f"node {i} to hold every queue after a full restart")
+    finally:
+        c.down()
