@@ -317,6 +317,9 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
             } else {
                 logger.error("cluster: a metadata snapshot does not decode", metadata: ["index": "\(index)"])
             }
+            if appliedIndex > 0 {
+                logger.notice("cluster: metadata snapshot installed (this node was behind the leader's compacted log)", metadata: ["index": "\(index)"])
+            }
             appliedIndex = index
             appliedSinceSnapshot = 0
         }
