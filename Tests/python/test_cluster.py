@@ -620,3 +620,73 @@ def test_snapshots_compact_the_log_and_a_node_that_missed_them_catches_up():
             eventually(lambda: holds(i), timeout=20, what=f"node {i} to hold every queue after a full restart")
     finally:
         c.down()
+
+
+def test_random_faults_lose_no_acknowledged_definition():
+    """A seeded sequence of faults (kill -9, SIGSTOP, partitions, dropped links, restarts)
+    while a client declares on a random node; after each step and at the end, with the
+    cluster healed: every declare that got its -ok is on every node, and every one refused as
+    "not made" is on none. WARREN_FAULT_STEPS sets the length (CI: 12), WARREN_FAULT_SEED
+    repeats a run."""
+    steps = int(os.environ.get("WARREN_FAULT_STEPS", "12"))
+    seed = int(os.environ.get("WARREN_FAULT_SEED", str(random.randrange(1 << 30))))
+    rng = random.Random(seed)
+    print(f"seed {seed}")
+    c = Cluster(3, name="test_cluster_faults", extra=("--metadata-timeout", "2"))
+    acked, refused = set(), set()
+    down, paused = set(), set()
+    try:
+        for step in range(steps):
+            fault = rng.choice(["kill", "pause", "partition", "drop", "none"])
+            up = [i for i in (1, 2, 3) if i not in down and i not in paused]
+            if fault == "kill" and len(up) > 1:
+                v = rng.choice(up)
+                c.run("kill", str(v))
+                down.add(v)
+            elif fault == "pause" and len(up) > 1:
+                v = rng.choice(up)
+                c.run("pause", str(v))
+                paused.add(v)
+            elif fault == "partition":
+                c.run("partition", str(rng.randint(1, 3)))
+            elif fault == "drop":
+                c.run("drop", str(rng.randint(1, 3)))
+            # Declares on a random live node, whatever state the cluster is in.
+            live = [i for i in (1, 2, 3) if i not in down and i not in paused]
+            node = rng.choice(live)
+            try:
+                conn = pika.BlockingConnection(pika.ConnectionParameters(
+                    "127.0.0.1", c.amqp(node), socket_timeout=5, blocked_connection_timeout=10))
+                ch = conn.channel()
+                for k in range(5):
+                    name = f"f{step}-{k}"
+                    try:
+                        ch.queue_declare(name, durable=True)
+                        acked.add(name)
+                    except pika.exceptions.ConnectionClosedByBroker as e:
+                        if "not made" in e.reply_text:
+                            refused.add(name)
+                        break
+                if conn.is_open:
+                    conn.close()
+            except pika.exceptions.AMQPError:
+                pass
+            # Mend it all and check.
+            c.run("heal")
+            for v in sorted(paused):
+                c.run("resume", str(v))
+            for v in sorted(down):
+                c.run("start", str(v))
+            down.clear()
+            paused.clear()
+            c.run("wait-healthy", "--timeout", "60")
+            for i in (1, 2, 3):
+                def holds():
+                    s, qs, _ = c.api(i).call("GET", "/api/queues?columns=name")
+                    have = {q["name"] for q in qs}
+                    assert not (refused & have), f"node {i}: refused as not made, yet there: {refused & have} (seed {seed})"
+                    return acked <= have
+                eventually(holds, timeout=20, what=f"node {i} to hold every acknowledged queue after step {step} (seed {seed})")
+        print(f"{len(acked)} acknowledged, {len(refused)} refused as not made")
+    finally:
+        c.down()
