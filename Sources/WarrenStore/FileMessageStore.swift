@@ -328,7 +328,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
     }
 
     public func appendMetadata(_ change: JSONValue) {
-        let data = (try? JSONSerialization.data(withJSONObject: change.foundationObject, options: [.sortedKeys])) ?? Data()
+        let data = Data(change.jsonBytes)
         append { RecordFormat.writeMetadata(Array(data), into: &$0) }
         // Written now, before the broker answers: a crash of the process cannot lose it.
         flushWrites()

@@ -49,7 +49,7 @@ struct Manifest: Equatable, Sendable {
             "queues": .array(queues),
             "metadata": metadata ?? .null,
         ])
-        return (try? JSONSerialization.data(withJSONObject: root.foundationObject, options: [.sortedKeys])) ?? Data()
+        return Data(root.jsonBytes)
     }
 
     static func decode(_ data: Data) throws(StoreError) -> Manifest {

@@ -84,21 +84,37 @@ enum Processes {
         return nil
     }
 
-    /// A port nobody listens on now (bound to port 0 and released). The nodes bind it a moment
-    /// later; the driver wants fixed ports so a restarted node keeps them.
+    /// A port nobody listens on now, outside the kernel's ephemeral range: the nodes bind it a
+    /// moment later (the driver wants fixed ports, so a restarted node keeps them), and a port
+    /// from the ephemeral range could meanwhile become the local end of some outgoing
+    /// connection (the nodes' own links do that), which a bind(0)-and-release pick invites.
     static func freePort() throws -> Int {
+        let (low, _) = ephemeralRange()
+        let floor = 10_000
+        let ceiling = max(floor + 1_000, low - 1)
+        for _ in 0..<200 {
+            let candidate = Int.random(in: floor...ceiling)
+            if canBind(candidate) { return candidate }
+        }
+        throw DriverError("no free port found between \(floor) and \(ceiling) on 127.0.0.1")
+    }
+
+    /// The kernel's range for outgoing connections' local ports.
+    static func ephemeralRange() -> (Int, Int) {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? "32768 60999"
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        return parts.count == 2 ? (parts[0], parts[1]) : (32768, 60999)
+    }
+
+    static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw DriverError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard bound == 0 else { throw DriverError("bind: \(String(cString: strerror(errno)))") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        addr.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
     }
 
     /// Something accepts TCP connections on 127.0.0.1:`port`.

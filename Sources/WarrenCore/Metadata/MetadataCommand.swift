@@ -327,12 +327,7 @@ extension MetadataCommand {
 
 extension JSONValue {
     /// Compact JSON text.
-    public var jsonText: String {
-        guard let data = try? JSONSerialization.data(withJSONObject: foundationObject, options: [.fragmentsAllowed, .sortedKeys]) else {
-            return "null"
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
+    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
 
     public init?(jsonText: String) {
         guard let o = try? JSONSerialization.jsonObject(with: Data(jsonText.utf8), options: [.fragmentsAllowed]) else { return nil }
