@@ -98,7 +98,12 @@ public final class WarrenNode: Sendable {
             settings: settings, broker: try loop.submit { broker.value }.wait(), brokerLoop: loop, clusterLoop: clusterLoop,
             dataDirectory: dataDirectory.path, logger: clusterLogger)
         let fresh = try clusterLoop.submit { try cluster.openLog() }.wait()
-        _ = try cluster.listen().wait()
+        do {
+            _ = try cluster.listen().wait()
+        } catch {
+            throw StartError(
+                "cannot start the cluster listener on \(settings.bindHost):\(settings.port): \(error); choose another port with --cluster-port (0 picks a free one; RabbitMQ's distribution port is 25672 too)")
+        }
         let founder = cluster.isFounder
         let initialState: [UInt8]? = try loop.submit { () throws -> [UInt8]? in
             let b = broker.value
@@ -368,4 +373,10 @@ extension WarrenNode {
         let text = prometheus.scrape(snapshot, node: status, cluster: configuration.broker.clusterName, perObjectSeries: perObject)
         return ManagementResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8))
     }
+}
+
+/// A node that cannot start, and why (said in one line, with the setting to change).
+public struct StartError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -138,6 +138,9 @@ struct Serve: AsyncParsableCommand {
         } catch let error as StoreError {
             logger.critical("cannot start: \(error.description)")
             throw ExitCode(1)
+        } catch let error as StartError {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
         }
     }
 }

@@ -690,3 +690,19 @@ def test_random_faults_lose_no_acknowledged_definition():
         print(f"{len(acked)} acknowledged, {len(refused)} refused as not made")
     finally:
         c.down()
+
+
+def test_a_taken_cluster_port_stops_the_start_with_a_clear_message(tmp_path):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        p = subprocess.run([warren_binary(), "--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", str(tmp_path / "d"),
+                            "--management", "off", "--prometheus", "off", "--cluster-port", str(port)],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        s.close()
+    assert p.returncode == 1
+    assert f"cannot start the cluster listener on 127.0.0.1:{port}" in p.stderr and "--cluster-port" in p.stderr, p.stderr[-500:]
