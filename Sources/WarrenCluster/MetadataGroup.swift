@@ -65,7 +65,6 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
     // MARK: cluster loop
 
     public internal(set) var host: RaftHost?
-    /// Sends proposals to the leader (the transport).
     /// Sends proposals to the leader if the link to it is up now; false keeps them here.
     public var forward: ((NodeID, [MetadataEnvelope], Term) -> Bool)?
     /// Notified of leadership changes (membership management, status).

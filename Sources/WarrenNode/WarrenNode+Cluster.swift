@@ -151,7 +151,7 @@ extension WarrenNode {
             return await propose(.forgetNode(node))
         case .joinCluster(let target):
             guard appSwitch.state == .stopped else { return error(400, "stop the node's application first (warrenctl stop_app), as RabbitMQ asks before join_cluster") }
-            let address = target.contains(":") && !target.contains("@") ? target : status.cluster.flatMap { _ in nil } ?? Self.clusterAddress(of: target, port: configuration.clusterPort)
+            let address = Self.clusterAddress(of: target, port: configuration.clusterPort)
             return restartAfter(note: address, "joining the cluster at \(address)")
         case .reset:
             guard appSwitch.state == .stopped else { return error(400, "stop the node's application first (warrenctl stop_app), as RabbitMQ asks before reset") }

@@ -207,7 +207,6 @@ def test_killing_the_metadata_leader_during_declares_keeps_every_acknowledged_on
         eventually(lambda: all(any(b > killed_at for b, _ in made[o]) for o in others), timeout=15,
                    what="declares to succeed again after the leader died")
         recovery = min(min(e for b, e in made[o] if b > killed_at) for o in others) - killed_at
-        time.sleep(0.3)
         stop.set()
         for t in threads:
             t.join(30)
