@@ -18,6 +18,8 @@ public enum ClusterFrame: Equatable, Sendable {
     case raft([ByteBuffer])
     /// A request or answer of the cluster layer (`ClusterMessage`).
     case app(ByteBuffer)
+    /// A batch of queue traffic (`ClusterQueues`), on a node pair's data link.
+    case data(ByteBuffer)
 
     public static let protocolVersion: UInt16 = 1
     static let maxFrame = 512 * 1024 * 1024
@@ -54,6 +56,9 @@ public enum ClusterFrame: Equatable, Sendable {
             }
         case .app(var payload):
             b.writeInteger(UInt8(7))
+            b.writeBuffer(&payload)
+        case .data(var payload):
+            b.writeInteger(UInt8(8))
             b.writeBuffer(&payload)
         }
         b.setInteger(UInt32(b.writerIndex - start - 4), at: start)
@@ -95,6 +100,7 @@ public enum ClusterFrame: Equatable, Sendable {
             }
             return .frame(.raft(out))
         case 7: return .frame(.app(p))
+        case 8: return .frame(.data(p))
         default: return .invalid("unknown frame type \(type)")
         }
     }

@@ -90,6 +90,7 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             case .incomplete:
                 if b.readableBytes == 0 { buffer = nil } else if b.readerIndex > 1 << 20 { buffer!.discardReadBytes() }
                 deliver(&raft)
+                deliverData()
                 return
             case .invalid(let why):
                 refuse("malformed frame: \(why)", log: "cluster link: malformed frame, link closed")
@@ -99,12 +100,22 @@ final class ClusterLinkHandler: ChannelInboundHandler {
             }
         }
         deliver(&raft)
+        deliverData()
     }
 
     private func deliver(_ raft: inout [(GroupID, Message)]) {
         guard !raft.isEmpty else { return }
         transport.deliverRaft(raft)
         raft.removeAll()
+    }
+
+    /// Queue traffic read in one go goes to the broker loop in one hop.
+    private var data: [ByteBuffer] = []
+
+    private func deliverData() {
+        guard !data.isEmpty, let name = peerName else { return }
+        transport.onData?(name, data)
+        data.removeAll()
     }
 
     private func handle(_ frame: ClusterFrame, raft: inout [(GroupID, Message)]) {
@@ -125,6 +136,8 @@ final class ClusterLinkHandler: ChannelInboundHandler {
                 }
                 deliver(&raft)
                 transport.deliverApp(message, from: peerName ?? "", address: peerAddress)
+            case .data(let batch):
+                data.append(batch)
             case .refused(let why):
                 transport.logger.error("cluster: node \(peerName ?? remoteDescription) closed the link: \(why)")
                 close()
@@ -213,6 +226,16 @@ final class ClusterLinkHandler: ChannelInboundHandler {
 
     func write(_ frame: ClusterFrame) {
         guard let context, !closed else { return }
+        if case .data(let payload) = frame {
+            // The batch goes out as it is, behind a five-byte header: its bodies are not copied.
+            var header = context.channel.allocator.buffer(capacity: 5)
+            header.writeInteger(UInt32(payload.readableBytes + 1))
+            header.writeInteger(UInt8(8))
+            context.write(wrapOutboundOut(header), promise: nil)
+            context.write(wrapOutboundOut(payload), promise: nil)
+            scheduleFlush()
+            return
+        }
         var b = context.channel.allocator.buffer(capacity: 256)
         frame.write(into: &b)
         context.write(wrapOutboundOut(b), promise: nil)

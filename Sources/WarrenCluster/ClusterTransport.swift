@@ -33,11 +33,19 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
     /// A link this node dialled is up (what waited for it may go now).
     public var onLinkUp: (() -> Void)?
     public var onApp: ((ClusterMessage, _ from: String, _ address: String?) -> Void)?
+    /// Queue traffic from a node (`ClusterQueues` batches), called on this loop.
+    public var onData: ((String, [ByteBuffer]) -> Void)?
+    /// The data link to a node came up or went down.
+    public var onDataLink: ((String, Bool) -> Void)?
     /// A node refused this one (wrong secret, version): the reason, for status.
     public var onRefused: ((String, String) -> Void)?
 
     final class Peer {
+        /// Where it is dialled (HOST:PORT).
+        let dialTo: String
+        /// Its key in `peers`: the address, or `data|` and the address for the data link.
         let address: String
+        var isData: Bool { address.hasPrefix(ClusterTransport.dataPrefix) }
         var expected: String?
         var link: ClusterLinkHandler?
         var connecting = false
@@ -48,11 +56,15 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         var lastError: String?
         init(address: String, expected: String?) {
             self.address = address
+            self.dialTo = address.hasPrefix(ClusterTransport.dataPrefix) ? String(address.dropFirst(ClusterTransport.dataPrefix.count)) : address
             self.expected = expected
         }
     }
 
     private var peers: [String: Peer] = [:]
+    /// Queue traffic has a link of its own to each node, so a burst of messages never holds
+    /// Raft's heartbeats back behind it.
+    static let dataPrefix = "data|"
     private var inbound: [ObjectIdentifier: ClusterLinkHandler] = [:]
     private var serverChannel: (any Channel)?
     private var closed = false
@@ -115,6 +127,9 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
     public func forget(name: String) {
         let id = ClusterNodeID.of(name)
         if let address = addresses[id], let peer = peers.removeValue(forKey: dialAddress(name: name, advertised: address)) { peer.link?.close() }
+        if let address = addresses[id], let peer = peers.removeValue(forKey: Self.dataPrefix + dialAddress(name: name, advertised: address)) {
+            peer.link?.close()
+        }
         names[id] = nil
         addresses[id] = nil
     }
@@ -156,6 +171,12 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         send(.app(message.encode()), to: dialAddress(name: name, advertised: address), expected: name)
     }
 
+    /// A batch of queue traffic to a known node, on the data link.
+    public func sendData(_ batch: ByteBuffer, toNode name: String) {
+        guard let address = addresses[ClusterNodeID.of(name)] else { return }
+        send(.data(batch), to: Self.dataPrefix + dialAddress(name: name, advertised: address), expected: name)
+    }
+
     /// A cluster message to an address (a seed, whoever runs there).
     public func send(_ message: ClusterMessage, toAddress address: String) {
         // Overrides may name an address too (a seed reached through warren-cluster's proxy).
@@ -187,7 +208,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
             loop.assumeIsolated().scheduleTask(deadline: peer.nextAttempt) { [self] in dial(peer) }
             return
         }
-        guard let (host, port) = Self.split(peer.address) else {
+        guard let (host, port) = Self.split(peer.dialTo) else {
             logger.error("cluster: '\(peer.address)' is not HOST:PORT; nothing is sent there")
             peer.queue.removeAll()
             return
@@ -223,7 +244,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         peer.nextAttempt = .now() + peer.backoff
         peer.backoff = min(peer.backoff * 2, .seconds(1))
         let now = NIODeadline.now()
-        if now >= peer.lastWarning + .seconds(30) {
+        if !peer.isData && now >= peer.lastWarning + .seconds(30) {
             peer.lastWarning = now
             logger.warning("cluster: cannot reach \(peer.expected ?? "a seed") at \(peer.address): \(error) (retrying)")
         }
@@ -249,6 +270,10 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
             let queued = peer.queue
             peer.queue.removeAll()
             for f in queued { link.write(f) }
+            if peer.isData {
+                if let name = peer.expected { onDataLink?(name, true) }
+                return
+            }
             logger.info("cluster: connected to \(link.peerName ?? "?") at \(address)")
             onLinkUp?()
         case .server:
@@ -263,7 +288,11 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         inbound[ObjectIdentifier(link)] = nil
         guard case .client(let address, _) = link.side, let peer = peers[address], peer.link === link else { return }
         peer.link = nil
-        if link.ready { logger.warning("cluster: link to \(link.peerName ?? address) lost") }
+        if peer.isData {
+            if link.ready, let name = peer.expected { onDataLink?(name, false) }
+        } else if link.ready {
+            logger.warning("cluster: link to \(link.peerName ?? address) lost")
+        }
         failed(peer, "link closed")
     }
 

@@ -226,16 +226,21 @@ extension ManagementAPI {
     }
 
     func json(consumer k: Consumer) -> JSONValue {
-        let c = k.channel.connection
-        let (peerHost, peerPort) = Self.hostPort(c.peer.address)
         let waiting = k.queue.settings.singleActiveConsumer && k.queue.activeConsumer !== k
+        var details: JSONValue = .object(["node": .string(k.remoteNode ?? nodeName)])
+        if let ch = k.channel {
+            // (A consumer of another node shows its node only; that node lists its channel.)
+            let c = ch.connection
+            let (peerHost, peerPort) = Self.hostPort(c.peer.address)
+            details = .object([
+                "name": .string(Self.channelName(ch)), "connection_name": .string(Self.connectionName(c)),
+                "number": Self.int(ch.number), "node": .string(nodeName), "peer_host": .string(peerHost),
+                "peer_port": Self.int(peerPort), "user": .string(c.user?.name ?? ""),
+            ])
+        }
         return .object([
             "consumer_tag": .string(k.tag), "queue": .object(["name": .string(k.queue.name), "vhost": .string(k.queue.vhost.name)]),
-            "channel_details": .object([
-                "name": .string(Self.channelName(k.channel)), "connection_name": .string(Self.connectionName(c)),
-                "number": Self.int(k.channel.number), "node": .string(nodeName), "peer_host": .string(peerHost),
-                "peer_port": Self.int(peerPort), "user": .string(c.user?.name ?? ""),
-            ]),
+            "channel_details": details,
             "ack_required": .bool(!k.noAck), "exclusive": .bool(k.exclusive), "prefetch_count": Self.int(k.prefetchCount),
             "arguments": Broker.json(k.arguments), "active": .bool(!waiting),
             "activity_status": .string(waiting ? "waiting" : (k.queue.settings.singleActiveConsumer ? "single_active" : "up")),

@@ -62,6 +62,9 @@ public struct NodeConfiguration: Sendable {
     /// Seconds a definition change may wait for the cluster to commit it.
     public var metadataTimeoutSeconds = 5
     public var metadataSnapshotEvery = 8192
+    /// Seconds a member may be silent on its queue link before this node gives up on it: its
+    /// consumers here are cancelled, publishes waiting for it nacked.
+    public var queueLinkTimeoutSeconds = 10
 
     public static let defaultNodeName = "warren@" + (ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost")
 
@@ -269,6 +272,13 @@ public struct NodeConfiguration: Sendable {
         Setting(name: "metadata-timeout", help: "Seconds a definition change waits for the cluster to commit it before it fails (default 5).") { c, v in
             c.metadataTimeoutSeconds = try number(v, "metadata-timeout", max: 3600)
             if c.metadataTimeoutSeconds == 0 { throw Error("metadata-timeout: must be at least 1") }
+        },
+        Setting(
+            name: "queue-link-timeout",
+            help: "Seconds a silent member is waited for before its queues count as down here: consumers cancelled, publishes nacked (default 10)."
+        ) { c, v in
+            c.queueLinkTimeoutSeconds = try number(v, "queue-link-timeout", max: 3600)
+            if c.queueLinkTimeoutSeconds == 0 { throw Error("queue-link-timeout: must be at least 1") }
         },
         Setting(
             name: "metadata-snapshot-every",

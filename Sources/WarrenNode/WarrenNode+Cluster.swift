@@ -88,6 +88,29 @@ extension WarrenNode {
         }
     }
 
+    /// Lets this node's channels use every member's queues and the members' channels use this
+    /// node's: queue traffic crosses on the transport's data links, in one batch per peer and
+    /// turn of the broker loop, and arrives in one hop per read.
+    static func connectQueues(_ broker: Broker, cluster: ClusterNode, brokerLoop: any EventLoop, silenceLimit: Int) {
+        let cq = broker.enableClusterQueues()
+        cq.silenceLimit = Int64(silenceLimit) * 1000
+        let transport = cluster.transport!
+        let clusterLoop = cluster.loop
+        let bound = NIOLoopBound(cq, eventLoop: brokerLoop)
+        cq.transmit = { name, batch in clusterLoop.execute { transport.sendData(batch, toNode: name) } }
+        cq.scheduleFlush = { brokerLoop.execute { bound.value.flush() } }
+        clusterLoop.execute {
+            transport.onData = { name, batches in
+                brokerLoop.execute {
+                    let cq = bound.value
+                    for b in batches { cq.received(b, from: name) }
+                }
+            }
+            transport.onDataLink = { name, up in brokerLoop.execute { bound.value.linkChanged(name, up: up) } }
+        }
+        brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in bound.value.tick() }
+    }
+
     /// The cluster as this node sees it, for the management API.
     func clusterStatus() async -> ClusterStatus? {
         let cluster = self.cluster

@@ -144,6 +144,7 @@ public final class WarrenNode: Sendable {
             }
             b.onClusterChange?()
             cluster.metadata.start()
+            Self.connectQueues(b, cluster: cluster, brokerLoop: loop, silenceLimit: configuration.queueLinkTimeoutSeconds)
         }.wait()
         try Self.waitUntilServing(cluster, started: started, brokerLoop: loop, logger: clusterLogger)
         try loop.submit { [brokerLogger] in

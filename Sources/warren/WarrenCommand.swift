@@ -87,6 +87,8 @@ struct Serve: AsyncParsableCommand {
     var metadataTimeout: String?
     @Option(name: .customLong("metadata-snapshot-every"), help: "Metadata log entries between snapshots, at least (default 8192).")
     var metadataSnapshotEvery: String?
+    @Option(name: .customLong("queue-link-timeout"), help: "Seconds a silent member is waited for before its queues count as down here (default 10).")
+    var queueLinkTimeout: String?
 
     func run() async throws {
         var flags: [String: String] = [:]
@@ -108,7 +110,7 @@ struct Serve: AsyncParsableCommand {
             ("cluster-name", clusterName), ("cluster-seeds", clusterSeeds), ("cluster-secret", clusterSecret),
             ("cluster-secret-file", clusterSecretFile), ("cluster-tls-cert", clusterTLSCert), ("cluster-tls-key", clusterTLSKey),
             ("cluster-tls-ca-cert", clusterTLSCACert), ("cluster-dial", clusterDial), ("metadata-timeout", metadataTimeout),
-            ("metadata-snapshot-every", metadataSnapshotEvery),
+            ("metadata-snapshot-every", metadataSnapshotEvery), ("queue-link-timeout", queueLinkTimeout),
         ]
         for (name, value) in given { if let value { flags[name] = value } }
 

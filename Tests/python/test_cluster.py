@@ -99,31 +99,6 @@ def test_nodes_and_cluster_status_list_every_member(cluster):
         assert f'rabbitmq_node="{n["name"]}"' in text, f"node {i}'s metrics lack its node label"
 
 
-def test_a_queue_on_another_node_is_not_silently_used_here(cluster):
-    """Until clients on any node can use any queue (issue 15): a message routed on node 2 to a
-    queue homed on node 1 is unroutable there (returned when mandatory, never kept in node 2's
-    memory and confirmed), and consume/get name the queue's node."""
-    c1 = cluster.connect(1)
-    c1.channel().queue_declare("homed-on-1", durable=True)
-    c2 = cluster.connect(2)
-    ch = c2.channel()
-    eventually(lambda: ch.queue_declare("homed-on-1", passive=True), timeout=10)
-    ch.confirm_delivery()
-    with pytest.raises(pika.exceptions.UnroutableError):
-        ch.basic_publish("", "homed-on-1", b"x", properties=pika.BasicProperties(delivery_mode=2), mandatory=True)
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
-        ch.basic_get("homed-on-1")
-    assert e.value.reply_code == 404 and f"home node '{cluster.node_name(1)}'" in e.value.reply_text, e.value.reply_text
-    s, b, _ = cluster.api(2).call("POST", f"/api/queues/{Q}/homed-on-1/get", {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"})
-    assert s == 400 and cluster.node_name(1) in b["reason"], (s, b)
-    # On its own node the queue works.
-    ch1 = c1.channel()
-    ch1.basic_publish("", "homed-on-1", b"here")
-    assert eventually(lambda: ch1.basic_get("homed-on-1", auto_ack=True)[2], timeout=5) == b"here"
-    c1.close()
-    c2.close()
-
-
 def test_a_node_with_the_wrong_secret_is_refused_and_both_sides_say_so(cluster, tmp_path):
     seed = f"127.0.0.1:{cluster.nodes[0]['cluster']}"
     log = open(tmp_path / "intruder.log", "w")

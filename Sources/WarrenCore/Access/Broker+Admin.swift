@@ -222,7 +222,16 @@ extension Broker {
         }
         stats.routed &+= 1
         var taken = false
-        for q in queues where q.enqueue(message) { taken = true }
+        var remote: [String: [String]] = [:]
+        for q in queues {
+            if !q.isLocal {
+                remote[q.homeNode, default: []].append(q.name)
+                taken = true
+            } else if q.enqueue(message) {
+                taken = true
+            }
+        }
+        vhost.sendToHomes(message, remote)
         return taken
     }
 }

@@ -132,7 +132,7 @@ extension ChannelSession {
         let cc = message.properties.headers?["CC"]?.stringArray ?? []
         if exchange.isDefault && cc.isEmpty && bcc.isEmpty {
             // The default exchange: the queue named by the routing key, if any (most publishes).
-            if let q = vhost.queues[message.routingKey], q.isLocal { queues.append(q) }
+            if let q = vhost.queues[message.routingKey] { queues.append(q) }
         } else if cc.isEmpty && bcc.isEmpty {
             vhost.routeWithAlternates(exchange, routingKey: message.routingKey, headers: message.properties.headers, into: &queues)
         } else {
@@ -153,24 +153,81 @@ extension ChannelSession {
             return nil
         }
         var refused = false
+        var remote: [String: [String]]?
         broker.stats.routed &+= 1
         for q in queues {
+            guard q.isLocal else {
+                remote = remote ?? [:]
+                remote![q.homeNode, default: []].append(q.name)
+                continue
+            }
             if !q.enqueue(message) { refused = true }
             if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
         }
+        let localCount = queues.count - (remote?.values.reduce(0) { $0 + $1.count } ?? 0)
         connection.returnRouteScratch(consume queues)
+        // Queues of other nodes: the message crosses to each node once, for all its queues there.
+        var sent = 0
+        if let remote {
+            let answer = confirmMode ? (self, seq) : (durablePosition ? (self, 0) : nil)
+            for (node, names) in remote.sorted(by: { $0.key < $1.key }) {
+                if broker.clusterQueues?.publish(message, vhost: vhost.name, queues: names, to: node, confirm: answer, publisher: connection) == true {
+                    sent += 1
+                } else {
+                    refused = true
+                }
+            }
+            if localCount == 0 && sent == 0 && mandatory {
+                // Every queue it was routed to is on a node that is down: back to the publisher.
+                broker.stats.unroutableReturned &+= 1
+                returnUnroutable(message)
+            }
+            if durablePosition && !confirmMode { txRemoteParts += sent }
+        }
         guard confirmMode || durablePosition else { return nil }
         // A routed message is safe once its queues hold it; a persisted one once the store has
-        // it on disk.
-        let position = refused ? nil : broker.messageStore?.persistedPosition(of: message)
+        // it on disk; one sent to other nodes once they say they have it.
+        let position = refused || localCount == 0 ? nil : broker.messageStore?.persistedPosition(of: message)
         if confirmMode {
-            if let position {
+            if sent > 0 {
+                confirmParts[seq] = (sent + (position == nil ? 0 : 1), refused)
+                if let position { awaitDurable(position, confirm: seq) }
+            } else if let position {
                 awaitDurable(position, confirm: seq)
             } else {
                 settleConfirm(seq, refused ? .nack : .ack)
             }
         }
         return position
+    }
+
+    /// Another node answered for a publish routed to its queues (`seq` 0: a transaction's).
+    func remoteConfirm(_ seq: UInt64, ok: Bool) {
+        guard state == .open else { return }
+        if seq == 0 {
+            txRemoteParts -= 1
+            if txRemoteParts == 0 && awaitingMetadata && transaction != nil { finishCommit() }
+            return
+        }
+        partDone(seq, ok: ok)
+        if !confirmFlushPending, let cq = broker.clusterQueues {
+            confirmFlushPending = true
+            cq.confirmChannels.append(self)
+        }
+    }
+
+    /// One of the answers a confirm waits for came; the last one settles it.
+    private func partDone(_ seq: UInt64, ok: Bool) {
+        guard var parts = confirmParts[seq] else { return }
+        parts.remaining -= 1
+        parts.nack = parts.nack || !ok
+        if parts.remaining > 0 {
+            confirmParts[seq] = parts
+            return
+        }
+        confirmParts[seq] = nil
+        confirms.settle(seq, parts.nack ? .nack : .ack)
+        if !parts.nack { broker.stats.confirmed &+= 1 }
     }
 
     /// Holds a confirm (or, with `confirm` 0, a tx.commit-ok) until the store reports
@@ -192,6 +249,9 @@ extension ChannelSession {
             durableWaits.removeFirst()
             if first.confirm == 0 {
                 connection.send(number, .txCommitOk(TxCommitOk()))
+            } else if !confirmParts.isEmpty && confirmParts[first.confirm] != nil {
+                partDone(first.confirm, ok: true)
+                confirmed = true
             } else {
                 confirms.settle(first.confirm, .ack)
                 broker.stats.confirmed &+= 1
@@ -218,13 +278,13 @@ extension ChannelSession {
         announce(announcement)
     }
 
-    private func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
+    func settleConfirm(_ seq: UInt64, _ outcome: ConfirmTracker.Outcome) {
         confirms.settle(seq, outcome)
         if outcome == .ack { broker.stats.confirmed &+= 1 }
         connection.confirmsPending(on: self)
     }
 
-    private func returnUnroutable(_ message: Message) {
+    func returnUnroutable(_ message: Message) {
         connection.sendContent(
             number,
             .basicReturn(
@@ -271,23 +331,22 @@ extension ChannelSession {
         }
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.localQueue(named: name, for: owner)
+        let queue = try vhost.queue(named: name, for: owner)
         if queue.type == .quorum && channelPrefetch > 0 {
             // RabbitMQ refuses it as a connection error (540), not a channel one.
             throw .notImplemented("\(queue.resourceDescription) does not support global qos")
         }
         let tag = m.consumerTag.isEmpty ? broker.generateName(prefix: "amq.ctag-") : m.consumerTag
         if consumers[tag] != nil || tag == replyConsumerTag { throw .notAllowed("attempt to reuse consumer tag '\(tag)'") }
-        if queue.hasExclusiveConsumer || (m.exclusive && queue.consumerCount > 0) {
-            throw .accessRefused("\(queue.resourceDescription) in exclusive use")
-        }
         let consumer = Consumer(
             tag: tag, channel: self, queue: queue, noAck: m.noAck, exclusive: m.exclusive,
             prefetchCount: consumerPrefetch, arguments: m.arguments)
-        consumers[tag] = consumer
-        // consume-ok goes out before the first delivery.
-        if !m.nowait { connection.send(number, .basicConsumeOk(BasicConsumeOk(consumerTag: tag))) }
-        queue.addConsumer(consumer)
+        // The queue answers before the consumer's first delivery, so consume-ok goes out first.
+        try awaitAnswer((60, 20), { done in queue.contents.addConsumer(consumer) { done($0.map { .failure($0) } ?? .success(())) } }) {
+            [self] (_: Void) throws(AMQPError) in
+            consumers[tag] = consumer
+            if !m.nowait { connection.send(number, .basicConsumeOk(BasicConsumeOk(consumerTag: tag))) }
+        }
     }
 
     /// Direct reply-to: a no-ack consumer of the pseudo-queue; replies addressed to this
@@ -321,7 +380,7 @@ extension ChannelSession {
 
     func cancel(_ m: BasicCancel) {
         if m.consumerTag == replyConsumerTag { stopReplies() }
-        if let consumer = consumers.removeValue(forKey: m.consumerTag), consumer.queue.removeConsumer(consumer) {
+        if let consumer = consumers.removeValue(forKey: m.consumerTag), consumer.queue.contents.removeConsumer(consumer) {
             broker.proposeDeletion(of: consumer.queue, why: "auto-delete: its last consumer went")
         }
         // An unknown tag is not an error (the broker may have cancelled it already).
@@ -339,11 +398,11 @@ extension ChannelSession {
     }
 
     /// Called by a queue to hand a message to one of this channel's consumers.
-    func deliver(_ entry: QueueEntry, from queue: MessageQueue, to consumer: Consumer, message: Message) {
+    func deliver(_ entry: QueueEntry, from queue: MessageQueue, to consumer: Consumer, message: Message, session: UInt64 = 0) {
         let tag = nextDeliveryTag
         nextDeliveryTag += 1
         if !consumer.noAck {
-            unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: consumer))
+            unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: consumer, session: session))
             consumer.unacked += 1
         }
         connection.sendDeliver(number, prefix: consumer.deliverPrefix, deliveryTag: tag, redelivered: entry.redelivered, message: message)
@@ -352,21 +411,23 @@ extension ChannelSession {
     func get(_ m: BasicGet) throws(AMQPError) {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.localQueue(named: name, for: owner)
-        guard let entry = queue.get(noAck: m.noAck) else {
-            connection.send(number, .basicGetEmpty(BasicGetEmpty()))
-            return
+        let queue = try vhost.queue(named: name, for: owner)
+        try awaitAnswer((60, 70), { queue.contents.get(noAck: m.noAck, then: $0) }) { [self] answer in
+            guard let answer else {
+                connection.send(number, .basicGetEmpty(BasicGetEmpty()))
+                return
+            }
+            let tag = nextDeliveryTag
+            nextDeliveryTag += 1
+            if !m.noAck { unacked.append(Delivery(tag: tag, entry: answer.entry, queue: queue, consumer: nil, session: answer.session)) }
+            connection.sendContent(
+                number,
+                .basicGetOk(
+                    BasicGetOk(
+                        deliveryTag: tag, redelivered: answer.entry.redelivered, exchange: answer.message.exchange,
+                        routingKey: answer.message.routingKey, messageCount: UInt32(clamping: answer.remaining))),
+                answer.message)
         }
-        let tag = nextDeliveryTag
-        nextDeliveryTag += 1
-        if !m.noAck { unacked.append(Delivery(tag: tag, entry: entry, queue: queue, consumer: nil)) }
-        connection.sendContent(
-            number,
-            .basicGetOk(
-                BasicGetOk(
-                    deliveryTag: tag, redelivered: entry.redelivered, exchange: entry.message.exchange,
-                    routingKey: entry.message.routingKey, messageCount: UInt32(clamping: queue.messageCount))),
-            queue.onWire(entry, always: true))
     }
 
     // MARK: settling
@@ -376,11 +437,12 @@ extension ChannelSession {
             // The usual case, without building an array.
             let d = try unacked.takeOne(tag: tag)
             d.consumer?.unacked -= 1
-            d.queue.acknowledged(d.entry)
+            let contents = d.queue.contents
+            contents.acknowledge(d)
             if channelPrefetch > 0 {
                 dispatchConsumerQueues()
-            } else if d.consumer != nil {
-                d.queue.dispatch()
+            } else if let c = d.consumer {
+                contents.dispatch(for: c)
             }
             return
         }
@@ -392,39 +454,32 @@ extension ChannelSession {
         settle(deliveries, outcome)
     }
 
-    /// Applies acks, requeues or drops, then lets queues whose consumers got room deliver.
+    /// Applies acks, requeues or drops, queue by queue (each in delivery order), then lets queues
+    /// whose consumers got room deliver.
     func settle(_ deliveries: [Delivery], _ outcome: Settlement) {
         guard !deliveries.isEmpty else { return }
         for d in deliveries { d.consumer?.unacked -= 1 }
-        switch outcome {
-        case .ack:
-            for d in deliveries { d.queue.acknowledged(d.entry) }
-        case .drop:
-            for d in deliveries { d.queue.rejected(d.entry) }
-        case .requeue:
-            // Group by queue, keeping each queue's order.
-            if deliveries.count == 1 || deliveries.allSatisfy({ $0.queue === deliveries[0].queue }) {
-                deliveries[0].queue.requeue(deliveries.map(\.entry))
-            } else {
-                var order: [ObjectIdentifier] = []
-                var groups: [ObjectIdentifier: (MessageQueue, [QueueEntry])] = [:]
-                for d in deliveries {
-                    let id = ObjectIdentifier(d.queue)
-                    if groups[id] == nil {
-                        order.append(id)
-                        groups[id] = (d.queue, [])
-                    }
-                    groups[id]!.1.append(d.entry)
+        if deliveries.count == 1 || deliveries.allSatisfy({ $0.queue === deliveries[0].queue }) {
+            deliveries[0].queue.contents.settle(deliveries, outcome)
+        } else {
+            var order: [ObjectIdentifier] = []
+            var groups: [ObjectIdentifier: (MessageQueue, [Delivery])] = [:]
+            for d in deliveries {
+                let id = ObjectIdentifier(d.queue)
+                if groups[id] == nil {
+                    order.append(id)
+                    groups[id] = (d.queue, [])
                 }
-                for id in order { groups[id]!.0.requeue(groups[id]!.1) }
+                groups[id]!.1.append(d)
             }
+            for id in order { groups[id]!.0.contents.settle(groups[id]!.1, outcome) }
         }
         if channelPrefetch > 0 {
             dispatchConsumerQueues()
         } else {
             var last: MessageQueue?
             for d in deliveries where d.consumer != nil && d.queue !== last {
-                d.queue.dispatch()
+                d.queue.contents.dispatch(for: d.consumer!)
                 last = d.queue
             }
         }
@@ -454,7 +509,8 @@ extension ChannelSession {
         transaction = Transaction()
         // Publishes first, then settlements, as RabbitMQ commits. Persistent messages committed
         // to durable queues: commit-ok once the last of them is on disk (each one's position is
-        // taken as it is routed: the store can answer for the message it committed last only).
+        // taken as it is routed: the store can answer for the message it committed last only),
+        // and once other nodes that took some said they have them.
         var durableAt: UInt64?
         for p in tx.publishes where vhost.exchanges[p.exchange.name] === p.exchange {
             if let position = route(p.message, via: p.exchange, mandatory: p.mandatory, bcc: p.bcc, durablePosition: true) {
@@ -462,11 +518,26 @@ extension ChannelSession {
             }
         }
         for s in tx.settlements { settle(s.deliveries, s.outcome) }
-        if let durableAt {
+        txCommitDurableAt = durableAt
+        if txRemoteParts > 0 {
+            // Later commands wait behind the commit-ok.
+            awaitingMetadata = true
+            return
+        }
+        finishCommit()
+    }
+
+    /// Commit-ok, once the store has the commit's messages on disk.
+    func finishCommit() {
+        let resume = awaitingMetadata
+        awaitingMetadata = false
+        if let durableAt = txCommitDurableAt {
             awaitDurable(durableAt, confirm: 0)
         } else {
             connection.send(number, .txCommitOk(TxCommitOk()))
         }
+        txCommitDurableAt = nil
+        if resume { connection.resumeHeld(self) }
     }
 
     func rollbackTransaction() throws(AMQPError) {

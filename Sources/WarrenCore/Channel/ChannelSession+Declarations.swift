@@ -118,7 +118,7 @@ extension ChannelSession {
         if m.passive {
             let queue = try vhost.queue(named: try resolveQueueName(m.queue), for: owner)
             queue.lastUsed = broker.clock.nowMilliseconds()
-            return declared(queue, nowait: m.nowait)
+            return try declared(queue, nowait: m.nowait)
         }
         let serverNamed = m.queue.isEmpty
         let name = serverNamed ? broker.generateName(prefix: "amq.gen-") : m.queue
@@ -133,7 +133,7 @@ extension ChannelSession {
             // An equivalent redeclaration changes nothing: answered here, nothing proposed.
             try vhost.checkRedeclaration(q, declaration)
             q.lastUsed = broker.clock.nowMilliseconds()
-            return declared(q, nowait: m.nowait)
+            return try declared(q, nowait: m.nowait)
         }
         if let dlx = m.arguments["x-dead-letter-exchange"]?.stringValue {
             try check(.read, .queue(name))
@@ -143,19 +143,20 @@ extension ChannelSession {
         propose(.declareQueue(declaration), for: (50, 10)) { [self] (reply) throws(AMQPError) in
             guard let q = reply.queue else { throw .internalError("queue '\(name)' was not declared") }
             if reply.created && m.exclusive { connection.exclusiveQueues.append(q) }
-            declared(q, nowait: m.nowait)
+            try declared(q, nowait: m.nowait)
         }
     }
 
-    private func declared(_ queue: MessageQueue, nowait: Bool) {
+    /// declare-ok with the counts of the queue's home node.
+    private func declared(_ queue: MessageQueue, nowait: Bool) throws(AMQPError) {
         lastDeclaredQueue = queue.name
-        if !nowait {
+        guard !nowait else { return }
+        try awaitAnswer((50, 10), { queue.contents.counts(then: $0) }) { [self] counts in
             connection.send(
                 number,
                 .queueDeclareOk(
                     QueueDeclareOk(
-                        queue: queue.name, messageCount: UInt32(clamping: queue.messageCount),
-                        consumerCount: UInt32(clamping: queue.consumerCount))))
+                        queue: queue.name, messageCount: UInt32(clamping: counts.messages), consumerCount: UInt32(clamping: counts.consumers))))
         }
     }
 
@@ -198,9 +199,10 @@ extension ChannelSession {
     func purgeQueue(_ m: QueuePurge) throws(AMQPError) {
         let name = try resolveQueueName(m.queue)
         try check(.read, .queue(name))
-        let queue = try vhost.localQueue(named: name, for: owner)
-        let n = queue.purge()
-        if !m.nowait { connection.send(number, .queuePurgeOk(QueuePurgeOk(messageCount: UInt32(clamping: n)))) }
+        let queue = try vhost.queue(named: name, for: owner)
+        try awaitAnswer((50, 30), { queue.contents.purge(then: $0) }) { [self] n in
+            if !m.nowait { connection.send(number, .queuePurgeOk(QueuePurgeOk(messageCount: UInt32(clamping: n)))) }
+        }
     }
 
     func deleteQueue(_ m: QueueDelete) throws(AMQPError) {
@@ -215,8 +217,18 @@ extension ChannelSession {
         // Deleting a queue that does not exist succeeds, as in RabbitMQ.
         guard let queue = vhost.queues[name] else { return reply(0, []) }
         try vhost.checkExclusiveAccess(queue, connection: owner)
-        // The counts live where the queue's messages do: checked here, before proposing.
-        try vhost.checkDeletable(queue, ifUnused: m.ifUnused, ifEmpty: m.ifEmpty)
-        propose(.deleteQueue(vhost: vhost.name, name: name), for: (50, 40)) { r in reply(r.messages, r.cancelled) }
+        if queue.isLocal {
+            // The counts live where the queue's messages do: checked here, before proposing.
+            try vhost.checkDeletable(queue, ifUnused: m.ifUnused, ifEmpty: m.ifEmpty)
+            propose(.deleteQueue(vhost: vhost.name, name: name), for: (50, 40)) { r in reply(r.messages, r.cancelled) }
+            return
+        }
+        // A queue of another node: its counts from there, for the checks and delete-ok (a node
+        // that is down cannot say: the queue is deleted all the same, as RabbitMQ does).
+        let ask: (@escaping (Result<QueueCounts?, AMQPError>) -> Void) -> Void = { done in queue.contents.counts { done(.success(try? $0.get())) } }
+        try awaitAnswer((50, 40), ask) { [self] (counts: QueueCounts?) throws(AMQPError) in
+            try vhost.checkDeletable(queue, ifUnused: m.ifUnused, ifEmpty: m.ifEmpty, consumers: counts?.consumers ?? 0, messages: counts?.messages ?? 0)
+            propose(.deleteQueue(vhost: vhost.name, name: name), for: (50, 40)) { r in reply(counts?.messages ?? r.messages, r.cancelled) }
+        }
     }
 }

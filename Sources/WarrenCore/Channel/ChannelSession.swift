@@ -46,6 +46,13 @@ public final class ChannelSession {
     /// that arrived meanwhile, carried out once it is.
     @exclusivity(unchecked) var awaitingMetadata = false
     var held = Deque<AMQPCommand>()
+    /// Publisher confirms that wait for other nodes (and perhaps this node's store): how many
+    /// answers are still due, and whether one was a refusal.
+    var confirmParts: [UInt64: (remaining: Int, nack: Bool)] = [:]
+    /// A tx.commit whose publishes went to other nodes waits for their answers, then for the
+    /// store position (if any) before commit-ok.
+    var txRemoteParts = 0
+    var txCommitDurableAt: UInt64?
     /// Direct reply-to: the consumer tag, the token replies are addressed to, the encoded
     /// deliver prefix.
     var replyConsumerTag: String?
@@ -218,6 +225,42 @@ public final class ChannelSession {
         }
     }
 
+    /// Waits for a queue's answer (`QueueContents`): at once for a queue of this node; for one
+    /// elsewhere the channel holds its later commands until the answer comes, as it does for a
+    /// metadata change, so they keep their order.
+    func awaitAnswer<T>(
+        _ method: (classID: UInt16, methodID: UInt16), _ ask: (@escaping (Result<T, AMQPError>) -> Void) -> Void,
+        then: @escaping (T) throws(AMQPError) -> Void
+    ) throws(AMQPError) {
+        var answeredAtOnce = false
+        var failure: AMQPError?
+        var waiting = false
+        ask { [self] result in
+            guard waiting else {
+                // Answered before `ask` returned: carried out now, inside it (a local queue
+                // adds a consumer after this, so consume-ok precedes its first delivery).
+                answeredAtOnce = true
+                do throws(AMQPError) { try then(result.get()) } catch { failure = error }
+                return
+            }
+            awaitingMetadata = false
+            guard state == .open else { return }
+            do throws(AMQPError) {
+                try then(result.get())
+            } catch {
+                connection.channelFailed(self, error.classID == 0 ? error.with(classID: method.classID, methodID: method.methodID) : error)
+                return
+            }
+            connection.resumeHeld(self)
+        }
+        if answeredAtOnce {
+            if let failure { throw failure }
+            return
+        }
+        waiting = true
+        awaitingMetadata = true
+    }
+
     // MARK: closing
 
     /// Closes the channel from the server side with a soft error.
@@ -244,8 +287,9 @@ public final class ChannelSession {
         let cancelled = Array(consumers.values)
         consumers.removeAll()
         transaction = nil
+        confirmParts.removeAll()
         let outstanding = unacked.takeAll()
-        for c in cancelled where c.queue.removeConsumer(c) {
+        for c in cancelled where c.queue.contents.removeConsumer(c) {
             broker.proposeDeletion(of: c.queue, why: "auto-delete: its last consumer went")
         }
         settle(outstanding, .requeue)
@@ -264,7 +308,7 @@ public final class ChannelSession {
 
     /// Gives every queue this channel consumes from a chance to deliver.
     func dispatchConsumerQueues() {
-        for c in consumers.values { c.queue.dispatch() }
+        for c in consumers.values { c.queue.contents.dispatch(for: c) }
     }
 
     // MARK: helpers

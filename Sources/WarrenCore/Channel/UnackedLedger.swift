@@ -8,6 +8,9 @@ public struct Delivery {
     public let queue: MessageQueue
     /// The consumer it went to; nil for `basic.get`.
     public let consumer: Consumer?
+    /// For a queue of another node: the session with that node it was delivered in (an ack in
+    /// a later session would be for a message already requeued there).
+    public var session: UInt64 = 0
 }
 
 /// A channel's unacknowledged deliveries, in delivery-tag order.

@@ -84,7 +84,7 @@ public final class AMQPConnection {
     private var resourcesReleased = false
     @exclusivity(unchecked) private var routeScratch: [MessageQueue] = []
     /// Queues that paused this connection's reading (flow control); read again when none is left.
-    private var pausedBy: [ObjectIdentifier: MessageQueue] = [:]
+    private var pausedBy: [ObjectIdentifier: any FlowSource] = [:]
 
     /// Output a connection may hold before its consumers stop getting deliveries until the
     /// socket has taken it. Without a bound, one dispatch to a consumer without prefetch
@@ -558,14 +558,15 @@ public final class AMQPConnection {
     /// True while a resource alarm blocks this (publishing) connection.
     public var isBlocked: Bool { alarmBlocked && hasPublished }
 
-    func pauseReading(for queue: MessageQueue) {
-        guard pausedBy.updateValue(queue, forKey: ObjectIdentifier(queue)) == nil else { return }
-        logger.debug("flow control: pausing reads", metadata: ["queue": "\(queue.name)"])
+    /// Flow control: a queue (or another node's publish credit) stops this connection's reads.
+    func pauseReading(for source: any FlowSource) {
+        guard pausedBy.updateValue(source, forKey: ObjectIdentifier(source)) == nil else { return }
+        logger.debug("flow control: pausing reads", metadata: ["by": "\(source.flowDescription)"])
         updateReading()
     }
 
-    func resumeReading(for queue: MessageQueue) {
-        guard pausedBy.removeValue(forKey: ObjectIdentifier(queue)) != nil else { return }
+    func resumeReading(for source: any FlowSource) {
+        guard pausedBy.removeValue(forKey: ObjectIdentifier(source)) != nil else { return }
         updateReading()
     }
 

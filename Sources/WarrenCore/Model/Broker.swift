@@ -133,6 +133,17 @@ public final class Broker {
     /// Called after a committed change of `clusterNodes` or `clusterName` (the cluster layer
     /// dials new members).
     public var onClusterChange: (() -> Void)?
+    /// Queues of other nodes used from here and this node's queues used from there; nil for a
+    /// broker that is no cluster's member (`enableClusterQueues`).
+    public private(set) var clusterQueues: ClusterQueues?
+
+    /// Makes queues of every member usable from this node (a cluster node calls it at start).
+    public func enableClusterQueues() -> ClusterQueues {
+        if let cq = clusterQueues { return cq }
+        let cq = ClusterQueues(broker: self)
+        clusterQueues = cq
+        return cq
+    }
     /// Where definition changes go to be ordered and made durable (`MetadataLog`): applied at
     /// once by default; a node puts its Raft group here.
     public var metadataLog: any MetadataLog {

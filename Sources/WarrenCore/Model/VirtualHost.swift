@@ -128,16 +128,6 @@ public final class VirtualHost {
         return q
     }
 
-    /// A queue whose messages are on this node, for consume, get and purge.
-    func localQueue(named name: String, for connection: QueueOwner?) throws(AMQPError) -> MessageQueue {
-        let q = try queue(named: name, for: connection)
-        guard q.isLocal else {
-            throw .notFound(
-                "home node '\(q.homeNode)' of \(describe(queue: name)) is not this node: consume, get and purge on that node (using a queue from another node is not there yet)")
-        }
-        return q
-    }
-
     func checkExclusiveAccess(_ q: MessageQueue, connection: QueueOwner?) throws(AMQPError) {
         if let owner = q.exclusiveOwner, owner != connection { throw lockedError(q.name) }
     }
@@ -233,8 +223,13 @@ public final class VirtualHost {
 
     /// The if-unused / if-empty checks of a queue deletion (RabbitMQ's texts).
     public func checkDeletable(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool) throws(AMQPError) {
-        if ifUnused && q.consumerCount > 0 { throw .preconditionFailed("\(q.resourceDescription) in use") }
-        if ifEmpty && q.messageCount > 0 { throw .preconditionFailed("\(q.resourceDescription) not empty") }
+        try checkDeletable(q, ifUnused: ifUnused, ifEmpty: ifEmpty, consumers: q.consumerCount, messages: q.messageCount)
+    }
+
+    /// The same with the counts of the queue's home node.
+    func checkDeletable(_ q: MessageQueue, ifUnused: Bool, ifEmpty: Bool, consumers: Int, messages: Int) throws(AMQPError) {
+        if ifUnused && consumers > 0 { throw .preconditionFailed("\(q.resourceDescription) in use") }
+        if ifEmpty && messages > 0 { throw .preconditionFailed("\(q.resourceDescription) not empty") }
     }
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, vhost deletion) and
@@ -254,7 +249,10 @@ public final class VirtualHost {
         if !broker.definitionsInStore, q.storeQueue?.durable == true, let store = broker.messageStore {
             store.appendMetadata(StorageClaim(q).unclaimJSON)
         }
-        return q.markDeleted()
+        let (n, cancelled) = q.markDeleted()
+        // This node's consumers of a queue of another node hear of the deletion from here.
+        if !q.isLocal, let cq = broker.clusterQueues { return (n, cancelled + cq.takeConsumers(of: q)) }
+        return (n, cancelled)
     }
 
     // MARK: bindings
@@ -363,9 +361,7 @@ public final class VirtualHost {
         // Queues only, few of them (fanout to a handful of queues): de-duplicate by scanning.
         if destinations.count <= 16 && !destinations.contains(where: { if case .exchange = $0 { return true } else { return false } }) {
             for d in destinations {
-                // A queue on another node does not take messages routed here yet (issue 15):
-                // the message is unroutable to it, as to a queue whose node is down.
-                guard case .queue(let q) = d, q.isLocal else { continue }
+                guard case .queue(let q) = d else { continue }
                 if !queues.contains(where: { $0 === q }) { queues.append(q) }
             }
             return
@@ -376,7 +372,7 @@ public final class VirtualHost {
         while i < destinations.count {
             switch destinations[i] {
             case .queue(let q):
-                if q.isLocal, seenQueues.insert(ObjectIdentifier(q)).inserted { queues.append(q) }
+                if seenQueues.insert(ObjectIdentifier(q)).inserted { queues.append(q) }
             case .exchange(let x):
                 if seenExchanges.insert(ObjectIdentifier(x)).inserted {
                     x.router.route(routingKey: routingKey, headers: headers, into: &destinations)

@@ -22,6 +22,7 @@ extension VirtualHost {
             routeWithAlternates(dlx, routingKey: key, headers: dead.properties.headers, into: &targets)
         }
         let deaths = Self.deaths(of: dead)
+        var remote: [String: [String]] = [:]
         for q in targets {
             // RabbitMQ drops a message that would go round a cycle of automatic dead-lettering
             // (expiry, maxlen) back to a queue it died in; a rejection anywhere breaks the cycle.
@@ -29,7 +30,23 @@ extension VirtualHost {
                 broker.logger.debug("dead-letter cycle; message dropped", metadata: ["queue": "\(q.name)"])
                 continue
             }
-            q.enqueue(dead)
+            if q.isLocal {
+                q.enqueue(dead)
+            } else {
+                remote[q.homeNode, default: []].append(q.name)
+            }
+        }
+        sendToHomes(dead, remote)
+    }
+
+    /// Hands a message this node routed (dead-lettered, published from the management API) to
+    /// queues of other nodes, each node once; without a confirm, as RabbitMQ's dead-lettering
+    /// (at-most-once) does. Lost when a node is down.
+    func sendToHomes(_ message: Message, _ queues: [String: [String]]) {
+        guard !queues.isEmpty, let cq = broker.clusterQueues else { return }
+        for (node, names) in queues.sorted(by: { $0.key < $1.key })
+        where !cq.publish(message, vhost: name, queues: names, to: node, confirm: nil, publisher: nil) {
+            broker.logger.debug("message for queues of a node that is down dropped", metadata: ["node": "\(node)", "queues": "\(names)"])
         }
     }
 

@@ -77,8 +77,8 @@ public final class MessageQueue {
     /// Holds messages with a deadline: the broker's tick looks at this queue.
     @exclusivity(unchecked) var hasDeadlines = false
 
-    /// Connections whose reading this queue paused (flow control), by identity.
-    @exclusivity(unchecked) private var pausedPublishers: [ObjectIdentifier: AMQPConnection] = [:]
+    /// Connections (and other nodes' publish credit) this queue paused (flow control), by identity.
+    @exclusivity(unchecked) private var pausedPublishers: [ObjectIdentifier: any PausablePublisher] = [:]
 
     /// Flow control: with more ready messages than this, and consumers held back by their
     /// sockets, publishers to the queue stop being read...
@@ -126,6 +126,8 @@ public final class MessageQueue {
     public var isExclusive: Bool { exclusiveOwner != nil }
     /// Its messages live on this node (fixed at creation: routing reads it on every publish).
     public let isLocal: Bool
+    /// How channels here reach it when its messages live on another node.
+    lazy var remote = RemoteQueue(queue: self)
     /// True when a consumer holds the queue exclusively.
     public var hasExclusiveConsumer: Bool { consumers.first?.exclusive ?? false }
     /// With `x-single-active-consumer`, the one consumer that receives messages.
@@ -319,24 +321,25 @@ public final class MessageQueue {
     /// same effect). A queue without consumers never pauses publishers, and neither does one a
     /// publisher also consumes from: that client may be blocked writing to us while we wait for
     /// it to read.
-    func pressures(_ publisher: AMQPConnection) -> Bool {
+    /// A consumer on another node counts as held back while its node's window is full.
+    func pressures(_ publisher: AMQPConnection?) -> Bool {
         guard ready.count > Self.flowHighWater, !consumers.isEmpty else { return false }
         var heldBySocket = false
         for c in consumers {
-            let conn = c.channel.connection
+            guard let channel = c.channel else {
+                if c.proxy!.isHeld { heldBySocket = true }
+                continue
+            }
+            let conn = channel.connection
             if conn === publisher { return false }
             if conn.deliveriesBlocked { heldBySocket = true }
         }
         return heldBySocket
     }
 
-    func pausePublisher(_ connection: AMQPConnection) {
-        pausedPublishers[ObjectIdentifier(connection)] = connection
-        connection.pauseReading(for: self)
-    }
-
-    func forgetPausedPublisher(_ connection: AMQPConnection) {
-        pausedPublishers[ObjectIdentifier(connection)] = nil
+    func pausePublisher(_ publisher: any PausablePublisher) {
+        pausedPublishers[ObjectIdentifier(publisher)] = publisher
+        publisher.pauseReading(for: self)
     }
 
     private func releasePublishers() {
@@ -371,7 +374,11 @@ public final class MessageQueue {
             vhost.broker.stats.deliveredManualAck &+= 1
             unackedCount += 1
         }
-        consumer.channel.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
+        if let channel = consumer.channel {
+            channel.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
+        } else {
+            vhost.broker.clusterQueues?.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
+        }
     }
 
     /// The message as a consumer receives it: a quorum queue's redeliveries carry
@@ -562,4 +569,12 @@ public final class MessageQueue {
         consumers.removeAll()
         return (n, cancelled)
     }
+}
+
+extension MessageQueue: FlowSource {
+    func forgetPausedPublisher(_ publisher: any PausablePublisher) {
+        pausedPublishers[ObjectIdentifier(publisher)] = nil
+    }
+
+    var flowDescription: String { resourceDescription }
 }

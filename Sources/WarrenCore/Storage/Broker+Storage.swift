@@ -129,6 +129,7 @@ extension Broker {
 
     /// The store fsynced up to `position`: confirms and commit-oks waiting for it go out.
     func durable(upTo position: UInt64) {
+        clusterQueues?.durable(upTo: position)
         guard !durabilityWaiters.isEmpty else { return }
         for (id, channel) in durabilityWaiters where channel.durableReached(position) {
             durabilityWaiters[id] = nil
