@@ -99,6 +99,9 @@ extension WarrenNode {
         let bound = NIOLoopBound(cq, eventLoop: brokerLoop)
         cq.transmit = { name, batch in clusterLoop.execute { transport.sendData(batch, toNode: name) } }
         cq.scheduleFlush = { brokerLoop.execute { bound.value.flush() } }
+        let metadata = cluster.metadata
+        cq.appliedIndex = { metadata.appliedIndex }
+        metadata.onApplied = { index in bound.value.metadataApplied(index) }
         clusterLoop.execute {
             transport.onData = { name, batches in
                 brokerLoop.execute {

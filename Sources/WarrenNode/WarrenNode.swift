@@ -149,6 +149,8 @@ public final class WarrenNode: Sendable {
         try Self.waitUntilServing(cluster, started: started, brokerLoop: loop, logger: clusterLogger)
         try loop.submit { [brokerLogger] in
             let b = broker.value
+            // Its definitions are replayed: other nodes' queue traffic may come.
+            b.clusterQueues?.serving = true
             switch started {
             case .restarted:
                 // This node's transient and exclusive queues of before are gone; its proposals

@@ -18,6 +18,12 @@ public import NIOCore
 /// a batch echoing an old generation is from an ended session and is ignored. So a delivery is
 /// acked in the session it was made in or not at all (it was requeued), and no confirm is sent
 /// for a message the other side has already nacked.
+///
+/// Order with definitions. A batch also carries the metadata log position its sender had
+/// applied; the receiver handles it only once it has applied as far (it parks it until then). A
+/// publish to a queue declared a moment ago, or a consume right after its declare, thus never
+/// finds a home node that has not heard of the queue yet; and a node takes no queue traffic
+/// before it serves (`serving`), when its definitions may still be replaying.
 public final class ClusterQueues {
     unowned(unsafe) let broker: Broker
     /// Sends a batch to a node (the cluster transport's data link). Called on the broker loop.
@@ -26,6 +32,12 @@ public final class ClusterQueues {
     public var scheduleFlush: (() -> Void)?
     /// A peer heard from neither directly nor through its link for this long is gone.
     public var silenceLimit: Int64 = 10_000
+    /// The metadata log position this node has applied (the node's metadata group).
+    public var appliedIndex: () -> UInt64 = { 0 }
+    /// Off until the node has replayed its definitions: no heartbeats, nothing taken.
+    public var serving = false
+    /// Batches that wait for this node to apply the metadata their sender had applied.
+    private var parked: [(index: UInt64, from: String, batch: ByteBuffer)] = []
     var peers: [String: QueuePeer] = [:]
     /// Channels with confirms settled by the batch being read: announced once it is done.
     var confirmChannels: [ChannelSession] = []
@@ -92,8 +104,9 @@ public final class ClusterQueues {
     }
 
     private func heartbeat(_ p: QueuePeer) {
+        guard serving else { return }
         var b = ByteBuffer()
-        QueuePeer.writeHeader(generation: p.generation, echo: p.theirGeneration, count: 0, into: &b)
+        QueuePeer.writeHeader(generation: p.generation, echo: p.theirGeneration, applied: appliedIndex(), count: 0, into: &b)
         transmit?(p.name, b)
     }
 
@@ -136,15 +149,34 @@ public final class ClusterQueues {
         for p in peers.values {
             p.appendDueCredit()
             guard p.up, p.outCount > 0 else { continue }
-            transmit?(p.name, p.takeBatch())
+            transmit?(p.name, p.takeBatch(applied: appliedIndex()))
         }
     }
 
     /// A batch from `node`.
     public func received(_ batch: ByteBuffer, from node: String) {
+        guard serving, let needed = batch.getInteger(at: batch.readerIndex + 16, as: UInt64.self) else { return }
+        if !parked.isEmpty || needed > appliedIndex() {
+            // Behind the sender's definitions (or behind batches that are): later, in order.
+            parked.append((needed, node, batch))
+            return
+        }
+        take(batch, from: node)
+    }
+
+    /// This node applied more of the metadata log: parked batches whose turn came are taken.
+    public func metadataApplied(_ index: UInt64) {
+        while let first = parked.first, first.index <= index {
+            parked.removeFirst()
+            take(first.batch, from: first.from)
+        }
+    }
+
+    private func take(_ batch: ByteBuffer, from node: String) {
         guard let p = peer(node) else { return }
         var b = batch
-        guard let generation = b.readInteger(as: UInt64.self), let echo = b.readInteger(as: UInt64.self), let count = b.readInteger(as: UInt32.self)
+        guard let generation = b.readInteger(as: UInt64.self), let echo = b.readInteger(as: UInt64.self), b.readInteger(as: UInt64.self) != nil,
+            let count = b.readInteger(as: UInt32.self)
         else { return }
         if generation != p.theirGeneration {
             if p.theirGeneration != 0 && generation >> 32 == p.theirGeneration >> 32 && generation < p.theirGeneration {
@@ -266,11 +298,13 @@ final class QueuePeer {
 
     var isIdle: Bool { confirmWaits.isEmpty && requests.isEmpty && consumers.isEmpty && proxies.isEmpty && unacked.isEmpty }
 
-    static let headerSize = 20
+    /// generation, echo, applied metadata position, message count.
+    static let headerSize = 28
 
-    static func writeHeader(generation: UInt64, echo: UInt64, count: UInt32, into b: inout ByteBuffer) {
+    static func writeHeader(generation: UInt64, echo: UInt64, applied: UInt64, count: UInt32, into b: inout ByteBuffer) {
         b.writeInteger(generation)
         b.writeInteger(echo)
+        b.writeInteger(applied)
         b.writeInteger(count)
     }
 
@@ -284,11 +318,12 @@ final class QueuePeer {
     }
 
     /// The batch to send: the header filled in, the messages after it.
-    func takeBatch() -> ByteBuffer {
+    func takeBatch(applied: UInt64) -> ByteBuffer {
         var b = out
         b.setInteger(generation, at: b.readerIndex)
         b.setInteger(theirGeneration, at: b.readerIndex + 8)
-        b.setInteger(outCount, at: b.readerIndex + 16)
+        b.setInteger(applied, at: b.readerIndex + 16)
+        b.setInteger(outCount, at: b.readerIndex + 24)
         out = ByteBuffer()
         outCount = 0
         return b
