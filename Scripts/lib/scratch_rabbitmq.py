@@ -70,9 +70,10 @@ class RabbitMQ:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
         return out.stdout
 
-    def __init__(self, plugins=("rabbitmq_management",), tls=None, extra_config=""):
+    def __init__(self, plugins=("rabbitmq_management",), tls=None, extra_config="", cookie=None):
         """`tls`: (certfile, keyfile, cafile) adds an AMQPS listener on `self.tls_port` (client
-        certificates verified when given, not required)."""
+        certificates verified when given, not required). `cookie`: the Erlang cookie, the same
+        for nodes that are to form a cluster (`join`)."""
         if not shutil.which("rabbitmq-server"):
             install()
         self.port = free_port()
@@ -98,6 +99,11 @@ class RabbitMQ:
                         f"ssl_options.keyfile = {names[1]}\nssl_options.cacertfile = {names[2]}\n"
                         "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n")
             f.write(extra_config)
+        if cookie:
+            path = os.path.join(self.dir, ".erlang.cookie")
+            with open(path, "w") as f:
+                f.write(cookie)
+            os.chmod(path, 0o400)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.dir], check=False)
         self.env = dict(os.environ,
                         RABBITMQ_NODENAME=self.nodename, RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
@@ -130,6 +136,14 @@ class RabbitMQ:
             except OSError:
                 continue
         raise RuntimeError("cannot find RabbitMQ's beam.smp process")
+
+    def join(self, other):
+        """Makes this node a member of `other`'s cluster (same cookie)."""
+        self.rabbitmqctl("stop_app")
+        self.rabbitmqctl("join_cluster", other.nodename)
+        self.rabbitmqctl("start_app")
+        if not amqp_ready(self.port, 120):
+            raise RuntimeError(f"rabbitmq {self.nodename} did not come back after joining")
 
     def stop(self):
         subprocess.run(["rabbitmqctl", "-n", self.nodename, "stop"], env=self.env, capture_output=True, timeout=60)

@@ -372,9 +372,36 @@ public final class ClusterNode: @unchecked Sendable {
             }
         case .status(let json):
             peerStatus[from] = (json, .now())
-        case .adminRequest, .adminReply:
-            break
+        case .adminRequest(let id, let json):
+            guard let handler = onAdminRequest else {
+                transport.send(.adminReply(id: id, ok: false, "not serving"), toNode: from)
+                return
+            }
+            handler(json) { [weak self] ok, answer in
+                guard let self else { return }
+                loop.execute { self.transport.send(.adminReply(id: id, ok: ok, answer), toNode: from) }
+            }
+        case .adminReply(let id, let ok, let json):
+            adminWaits.removeValue(forKey: id)?(ok ? json : nil)
         }
+    }
+
+    // MARK: asking other nodes (the management API's cluster-wide views)
+
+    /// Answers another node's management request (JSON in, JSON out); set by the node.
+    public var onAdminRequest: ((String, @escaping @Sendable (Bool, String) -> Void) -> Void)?
+    private var adminWaits: [UInt64: (String?) -> Void] = [:]
+    private var nextAdminRequest: UInt64 = 1
+
+    /// Asks `node` (cluster loop); `answer` gets its reply, or nil when it refused or did not
+    /// answer within `timeout`.
+    public func ask(_ node: String, _ json: String, timeout: TimeAmount, answer: @escaping (String?) -> Void) {
+        loop.preconditionInEventLoop()
+        let id = nextAdminRequest
+        nextAdminRequest += 1
+        adminWaits[id] = answer
+        transport.send(.adminRequest(id: id, json), toNode: node)
+        loop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in self?.adminWaits.removeValue(forKey: id)?(nil) }
     }
 
     /// What a node asking to join is told.

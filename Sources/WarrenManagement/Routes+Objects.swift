@@ -244,10 +244,11 @@ extension ManagementAPI {
 }
 
 extension ManagementAPI {
-    /// The messages of a queue homed on another node are not here (issue 15 makes them reachable).
+    /// The messages of a queue homed on another node are not here: the node shell forwards
+    /// get and purge to that node (`ClusterScope.queue`); this answers when it could not.
     static func requireLocal(_ q: MessageQueue) throws {
         guard q.isLocal else {
-            throw APIError(status: 400, error: "bad_request", reason: "home node '\(q.homeNode)' of \(q.resourceDescription) is not this node: purge or get its messages through that node's API")
+            throw APIError(status: 400, error: "bad_request", reason: "home node '\(q.homeNode)' of \(q.resourceDescription) is down or inaccessible")
         }
     }
 }

@@ -140,6 +140,19 @@ extension WarrenNode {
         }
     }
 
+    /// Other members' management APIs ask this node for its connections and channels.
+    func answerOtherNodes() {
+        let cluster = self.cluster
+        cluster.loop.execute {
+            cluster.onAdminRequest = { [self] json, reply in
+                Task {
+                    let (ok, text) = await answerForwarded(json)
+                    reply(ok, text)
+                }
+            }
+        }
+    }
+
     /// Other members' alarms block publishers here; a member not heard from for 10 s has none.
     func followRemoteAlarms() {
         let broker = self.broker

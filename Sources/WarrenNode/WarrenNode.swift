@@ -210,6 +210,7 @@ public final class WarrenNode: Sendable {
         }
         startGossip()
         followRemoteAlarms()
+        answerOtherNodes()
     }
 
     /// Changes the alarm limits and re-evaluates them at once.
@@ -322,8 +323,23 @@ extension WarrenNode {
 
     /// `/api/...` goes to the API core on the broker loop; other paths are the web UI's files.
     func answerManagement(_ request: ManagementRequest) async throws -> ManagementResponse {
+        try await respondAcrossCluster(request).finish()
+    }
+
+    /// The answer before sorting, paging and serializing (`finish()`), with what other members
+    /// add to the views that span the cluster.
+    func respondAcrossCluster(_ request: ManagementRequest) async throws -> ManagementResponse {
         guard request.path == "/api" || request.path.hasPrefix("/api/") else {
             return UIAssets.response(for: request.path) ?? ManagementResponse(status: 404, contentType: "text/plain", body: Array("Not Found".utf8))
+        }
+        if case .queue(let vhost, let name) = request.clusterScope, let home = await homeNode(vhost: vhost, queue: name), home != configuration.nodeName {
+            // Its home node has its messages, consumers and counts.
+            if let answer = await askMembers(request, only: home).first, let r = JSONValue(jsonText: answer).flatMap(ManagementResponse.init(forwarded:)) {
+                return r
+            }
+            if request.method != "GET" {
+                return .json(.object(["error": .string("bad_request"), "reason": .string("home node '\(home)' of queue '\(name)' in vhost '\(vhost)' is down or inaccessible")]), status: 400)
+            }
         }
         var status = nodeStatus()
         status.cluster = await clusterStatus()
@@ -347,9 +363,66 @@ extension WarrenNode {
                 return false
             }
         }
-        let response = try await promise.futureResult.get()
+        var response = try await promise.futureResult.get()
         if let action = response.nodeAction { return await perform(action, status: status) }
-        return response.finish()
+        switch request.clusterScope {
+        case .local, .queue: break
+        case .queues:
+            var theirs: [JSONValue] = []
+            for answer in await askMembers(request) { theirs += JSONValue(jsonText: answer)?.arrayValue ?? [] }
+            response = response.replacingHomed(theirs, me: configuration.nodeName)
+        case .list:
+            // Connections and channels of every member, sorted and paged together.
+            for answer in await askMembers(request) {
+                if let items = JSONValue(jsonText: answer)?.arrayValue { response = response.merging(items) }
+            }
+        case .find:
+            // A connection of another node: the node that has it answers (or closes it).
+            if response.status == 404 {
+                for answer in await askMembers(request) {
+                    if let r = JSONValue(jsonText: answer).flatMap(ManagementResponse.init(forwarded:)), r.status != 404 { return r }
+                }
+            }
+        }
+        return response
+    }
+
+    /// The other running members' answers to a request forwarded to them (JSON text each;
+    /// members that do not answer within 5 s are left out).
+    func askMembers(_ request: ManagementRequest, only: String? = nil) async -> [String] {
+        let cluster = self.cluster
+        let me = configuration.nodeName
+        let text = request.forwarded.jsonText
+        let members = (try? await cluster.loop.submit {
+            cluster.registry.keys.filter { $0 != me && (only == nil || $0 == only) && cluster.transport.isConnected($0) }
+        }.get()) ?? []
+        return await withTaskGroup(of: String?.self) { group in
+            for name in members {
+                group.addTask {
+                    await withCheckedContinuation { (k: CheckedContinuation<String?, Never>) in
+                        cluster.loop.execute { cluster.ask(name, text, timeout: .seconds(5)) { k.resume(returning: $0) } }
+                    }
+                }
+            }
+            var out: [String] = []
+            for await a in group { if let a { out.append(a) } }
+            return out
+        }
+    }
+
+    /// The home node of a queue, if it exists.
+    func homeNode(vhost: String, queue: String) async -> String? {
+        let broker = self.broker
+        return try? await broker.eventLoop.submit { broker.value.vhosts[vhost]?.queues[queue]?.homeNode }.get() ?? nil
+    }
+
+    /// Another member's forwarded request: answered for this node alone (a list's raw items,
+    /// or the finished response).
+    func answerForwarded(_ json: String) async -> (Bool, String) {
+        guard let j = JSONValue(jsonText: json), let request = ManagementRequest(forwarded: j) else { return (false, "bad request") }
+        guard let response = try? await respondAcrossCluster(request) else { return (false, "failed") }
+        if request.method == "GET", let items = response.listItems { return (true, JSONValue.array(items).jsonText) }
+        return (true, response.finish().forwardedJSON.jsonText)
     }
 
     /// `/metrics` (node-wide) and `/metrics/per-object` (also per queue), in Prometheus' text

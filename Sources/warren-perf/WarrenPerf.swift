@@ -18,6 +18,9 @@ struct WarrenPerf: AsyncParsableCommand {
             """)
 
     @Option(help: "Broker URI (amqp://user:pass@host:port/vhost).") var uri = "amqp://guest:guest@127.0.0.1:5672/"
+    @Option(help: "Consumers connect here instead of --uri (another node of a cluster).") var consumerUri: String?
+    @Option(help: "Queues are declared through this URI instead of --uri (their home node in a cluster).") var declareUri: String?
+    @Option(help: "A slow consumer: each ack waits this many milliseconds (use with --prefetch 1).") var consumerDelayMs: Int = 0
     @Option(name: .shortAndLong, help: "Producers.") var producers = 1
     @Option(name: .shortAndLong, help: "Consumers.") var consumers = 1
     @Option(help: "Queues; producer i publishes to queue i mod queues, consumer j consumes queue j mod queues.") var queues = 1
@@ -67,10 +70,18 @@ struct WarrenPerf: AsyncParsableCommand {
         try await group.shutdownGracefully()
     }
 
+    /// The configuration for another URI, with --uri's TLS settings.
+    func configuration(_ other: String?, like config: AMQPClientConfiguration) throws -> AMQPClientConfiguration {
+        guard let other else { return config }
+        var c = try AMQPClientConfiguration(url: other)
+        if c.tls != nil { c.tls = config.tls }
+        return c
+    }
+
     func runLoad(_ config: AMQPClientConfiguration, _ group: MultiThreadedEventLoopGroup, _ cpuBefore: Double) async throws {
 
         let queueNames = (0..<queues).map { queuePattern.replacingOccurrences(of: "%d", with: "\($0)") }
-        let setup = try await AMQPClientConnection.connect(config, eventLoopGroup: group)
+        let setup = try await AMQPClientConnection.connect(try configuration(declareUri, like: config), eventLoopGroup: group)
         let sch = try await setup.openChannel()
         let args = try Self.parseArguments(queueArgs)
         for q in queueNames {
@@ -83,9 +94,12 @@ struct WarrenPerf: AsyncParsableCommand {
         }
 
         var consumerList: [Consumer] = []
+        let consumerConfig = try configuration(consumerUri, like: config)
         for j in 0..<consumers {
-            let conn = try await AMQPClientConnection.connect(config, eventLoopGroup: group)
-            let c = Consumer(channel: try await conn.openChannel(), autoAck: autoAck, ackEvery: multiAckEvery, verify: verify)
+            let conn = try await AMQPClientConnection.connect(consumerConfig, eventLoopGroup: group)
+            let c = Consumer(
+                channel: try await conn.openChannel(), autoAck: autoAck, ackEvery: multiAckEvery, verify: verify,
+                ackDelay: consumerDelayMs > 0 ? .milliseconds(Int64(consumerDelayMs)) : nil)
             try await c.start(queue: queueNames[j % queues], prefetch: prefetch)
             consumerList.append(c)
         }

@@ -126,12 +126,15 @@ final class Consumer: @unchecked Sendable {
     var histogram = LatencyHistogram()
     var seen = VerifyLedger()
     private var unackedSinceAck = 0
+    /// A slow consumer: each ack waits this long (with prefetch 1, at most 1000/ms acks a second).
+    let ackDelay: TimeAmount?
 
-    init(channel: AMQPClientChannel, autoAck: Bool, ackEvery: Int, verify: Bool) {
+    init(channel: AMQPClientChannel, autoAck: Bool, ackEvery: Int, verify: Bool, ackDelay: TimeAmount? = nil) {
         self.channel = channel
         self.autoAck = autoAck
         self.ackEvery = max(1, ackEvery)
         self.verify = verify
+        self.ackDelay = ackDelay
     }
 
     func start(queue: String, prefetch: UInt16) async throws {
@@ -149,8 +152,14 @@ final class Consumer: @unchecked Sendable {
         if !autoAck {
             unackedSinceAck += 1
             if unackedSinceAck >= ackEvery {
-                channel.onEventLoop.ack(d.deliveryTag, multiple: unackedSinceAck > 1)
+                let multiple = unackedSinceAck > 1
                 unackedSinceAck = 0
+                if let ackDelay {
+                    let tag = d.deliveryTag
+                    channel.connection.eventLoop.scheduleTask(in: ackDelay) { [self] in self.channel.onEventLoop.ack(tag, multiple: multiple) }
+                } else {
+                    channel.onEventLoop.ack(d.deliveryTag, multiple: multiple)
+                }
             }
         }
     }

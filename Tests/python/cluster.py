@@ -52,6 +52,15 @@ class Cluster:
     def connect(self, i, **kw):
         return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.amqp(i), **kw))
 
+    def ctl(self, i, *args, check=True):
+        """Runs warrenctl VERB ARGS against node i's management port."""
+        tool = os.path.join(os.path.dirname(warren_binary()), "warrenctl")
+        p = subprocess.run([tool, args[0], "--port", str(self.nodes[i - 1]["management"]), *args[1:]],
+                           capture_output=True, text=True, timeout=60)
+        if check:
+            assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr)
+        return p
+
     def status(self, i):
         s, body, _ = self.api(i).call("GET", "/api/warren/cluster")
         assert s == 200, body

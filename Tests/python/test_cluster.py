@@ -307,12 +307,7 @@ def test_kill_9_cycles_keep_the_metadata_intact():
 
 
 def ctl(c, i, *args, check=True):
-    tool = os.path.join(os.path.dirname(warren_binary()), "warrenctl")
-    p = subprocess.run([tool, args[0], "--port", str(c.nodes[i - 1]["management"]), *args[1:]],
-                       capture_output=True, text=True, timeout=60)
-    if check:
-        assert p.returncode == 0, (args, p.returncode, p.stdout, p.stderr)
-    return p
+    return c.ctl(i, *args, check=check)
 
 
 def test_warrenctl_cluster_verbs_stop_app_reset_and_join_cluster():

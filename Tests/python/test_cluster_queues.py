@@ -269,3 +269,55 @@ def test_home_node_killed_mid_stream_keeps_every_confirmed_persistent_message(cl
     missing = set(confirmed) - set(got)
     assert not missing, f"{len(missing)} confirmed messages lost, e.g. {sorted(missing)[:5]}"
     assert not set(failed) & set(got) or True  # a nacked message may still have arrived (RabbitMQ's meaning of nack)
+
+
+def test_every_nodes_connections_and_channels_are_visible_and_closable_from_any_node(cluster):
+    conns = {i: cluster.connect(i, client_properties={"connection_name": f"xq-conn-{i}"}) for i in (1, 2, 3)}
+    for c in conns.values():
+        c.channel()
+    api = cluster.api(2)
+
+    def names():
+        s, b, _ = api.call("GET", "/api/connections")
+        return {c.get("client_properties", {}).get("connection_name"): c for c in b}
+
+    seen = eventually(lambda: (lambda n: n if all(f"xq-conn-{i}" in n for i in (1, 2, 3)) else None)(names()), timeout=10)
+    for i in (1, 2, 3):
+        assert seen[f"xq-conn-{i}"]["node"] == cluster.node_name(i)
+    s, chans, _ = api.call("GET", "/api/channels")
+    assert {c["node"] for c in chans if c["connection_details"]["name"] in {x["name"] for x in seen.values()}} >= {cluster.node_name(i) for i in (1, 2, 3)}
+    # Paging spans the cluster too.
+    s, page, _ = api.call("GET", "/api/connections?page=1&page_size=2")
+    assert page["total_count"] >= 3 and len(page["items"]) == 2
+    # Closed from node 2, the connection on node 3 goes, with the reason.
+    name3 = seen["xq-conn-3"]["name"]
+    from urllib.parse import quote
+    s, b, _ = api.call("DELETE", f"/api/connections/{quote(name3, safe='')}")
+    assert s == 204, (s, b)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as e:
+        for _ in range(100):
+            conns[3].process_data_events(time_limit=0.1)
+    assert e.value.reply_code == 320
+    # warrenctl on node 1 lists them all, with their nodes.
+    out = cluster.ctl(1, "list_connections", "name", "node").stdout
+    assert cluster.node_name(2) in out and cluster.node_name(1) in out
+    conns[1].close()
+    conns[2].close()
+
+
+def test_queue_views_get_and_purge_through_any_nodes_api(cluster):
+    declare_on(cluster, 1, "xq.api", durable=True)
+    ch = cluster.connect(2).channel()
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", "xq.api", f"m{i}".encode())
+    api3 = cluster.api(3)
+    s, b, _ = api3.call("GET", f"/api/queues/{Q}/xq.api")
+    assert s == 200 and b["messages"] == 3 and b["node"] == cluster.node_name(1), b
+    s, listed, _ = api3.call("GET", f"/api/queues/{Q}")
+    assert [q["messages"] for q in listed if q["name"] == "xq.api"] == [3]
+    s, got, _ = api3.call("POST", f"/api/queues/{Q}/xq.api/get", {"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"})
+    assert s == 200 and got[0]["payload"] == "m0", (s, got)
+    s, b, _ = api3.call("DELETE", f"/api/queues/{Q}/xq.api/contents")
+    assert s == 204
+    assert cluster.api(1).call("GET", f"/api/queues/{Q}/xq.api")[1]["messages"] == 0
