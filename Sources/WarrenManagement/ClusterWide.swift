@@ -73,7 +73,8 @@ extension ManagementResponse {
     }
 
     /// Queues as their home nodes report them: an item of this list for a queue whose home is
-    /// another node is replaced by that node's item, when it answered.
+    /// another node is replaced by that node's item, when it answered (`theirs` holds only
+    /// items from their queues' home nodes).
     public func replacingHomed(_ theirs: [JSONValue], me: String) -> ManagementResponse {
         guard case .list(let items, let query, let order) = pending, !theirs.isEmpty else { return self }
         func key(_ j: JSONValue) -> String { (j["vhost"]?.stringValue ?? "") + "\u{0}" + (j["name"]?.stringValue ?? "") }

@@ -121,10 +121,16 @@ extension ManagementAPI {
         let body = try object(r)
         let v = try actingVHost(vhostName, caller)
         try checkAccess(.configure, .queue(name), caller, v)
+        let arguments = Broker.fieldTable(body["arguments"]?.objectValue)
+        // RabbitMQ's API takes the node to put the queue on; else the locator decides.
+        var node = broker.chooseHome(vhost: v, name: name, arguments: arguments, exclusive: false)
+        if let asked = body["node"]?.stringValue {
+            guard asked == broker.nodeName || broker.clusterNodes[asked] != nil else { throw APIError.badRequest("no node '\(asked)' in the cluster") }
+            node = asked
+        }
         let declaration = QueueDeclaration(
             vhost: v.name, name: name, durable: Self.bool(body["durable"], default: true),
-            autoDelete: Self.bool(body["auto_delete"], default: false), arguments: Broker.fieldTable(body["arguments"]?.objectValue),
-            node: broker.nodeName)
+            autoDelete: Self.bool(body["auto_delete"], default: false), arguments: arguments, node: node)
         if let q = v.queues[name] {
             try v.checkRedeclaration(q, declaration)
             return Self.noContent

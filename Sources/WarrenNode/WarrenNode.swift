@@ -341,8 +341,9 @@ extension WarrenNode {
                 return .json(.object(["error": .string("bad_request"), "reason": .string("home node '\(home)' of queue '\(name)' in vhost '\(vhost)' is down or inaccessible")]), status: 400)
             }
         }
-        var status = nodeStatus()
-        status.cluster = await clusterStatus()
+        var nodeNow = nodeStatus()
+        nodeNow.cluster = await clusterStatus()
+        let status = nodeNow
         let management = self.management
         // Parsing and, below, sorting and serializing happen here, off the broker loop; the
         // loop does the API's own work, a slice per turn for long answers.
@@ -368,8 +369,11 @@ extension WarrenNode {
         switch request.clusterScope {
         case .local, .queue: break
         case .queues:
+            // Each queue as its home node lists it (the others' copies lack its counts).
             var theirs: [JSONValue] = []
-            for answer in await askMembers(request) { theirs += JSONValue(jsonText: answer)?.arrayValue ?? [] }
+            for (node, answer) in await askMembersNamed(request) {
+                theirs += (JSONValue(jsonText: answer)?.arrayValue ?? []).filter { $0["node"]?.stringValue == node }
+            }
             response = response.replacingHomed(theirs, me: configuration.nodeName)
         case .list:
             // Connections and channels of every member, sorted and paged together.
@@ -390,23 +394,29 @@ extension WarrenNode {
     /// The other running members' answers to a request forwarded to them (JSON text each;
     /// members that do not answer within 5 s are left out).
     func askMembers(_ request: ManagementRequest, only: String? = nil) async -> [String] {
+        await askMembersNamed(request, only: only).map(\.1)
+    }
+
+    /// The same, with the node each answer came from.
+    func askMembersNamed(_ request: ManagementRequest, only: String? = nil) async -> [(String, String)] {
         let cluster = self.cluster
         let me = configuration.nodeName
         let text = request.forwarded.jsonText
         let members = (try? await cluster.loop.submit {
             cluster.registry.keys.filter { $0 != me && (only == nil || $0 == only) && cluster.transport.isConnected($0) }
         }.get()) ?? []
-        return await withTaskGroup(of: String?.self) { group in
+        return await withTaskGroup(of: (String, String?).self) { group in
             for name in members {
                 group.addTask {
-                    await withCheckedContinuation { (k: CheckedContinuation<String?, Never>) in
+                    let answer = await withCheckedContinuation { (k: CheckedContinuation<String?, Never>) in
                         cluster.loop.execute { cluster.ask(name, text, timeout: .seconds(5)) { k.resume(returning: $0) } }
                     }
+                    return (name, answer)
                 }
             }
-            var out: [String] = []
-            for await a in group { if let a { out.append(a) } }
-            return out
+            var out: [(String, String)] = []
+            for await (name, a) in group { if let a { out.append((name, a)) } }
+            return out.sorted { $0.0 < $1.0 }
         }
     }
 

@@ -321,3 +321,38 @@ def test_queue_views_get_and_purge_through_any_nodes_api(cluster):
     s, b, _ = api3.call("DELETE", f"/api/queues/{Q}/xq.api/contents")
     assert s == 204
     assert cluster.api(1).call("GET", f"/api/queues/{Q}/xq.api")[1]["messages"] == 0
+
+
+def test_queue_locators_client_local_and_balanced_as_argument_and_policy(cluster):
+    conn = cluster.connect(3)
+    ch = conn.channel()
+    ch.queue_declare("xq.loc.local", arguments={"x-queue-master-locator": "client-local"})
+
+    def homes():
+        s, qs, _ = cluster.api(3).call("GET", f"/api/queues/{Q}")
+        return {q["name"]: q["node"] for q in qs}
+
+    assert eventually(lambda: homes().get("xq.loc.local")) == cluster.node_name(3)
+    # Balanced: each new queue goes to the member with the fewest queues.
+    for i in range(6):
+        before = homes()
+        counts = {cluster.node_name(n): sum(1 for h in before.values() if h == cluster.node_name(n)) for n in (1, 2, 3)}
+        ch.queue_declare(f"xq.loc.bal{i}", arguments={"x-queue-leader-locator": "balanced"})
+        placed = homes()[f"xq.loc.bal{i}"]
+        assert counts[placed] == min(counts.values()), (placed, counts)
+    # The same from a policy.
+    s, b, _ = cluster.api(3).call("PUT", f"/api/policies/{Q}/xq-loc", {"pattern": "^xq\\.locp", "definition": {"queue-master-locator": "min-masters"}, "apply-to": "queues"})
+    assert s in (201, 204), b
+    for i in range(3):
+        ch.queue_declare(f"xq.locp{i}")
+    assert len({homes()[f"xq.locp{i}"] for i in range(3)}) >= 2
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+        ch.queue_declare("xq.loc.bad", arguments={"x-queue-master-locator": "nearest"})
+    assert e.value.reply_code == 406
+    # A queue placed elsewhere works from here like any other.
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", "xq.loc.bal0", b"placed")
+    assert eventually(lambda: ch.basic_get("xq.loc.bal0", auto_ack=True)[2]) == b"placed"
+    cluster.api(3).call("DELETE", f"/api/policies/{Q}/xq-loc")
+    conn.close()

@@ -128,7 +128,8 @@ extension ChannelSession {
         try check(.configure, .queue(name))
         let declaration = QueueDeclaration(
             vhost: vhost.name, name: name, durable: m.durable, exclusive: m.exclusive, autoDelete: m.autoDelete, arguments: m.arguments,
-            node: broker.nodeName, requester: owner, serverNamed: serverNamed)
+            node: broker.chooseHome(vhost: vhost, name: name, arguments: m.arguments, exclusive: m.exclusive), requester: owner,
+            serverNamed: serverNamed)
         if let q = vhost.queues[name] {
             // An equivalent redeclaration changes nothing: answered here, nothing proposed.
             try vhost.checkRedeclaration(q, declaration)

@@ -82,9 +82,9 @@ public enum QueueArguments {
             case "x-dead-letter-strategy":
                 guard let s = v.stringValue else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
                 if s != "at-most-once" && s != "at-least-once" { throw invalid(key, "invalid_dlx_strategy") }
-            case "x-queue-leader-locator":
+            case "x-queue-leader-locator", "x-queue-master-locator":
                 guard let s = v.stringValue else { throw invalid(key, "{unacceptable_type,\(v.typeName)}") }
-                if !["client-local", "balanced", "random", "least-leaders"].contains(s) { throw invalid(key, "invalid_queue_locator_arg") }
+                if QueueLocator(rawValue: s) == nil { throw invalid(key, "invalid_queue_locator_arg") }
             case "x-delivery-limit":
                 // Any integer: a negative one means no limit (RabbitMQ 4 uses -1 to turn off its
                 // default of 20). 3.10 does not check the type either.

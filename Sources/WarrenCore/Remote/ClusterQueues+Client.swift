@@ -203,6 +203,12 @@ final class RemoteQueue: QueueContents {
         } answer: { [self] result in
             switch result {
             case .success(.reply(_, .success)):
+                guard p.consumers[id] === consumer, !queue.isDeleted else {
+                    // The queue was deleted here (its consumers cancelled) while the answer was
+                    // on its way: the consumer never starts.
+                    p.consumers[id] = nil
+                    return then(.notFound("no \(queue.resourceDescription)"))
+                }
                 if consumer.channel?.state != .open {
                     // The channel closed while it waited.
                     _ = removeConsumer(consumer)
