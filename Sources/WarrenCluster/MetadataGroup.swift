@@ -339,6 +339,7 @@ public final class MetadataGroup: MetadataLog, RaftGroupDelegate, @unchecked Sen
                     if env.id.node == me && env.id.incarnation == incarnation, let p = pending.removeValue(forKey: env.id.serial) {
                         p.completion(outcome)
                     }
+                    broker.settleApplied(outcome)
                 }
                 appliedIndex = index
             }

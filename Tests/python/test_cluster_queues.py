@@ -356,3 +356,25 @@ def test_queue_locators_client_local_and_balanced_as_argument_and_policy(cluster
     assert eventually(lambda: ch.basic_get("xq.loc.bal0", auto_ack=True)[2]) == b"placed"
     cluster.api(3).call("DELETE", f"/api/policies/{Q}/xq-loc")
     conn.close()
+
+
+def test_a_queue_deleted_from_one_node_cancels_its_consumers_on_every_node(cluster):
+    """Regression (found by Scripts/bench-cross-node): a queue deleted through node 2 left the
+    consumers of nodes 1 and 3 attached to it; closing their channels then crashed those nodes."""
+    declare_on(cluster, 1, "xq.gone", durable=True)
+    conns = {i: cluster.connect(i) for i in (1, 3)}
+    cancelled = {1: [], 3: []}
+    for i, c in conns.items():
+        ch = c.channel()
+        ch.add_on_cancel_callback(lambda frame, i=i: cancelled[i].append(frame.method.consumer_tag))
+        ch.basic_consume("xq.gone", lambda *a: None)
+    cluster.connect(2).channel().queue_delete("xq.gone")
+    deadline = time.time() + 10
+    while not (cancelled[1] and cancelled[3]) and time.time() < deadline:
+        for c in conns.values():
+            c.process_data_events(time_limit=0.05)
+    assert cancelled[1] and cancelled[3], cancelled
+    for c in conns.values():
+        c.close()
+    for i in (1, 3):
+        cluster.connect(i).close()  # the node is still there

@@ -45,8 +45,8 @@ public enum AMQPErrorOrAdmin: Error {
 
 /// Where metadata changes go to be ordered and made durable before they take effect. The broker
 /// calls `propose`; the log calls `Broker.apply(_:)` for every committed command, in order, on
-/// every node, and `completion` on the proposing node with the outcome of its own command.
-/// Both on the broker's event loop.
+/// every node, `completion` on the proposing node with the outcome of its own command, and then
+/// `Broker.settleApplied(_:)` on every node. All on the broker's event loop.
 ///
 /// `LocalMetadataLog` applies at once (a broker with no cluster: unit tests, the fuzzer); the
 /// node puts its Raft group behind this protocol.
@@ -65,6 +65,19 @@ public final class LocalMetadataLog: MetadataLog {
 
     public func propose(_ command: MetadataCommand, completion: @escaping (MetadataOutcome) -> Void) {
         broker.localLogIndex += 1
-        completion(broker.apply(command, index: broker.localLogIndex))
+        let outcome = broker.apply(command, index: broker.localLogIndex)
+        completion(outcome)
+        broker.settleApplied(outcome)
+    }
+}
+
+extension Broker {
+    /// After a command's outcome went to its proposer (or, on the other nodes, to no one):
+    /// consumers of a deleted queue that were not told yet are told now. The proposer tells
+    /// them after its own reply (delete-ok first, as RabbitMQ); every other node, and a proposer
+    /// whose channel closed meanwhile, relies on this. Telling a consumer twice is harmless.
+    public func settleApplied(_ outcome: MetadataOutcome) {
+        guard case .done(let r) = outcome, !r.cancelled.isEmpty else { return }
+        for c in r.cancelled { c.cancelledByBroker() }
     }
 }
