@@ -279,7 +279,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "WarrenNode", "AMQPClient", "AMQPProtocol", "WarrenCore", "WarrenStore", "warren",
+                "WarrenNode", "AMQPClient", "AMQPProtocol", "WarrenCore", "WarrenStore", "WarrenCluster", "warren",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Testing
+import WarrenCluster
 import WarrenCore
 import WarrenNode
 
@@ -54,6 +55,17 @@ struct ClusterInProcessTests {
         Issue.record("timed out waiting for \(what)")
     }
 
+    /// Polls (bounded) until all `n` members vote in the metadata group (a joined node is a
+    /// learner until it caught up; stopping another node before that leaves no majority).
+    static func waitForVoters(_ node: TestNode, _ n: Int) async throws {
+        let cluster = node.node.cluster
+        for _ in 0..<400 {
+            if try await cluster.loop.submit({ cluster.view().voters.count }).get() == n { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        Issue.record("timed out waiting for \(n) voters")
+    }
+
     @Test("definitions made through AMQPClient on one node reach the others; a stopped node's peers go on")
     func replication() async throws {
         let nodes = try await Self.startCluster(3)
@@ -61,10 +73,11 @@ struct ClusterInProcessTests {
         defer {
             for (i, n) in nodes.enumerated() where !stopped.contains(i) { Task { try? await n.stop() } }
         }
-        // Every node sees three members once formed.
+        // Every node sees three members once formed, and all three vote.
         for n in nodes {
             try await Self.eventually(n, "three members") { $0.clusterNodes.count == 3 }
         }
+        try await Self.waitForVoters(nodes[0], 3)
         let conn = try await nodes[1].connect()
         let ch = try await conn.openChannel()
         try await ch.exchangeDeclare("it.x", type: "topic", durable: true)
@@ -93,10 +106,56 @@ struct ClusterInProcessTests {
             }
         }
         #expect(declared, "the two remaining nodes form a majority")
+
         try await Self.eventually(nodes[1], "node 2 to have it.after") { $0.vhosts["/"]?.queues["it.after"] != nil }
         for i in 1..<3 {
             try await nodes[i].stop()
             stopped.insert(i)
         }
+    }
+
+    @Test("AMQPClient: publish with confirms on node 2 into a queue on node 1, consume on node 3, get and ack across nodes")
+    func clientsOnAnyNode() async throws {
+        let nodes = try await Self.startCluster(3)
+        defer { for n in nodes { Task { try? await n.stop() } } }
+        for n in nodes { try await Self.eventually(n, "three members") { $0.clusterNodes.count == 3 } }
+        let home = try await nodes[0].connect()
+        try await home.openChannel().queueDeclare("it.xq", durable: true)
+        for n in nodes { try await Self.eventually(n, "it.xq everywhere") { $0.vhosts["/"]?.queues["it.xq"] != nil } }
+        #expect(try await nodes[2].node.withBroker { $0.vhosts["/"]!.queues["it.xq"]!.homeNode } == "it-1@localhost")
+
+        let publisher = try await nodes[1].connect()
+        let pch = try await publisher.openChannel()
+        try await pch.confirmSelect()
+        let n = 500
+        for i in 0..<n {
+            try await pch.basicPublish(routingKey: "it.xq", body: "\(i)", properties: i % 2 == 0 ? BasicProperties(deliveryMode: 2) : .empty)
+        }
+        try await pch.waitForConfirms()
+        // All of them on node 1, the home.
+        try await Self.eventually(nodes[0], "500 messages on the home node") { $0.vhosts["/"]!.queues["it.xq"]!.messageCount == n }
+
+        let consumer = try await nodes[2].connect()
+        let cch = try await consumer.openChannel()
+        // basic.get from node 3, nacked back, then consumed in order with the rest.
+        let first = try #require(try await cch.basicGet(queue: "it.xq"))
+        #expect(String(buffer: first.body) == "0" && first.messageCount == UInt32(n - 1))
+        try await cch.basicNack(first.deliveryTag, requeue: true)
+        try await cch.basicQos(prefetchCount: 50)
+        let sub = try await cch.basicConsume(queue: "it.xq")
+        var got: [String] = []
+        for await d in sub.deliveries {
+            got.append(String(buffer: d.body))
+            try await cch.basicAck(d.deliveryTag)
+            if got.count == n { break }
+        }
+        #expect(got == (0..<n).map { "\($0)" })
+        try await Self.eventually(nodes[0], "the home node's queue empty, nothing unacked") { b in
+            let q = b.vhosts["/"]!.queues["it.xq"]!
+            return q.messageCount == 0 && q.unackedCount == 0
+        }
+        try? await publisher.close()
+        try? await consumer.close()
+        try? await home.close()
     }
 }

@@ -67,8 +67,9 @@ public final class Consumer {
 final class ConsumerProxy {
     unowned(unsafe) let peer: QueuePeer
     let id: UInt64
-    /// Deliveries sent that its node has not yet handed to its client: bounded by
-    /// `ClusterQueues.consumerWindow`, so a slow client holds messages here, in the queue.
+    /// Credit of deliveries sent that its node has not yet handed to its client (`ClusterQueues.cost`
+    /// each): bounded by `ClusterQueues.consumerWindow`, so a slow client holds messages here,
+    /// in the queue.
     var inFlight = 0
 
     init(peer: QueuePeer, id: UInt64) {

@@ -31,7 +31,7 @@ extension ClusterQueues {
             p.confirmWaits[id] = confirm
         }
         send(.publish(confirm: id, vhost: vhost, queues: queues, message: message), to: p)
-        p.credit -= 1
+        p.credit -= Self.cost(message)
         if p.credit <= 0, let publisher, p.pausedConnections.updateValue(publisher, forKey: ObjectIdentifier(publisher)) == nil {
             publisher.pauseReading(for: p)
         }
@@ -99,7 +99,7 @@ extension ClusterQueues {
     private func hand(_ c: Consumer, seq: UInt64, redelivered: Bool, message: Message, from p: QueuePeer) {
         let entry = QueueEntry(message: message, redelivered: redelivered, seq: seq, expiresAt: 0, priority: 0)
         c.channel!.deliver(entry, from: c.queue, to: c, message: message, session: p.theirGeneration)
-        p.consumerCreditDue[c.remoteID, default: 0] += 1
+        p.consumerCreditDue[c.remoteID, default: 0] += UInt32(Self.cost(message))
         requestFlush()
     }
 

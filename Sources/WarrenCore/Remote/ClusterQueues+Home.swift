@@ -17,11 +17,12 @@ extension ClusterQueues {
                 if q.messageCount > MessageQueue.flowHighWater && q.pressures(nil) { q.pausePublisher(p) }
             }
         }
+        let cost = UInt32(Self.cost(message))
         if p.pausingQueues.isEmpty {
-            p.publishCreditDue += 1
+            p.publishCreditDue += cost
             requestFlush()
         } else {
-            p.publishCreditOwed += 1
+            p.publishCreditOwed += cost
         }
         guard confirm != 0 else { return }
         if ok, let position = broker.messageStore?.persistedPosition(of: message) {
@@ -70,7 +71,7 @@ extension ClusterQueues {
     func deliver(_ entry: QueueEntry, from queue: MessageQueue, to consumer: Consumer, message: Message) {
         let proxy = consumer.proxy!
         let p = proxy.peer
-        proxy.inFlight += 1
+        proxy.inFlight += Self.cost(message)
         if !consumer.noAck {
             consumer.unacked += 1
             p.unacked[QueuePeer.HeldKey(queue: queue.serial, seq: entry.seq)] = QueuePeer.HeldDelivery(entry: entry, queue: queue, consumer: consumer)

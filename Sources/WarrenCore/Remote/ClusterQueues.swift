@@ -43,10 +43,16 @@ public final class ClusterQueues {
     var confirmChannels: [ChannelSession] = []
     private var flushPending = false
     var nextID: UInt64 = 1
-    /// Publishes to one node not yet taken there, at most.
-    static let publishWindow = 2048
-    /// Deliveries to one consumer on another node not yet handed to its client, at most.
-    static let consumerWindow = 256
+    /// Credit a node may use for publishes to one node not yet taken there (`cost` units:
+    /// 8,192 small messages, or 32 MiB of large ones).
+    static let publishWindow = 8192
+    /// Credit for deliveries to one consumer on another node not yet handed to its client.
+    static let consumerWindow = 1024
+
+    /// What a message costs in credit: one, and one more per 4 KiB of body, so the windows
+    /// bound bytes as well as messages. Both ends compute it from the body alone.
+    @inline(__always)
+    static func cost(_ m: Message) -> Int { 1 + m.bodySize >> 12 }
     /// The top 32 bits of every generation: this process's, so generations of a restarted node
     /// never match those of its previous run.
     private let epoch: UInt64
