@@ -153,25 +153,35 @@ extension ChannelSession {
             return nil
         }
         var refused = false
-        var remote: [String: [String]]?
+        // Queues of other nodes: the first one, and whether there are others (the usual case
+        // is one queue, so no grouping).
+        var firstRemote: MessageQueue?
+        var remoteCount = 0
         broker.stats.routed &+= 1
         for q in queues {
             guard q.isLocal else {
-                remote = remote ?? [:]
-                remote![q.homeNode, default: []].append(q.name)
+                if firstRemote == nil { firstRemote = q }
+                remoteCount += 1
                 continue
             }
             if !q.enqueue(message) { refused = true }
             if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
         }
-        let localCount = queues.count - (remote?.values.reduce(0) { $0 + $1.count } ?? 0)
-        connection.returnRouteScratch(consume queues)
-        // Queues of other nodes: the message crosses to each node once, for all its queues there.
+        let localCount = queues.count - remoteCount
+        // The message crosses to each node that has some of its queues once, for all of them.
         var sent = 0
-        if let remote {
+        if let firstRemote {
             let answer = confirmMode ? (self, seq) : (durablePosition ? (self, 0) : nil)
-            for (node, names) in remote.sorted(by: { $0.key < $1.key }) {
-                if broker.clusterQueues?.publish(message, vhost: vhost.name, queues: names, to: node, confirm: answer, publisher: connection) == true {
+            var groups: [(node: String, queues: [String])] = []
+            if remoteCount == 1 {
+                groups = [(firstRemote.homeNode, [firstRemote.name])]
+            } else {
+                for q in queues where !q.isLocal {
+                    if let i = groups.firstIndex(where: { $0.node == q.homeNode }) { groups[i].queues.append(q.name) } else { groups.append((q.homeNode, [q.name])) }
+                }
+            }
+            for g in groups {
+                if broker.clusterQueues?.publish(message, vhost: vhost.name, queues: g.queues, to: g.node, confirm: answer, publisher: connection) == true {
                     sent += 1
                 } else {
                     refused = true
@@ -184,6 +194,7 @@ extension ChannelSession {
             }
             if durablePosition && !confirmMode { txRemoteParts += sent }
         }
+        connection.returnRouteScratch(consume queues)
         guard confirmMode || durablePosition else { return nil }
         // A routed message is safe once its queues hold it; a persisted one once the store has
         // it on disk; one sent to other nodes once they say they have it.

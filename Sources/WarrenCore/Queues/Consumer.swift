@@ -70,7 +70,7 @@ final class ConsumerProxy {
     /// Credit of deliveries sent that its node has not yet handed to its client (`ClusterQueues.cost`
     /// each): bounded by `ClusterQueues.consumerWindow`, so a slow client holds messages here,
     /// in the queue.
-    var inFlight = 0
+    @exclusivity(unchecked) var inFlight = 0
 
     init(peer: QueuePeer, id: UInt64) {
         self.peer = peer

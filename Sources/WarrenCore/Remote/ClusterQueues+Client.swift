@@ -23,7 +23,8 @@ extension ClusterQueues {
         _ message: Message, vhost: String, queues: [String], to node: String, confirm: (channel: ChannelSession, seq: UInt64)?,
         publisher: AMQPConnection?
     ) -> Bool {
-        guard let p = peer(node), !p.failed else { return false }
+        guard let p = lastPeer?.name == node ? lastPeer : peer(node), !p.failed else { return false }
+        lastPeer = p
         var id: UInt64 = 0
         if let confirm {
             id = nextID

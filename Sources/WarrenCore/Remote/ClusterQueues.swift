@@ -39,10 +39,12 @@ public final class ClusterQueues {
     /// Batches that wait for this node to apply the metadata their sender had applied.
     private var parked: [(index: UInt64, from: String, batch: ByteBuffer)] = []
     var peers: [String: QueuePeer] = [:]
+    /// The peer of the last publish (a publisher sends to the same node again and again).
+    @exclusivity(unchecked) weak var lastPeer: QueuePeer?
     /// Channels with confirms settled by the batch being read: announced once it is done.
     var confirmChannels: [ChannelSession] = []
-    private var flushPending = false
-    var nextID: UInt64 = 1
+    @exclusivity(unchecked) private var flushPending = false
+    @exclusivity(unchecked) var nextID: UInt64 = 1
     /// Credit a node may use for publishes to one node not yet taken there (`cost` units:
     /// 8,192 small messages, or 32 MiB of large ones).
     static let publishWindow = 8192
@@ -254,26 +256,26 @@ final class QueuePeer {
     var failed = false
     /// Since when this peer is known (a node that never comes up fails what waits for it).
     let since: Int64
-    private var out = ByteBuffer()
-    private(set) var outCount: UInt32 = 0
+    @exclusivity(unchecked) private var out = ByteBuffer()
+    @exclusivity(unchecked) private(set) var outCount: UInt32 = 0
 
     // This node using the peer's queues.
-    var credit = ClusterQueues.publishWindow
+    @exclusivity(unchecked) var credit = ClusterQueues.publishWindow
     var pausedConnections: [ObjectIdentifier: any PausablePublisher] = [:]
-    var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64)] = [:]
+    @exclusivity(unchecked) var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64)] = [:]
     var requests: [UInt64: PendingRequest] = [:]
     var consumers: [UInt64: Consumer] = [:]
     /// Deliveries that came while their channel had no room, by consumer.
     var backlog: [UInt64: Deque<(seq: UInt64, redelivered: Bool, message: Message)>] = [:]
-    var consumerCreditDue: [UInt64: UInt32] = [:]
+    @exclusivity(unchecked) var consumerCreditDue: [UInt64: UInt32] = [:]
     /// Consumers cancelled here whose cancel the peer has not answered yet: deliveries still
     /// on their way to them go back to the queue.
     var cancelling: [UInt64: (queue: MessageQueue, noAck: Bool)] = [:]
 
     // The peer using this node's queues.
     var proxies: [UInt64: Consumer] = [:]
-    var unacked: [HeldKey: HeldDelivery] = [:]
-    var publishCreditDue: UInt32 = 0
+    @exclusivity(unchecked) var unacked: [HeldKey: HeldDelivery] = [:]
+    @exclusivity(unchecked) var publishCreditDue: UInt32 = 0
     /// Credit held back while some queue of ours is over its high-water mark.
     var publishCreditOwed: UInt32 = 0
     var pausingQueues: [ObjectIdentifier: MessageQueue] = [:]
