@@ -250,6 +250,7 @@ public final class VirtualHost {
             store.appendMetadata(StorageClaim(q).unclaimJSON)
         }
         let (n, cancelled) = q.markDeleted()
+        if q.isLocal { broker.clusterQueues?.queueDeleted(q) }
         // This node's consumers of a queue of another node hear of the deletion from here.
         if !q.isLocal, let cq = broker.clusterQueues { return (n, cancelled + cq.takeConsumers(of: q)) }
         return (n, cancelled)

@@ -131,7 +131,22 @@ extension ClusterQueues {
         guard let q = broker.vhosts[vhost]?.queues[queue], q.isLocal, !q.isDeleted else {
             return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
         }
+        // A declare on another node counts as a use (x-expires), as one here does.
+        q.lastUsed = now
         send(.reply(request: request, result: .success((UInt32(clamping: q.messageCount), UInt32(clamping: q.consumerCount)))), to: p)
+    }
+
+    /// A queue of this node was deleted: other nodes' consumers of it and their unacked
+    /// deliveries are forgotten (their nodes cancel their side when they apply the deletion).
+    func queueDeleted(_ q: MessageQueue) {
+        for p in peers.values {
+            if p.proxies.values.contains(where: { $0.queue === q }) {
+                p.proxies = p.proxies.filter { $0.value.queue !== q }
+            }
+            if !p.unacked.isEmpty {
+                p.unacked = p.unacked.filter { $0.key.queue != q.serial }
+            }
+        }
     }
 
     /// The session with `p` ended: its consumers go, its unacked deliveries return to their

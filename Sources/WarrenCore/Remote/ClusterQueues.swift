@@ -100,13 +100,14 @@ public final class ClusterQueues {
                 peers[name] = nil
                 continue
             }
-            heartbeat(p)
             if p.up && t - p.lastHeard > silenceLimit {
                 end(p, why: "silent for \(silenceLimit / 1000) s")
             } else if !p.up && !p.failed && t - p.since > silenceLimit {
                 // Never came up: what waited for it fails.
                 end(p, why: "unreachable for \(silenceLimit / 1000) s")
             }
+            // (After the checks: a new generation reaches the peer at once.)
+            heartbeat(p)
             p.expireRequests(now: t, in: self)
         }
     }
@@ -288,7 +289,7 @@ final class QueuePeer {
 
     struct HeldDelivery {
         let entry: QueueEntry
-        unowned(unsafe) let queue: MessageQueue
+        let queue: MessageQueue
         let consumer: Consumer?
     }
 
