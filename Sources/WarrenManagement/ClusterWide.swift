@@ -30,6 +30,9 @@ extension ManagementRequest {
         let p = Array(segments.dropFirst())
         switch (method, p.count, p.first) {
         case ("GET", 1, "connections"), ("GET", 1, "channels"): return .list
+        // Each node lists the consumers of its own queues (another node's as a stand-in that
+        // names its node), so the merged list has every consumer once.
+        case ("GET", 1, "consumers"), ("GET", 2, "consumers"): return .list
         case ("GET", 3, "vhosts") where p[2] == "connections" || p[2] == "channels": return .list
         case ("GET", 3, "connections") where p[2] == "channels": return .list
         case ("GET", 2, "connections"), ("DELETE", 2, "connections"), ("GET", 2, "channels"): return .find

@@ -298,6 +298,13 @@ def test_every_nodes_connections_and_channels_are_visible_and_closable_from_any_
         for _ in range(100):
             conns[3].process_data_events(time_limit=0.1)
     assert e.value.reply_code == 320
+    # Consumers too: one on node 2 of a queue on node 1, listed once, with its node.
+    declare_on(cluster, 1, "xq.consumed")
+    cch = conns[2].channel()
+    cch.basic_consume("xq.consumed", lambda *a: None, consumer_tag="xq-ctag")
+    listed = eventually(lambda: [c for c in api.call("GET", "/api/consumers")[1] if c["consumer_tag"] == "xq-ctag"], timeout=10)
+    assert len(listed) == 1 and listed[0]["queue"]["name"] == "xq.consumed"
+    assert listed[0]["channel_details"]["node"] == cluster.node_name(2)
     # warrenctl on node 1 lists them all, with their nodes.
     out = cluster.ctl(1, "list_connections", "name", "node").stdout
     assert cluster.node_name(2) in out and cluster.node_name(1) in out

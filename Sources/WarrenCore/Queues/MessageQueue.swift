@@ -28,7 +28,8 @@ public enum DeadLetterReason: String, Sendable {
 }
 
 /// A queue: its ready messages, its consumers, and the count of messages delivered but not yet
-/// acknowledged (those entries live on the channels that received them).
+/// acknowledged (those entries live on the channels that received them). Channels use it
+/// through `QueueContents`; on a node that is not its home, through `RemoteQueue`.
 ///
 /// Invariant: while messages are ready, no consumer can take one. Every event that gives a
 /// consumer room (ack, new consumer, qos, flow, writability) calls `dispatch()`.
@@ -40,7 +41,8 @@ public final class MessageQueue {
     /// The connection that owns an exclusive queue; nil for shared queues.
     public let exclusiveOwner: QueueOwner?
     /// The node that holds its messages. On the others it exists for its name, its bindings and
-    /// the management view; using it from there is the next issue's (docs/cluster.md).
+    /// the management view, and channels there reach its messages through `remote`
+    /// (`RemoteQueue`, docs/cluster.md).
     public let homeNode: String
     public let arguments: FieldTable
     public let type: QueueType
