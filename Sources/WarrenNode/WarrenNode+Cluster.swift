@@ -144,9 +144,11 @@ extension WarrenNode {
     func answerOtherNodes() {
         let cluster = self.cluster
         cluster.loop.execute {
-            cluster.onAdminRequest = { [self] json, reply in
+            // (Weak: the cluster node must not keep the node it belongs to alive.)
+            cluster.onAdminRequest = { [weak self] json, reply in
+                guard let self else { return reply(false, "stopping") }
                 Task {
-                    let (ok, text) = await answerForwarded(json)
+                    let (ok, text) = await self.answerForwarded(json)
                     reply(ok, text)
                 }
             }

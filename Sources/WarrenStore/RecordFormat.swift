@@ -92,20 +92,7 @@ enum RecordFormat {
     ) -> Int {
         write(.message, flags: source == 0 ? 0 : MessageFlags.relocated, into: &buffer) { b in
             writeDestinations(destinations, relocatedFrom: source, into: &b)
-            b.writeShortString(message.exchange)
-            b.writeShortString(message.routingKey)
-            let lengthAt = b.writerIndex
-            b.writeInteger(UInt32(0))
-            if let raw = message.encodedProperties {
-                var raw = raw
-                b.writeBuffer(&raw)
-            } else {
-                message.properties.encode(into: &b)
-            }
-            b.setInteger(UInt32(b.writerIndex - lengthAt - 4), at: lengthAt)
-            var body = message.body
-            b.writeInteger(UInt32(body.readableBytes))
-            b.writeBuffer(&body)
+            message.write(into: &b)
         }
     }
 
@@ -142,15 +129,7 @@ enum RecordFormat {
     static func message(_ payload: ByteBuffer, at offset: Int) -> Message? {
         var p = payload
         p.moveReaderIndex(forwardBy: offset)
-        guard let exchange = p.readShortString(), let routingKey = p.readShortString(),
-            let propsLength = p.readInteger(as: UInt32.self), var props = p.readSlice(length: Int(propsLength)),
-            let bodyLength = p.readInteger(as: UInt32.self), let body = p.readSlice(length: Int(bodyLength))
-        else { return nil }
-        let raw = props
-        guard let properties = try? BasicProperties(decodingFrom: &props) else { return nil }
-        return Message(
-            exchange: exchange, routingKey: routingKey, properties: properties,
-            encodedProperties: raw.readableBytes == 0 ? nil : raw, body: body)
+        return try? Message.read(from: &p)
     }
 
     // MARK: range records (removed, delivered)
@@ -191,18 +170,5 @@ enum RecordFormat {
 
     static func writeMetadata(_ json: [UInt8], into buffer: inout ByteBuffer) -> Int {
         write(.metadata, into: &buffer) { $0.writeBytes(json) }
-    }
-}
-
-extension ByteBuffer {
-    mutating func writeShortString(_ s: String) {
-        let bytes = s.utf8
-        writeInteger(UInt8(truncatingIfNeeded: min(bytes.count, 255)))
-        writeBytes(bytes.prefix(255))
-    }
-
-    mutating func readShortString() -> String? {
-        guard let n = readInteger(as: UInt8.self) else { return nil }
-        return readString(length: Int(n))
     }
 }

@@ -42,7 +42,7 @@ enum QueueLinkMessage {
             b.amqpWriteShortString(vhost)
             b.writeInteger(UInt16(queues.count))
             for q in queues { b.amqpWriteShortString(q) }
-            Self.write(message, into: &b)
+            message.write(into: &b)
         case .confirm(let id, let ok):
             b.writeInteger(UInt8(2))
             b.writeInteger(id)
@@ -69,7 +69,7 @@ enum QueueLinkMessage {
             b.writeInteger(consumer)
             b.writeInteger(seq)
             b.writeInteger(UInt8(redelivered ? 1 : 0))
-            Self.write(message, into: &b)
+            message.write(into: &b)
         case .consumerCredit(let consumer, let n):
             b.writeInteger(UInt8(8))
             b.writeInteger(consumer)
@@ -94,7 +94,7 @@ enum QueueLinkMessage {
             b.writeInteger(UInt8(redelivered ? 1 : 0))
             b.writeInteger(remaining)
             b.writeInteger(UInt8(message == nil ? 0 : 1))
-            if let message { Self.write(message, into: &b) }
+            if let message { message.write(into: &b) }
         case .purge(let request, let vhost, let queue):
             b.writeInteger(UInt8(12))
             b.writeInteger(request)
@@ -132,7 +132,7 @@ enum QueueLinkMessage {
             var queues: [String] = []
             queues.reserveCapacity(Int(n))
             for _ in 0..<n { queues.append(try b.amqpReadShortString()) }
-            return .publish(confirm: confirm, vhost: vhost, queues: queues, message: try readMessage(&b))
+            return .publish(confirm: confirm, vhost: vhost, queues: queues, message: try Message.read(from: &b))
         case 2:
             return .confirm(id: try b.amqpReadUInt64(), ok: try b.amqpReadUInt8() != 0)
         case 3:
@@ -154,7 +154,7 @@ enum QueueLinkMessage {
             let consumer = try b.amqpReadUInt64()
             let seq = try b.amqpReadUInt64()
             let redelivered = try b.amqpReadUInt8() != 0
-            return .deliver(consumer: consumer, seq: seq, redelivered: redelivered, message: try readMessage(&b))
+            return .deliver(consumer: consumer, seq: seq, redelivered: redelivered, message: try Message.read(from: &b))
         case 8: return .consumerCredit(consumer: try b.amqpReadUInt64(), try b.amqpReadUInt32())
         case 9:
             let outcome = try b.amqpReadUInt8()
@@ -177,7 +177,7 @@ enum QueueLinkMessage {
             let redelivered = try b.amqpReadUInt8() != 0
             let remaining = try b.amqpReadUInt32()
             let has = try b.amqpReadUInt8() != 0
-            return .getReply(request: request, seq: seq, redelivered: redelivered, remaining: remaining, message: has ? try readMessage(&b) : nil)
+            return .getReply(request: request, seq: seq, redelivered: redelivered, remaining: remaining, message: has ? try Message.read(from: &b) : nil)
         case 12:
             let request = try b.amqpReadUInt64()
             let vhost = try b.amqpReadShortString()
@@ -197,34 +197,5 @@ enum QueueLinkMessage {
         default:
             throw .malformed("unknown queue link message \(kind)")
         }
-    }
-
-    static func write(_ message: Message, into b: inout ByteBuffer) {
-        b.amqpWriteShortString(message.exchange)
-        b.amqpWriteShortString(message.routingKey)
-        let lengthAt = b.writerIndex
-        b.writeInteger(UInt32(0))
-        if var raw = message.encodedProperties {
-            b.writeBuffer(&raw)
-        } else {
-            message.properties.encode(into: &b)
-        }
-        b.setInteger(UInt32(b.writerIndex - lengthAt - 4), at: lengthAt)
-        var body = message.body
-        b.writeInteger(UInt32(body.readableBytes))
-        b.writeBuffer(&body)
-    }
-
-    static func readMessage(_ b: inout ByteBuffer) throws(AMQPError) -> Message {
-        let exchange = try b.amqpReadShortString()
-        let routingKey = try b.amqpReadShortString()
-        let n = try b.amqpReadUInt32()
-        guard var props = b.readSlice(length: Int(n)) else { throw .malformed("truncated properties") }
-        let raw = props
-        let properties = try BasicProperties(decodingFrom: &props)
-        let bodyLength = try b.amqpReadUInt32()
-        guard let body = b.readSlice(length: Int(bodyLength)) else { throw .malformed("truncated body") }
-        return Message(
-            exchange: exchange, routingKey: routingKey, properties: properties, encodedProperties: raw.readableBytes == 0 ? nil : raw, body: body)
     }
 }
