@@ -157,4 +157,19 @@ struct ClusterQueuesTests {
         n.a.clusterQueues!.linkChanged("b@test", up: false)
         #expect(n.a.clusterQueues!.peers["b@test"]!.proxies.isEmpty && n.a.clusterQueues!.peers["b@test"]!.unacked.isEmpty)
     }
+
+    @Test("a publisher whose publishes the home node has not taken yet stops being read once the credit is used, and goes on when it comes back")
+    func publishCreditPausesThePublisher() {
+        let n = TwoNodes()
+        let client = TestClient.ready(n.b)
+        // 4 MiB bodies cost 1,025 credit units each: the eighth uses up the window.
+        let body = String(repeating: "x", count: 4 << 20)
+        for _ in 0..<7 { client.publish(routingKey: "q", body: body) }
+        #expect(client.transport.reading, "credit left")
+        client.publish(routingKey: "q", body: body)
+        #expect(!client.transport.reading, "out of credit: the connection is not read")
+        n.deliver()
+        #expect(n.queueOnA.messageCount == 8)
+        #expect(client.transport.reading, "a took them and gave the credit back")
+    }
 }
