@@ -74,8 +74,15 @@ extension ManagementAPI {
             "message_stats": messageStats(Self.queueStatNames, counters, key: key),
         ]
         messageTotals(into: &o, counters, offset: Self.queueStatNames.count, key: key)
-        if q.type == .quorum {
-            // A group of one on a single node (replicated queues add members).
+        if let r = q.replicated {
+            // Its group: the leader the metadata records, the members, those reachable now.
+            o["leader"] = .string(q.homeNode)
+            o["members"] = .array(r.members.map(JSONValue.string))
+            let cq = broker.clusterQueues
+            o["online"] = .array(r.members.filter { $0 == nodeName || cq?.isUp($0) == true }.map(JSONValue.string))
+            if let limit = s.deliveryLimit { o["delivery_limit"] = .int(limit) }
+        } else if q.type == .quorum {
+            // A group of one on a single node.
             o["leader"] = .string(nodeName)
             o["members"] = .array([.string(nodeName)])
             o["online"] = .array([.string(nodeName)])

@@ -114,6 +114,17 @@ extension WarrenNode {
         brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .seconds(1)) { _ in bound.value.tick() }
     }
 
+    /// Quorum queues become replicated: each a Raft group over its members, on the node's Raft
+    /// host (docs/replicated-queues.md).
+    static func enableReplicatedQueues(_ broker: Broker, cluster: ClusterNode, brokerLoop: any EventLoop, timeoutSeconds: Int) {
+        let rq = broker.enableReplicatedQueues()
+        rq.log = QueueGroups(cluster: cluster, queues: rq, brokerLoop: brokerLoop)
+        rq.timeout = Int64(timeoutSeconds) * 1000
+        let bound = NIOLoopBound(rq, eventLoop: brokerLoop)
+        rq.scheduleFlush = { brokerLoop.execute { bound.value.flush() } }
+        brokerLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in bound.value.tick() }
+    }
+
     /// The cluster as this node sees it, for the management API.
     func clusterStatus() async -> ClusterStatus? {
         let cluster = self.cluster

@@ -132,6 +132,8 @@ public final class WarrenNode: Sendable {
             b.setClusterNodes([nodeName: cluster.address])
             return Array(b.stateSnapshot().jsonText.utf8)
         }.wait()
+        // Before the metadata replays: its quorum queues open their groups as they are made.
+        try loop.submit { Self.enableReplicatedQueues(broker.value, cluster: cluster, brokerLoop: loop, timeoutSeconds: configuration.metadataTimeoutSeconds) }.wait()
         let started = try clusterLoop.submit { cluster.start(initialState: initialState) }.wait()
         self.cluster = cluster
         try loop.submit {

@@ -157,6 +157,9 @@ extension ChannelSession {
         // is one queue, so no grouping).
         var firstRemote: MessageQueue?
         var remoteCount = 0
+        // Replicated queues this node leads: each answers when its group committed the message.
+        var replicatedCount = 0
+        var replicatedParts = 0
         broker.stats.routed &+= 1
         for q in queues {
             guard q.isLocal else {
@@ -164,10 +167,21 @@ extension ChannelSession {
                 remoteCount += 1
                 continue
             }
+            if let r = q.replicated {
+                replicatedCount += 1
+                let answerSeq: UInt64? = confirmMode ? seq : (durablePosition ? 0 : nil)
+                if let answerSeq {
+                    if r.publish(message, completion: { [self] ok in remoteConfirm(answerSeq, ok: ok) }) { replicatedParts += 1 } else { refused = true }
+                } else if !r.publish(message, completion: nil) {
+                    refused = true
+                }
+                continue
+            }
             if !q.enqueue(message) { refused = true }
             if q.messageCount > MessageQueue.flowHighWater && q.pressures(connection) { q.pausePublisher(connection) }
         }
-        let localCount = queues.count - remoteCount
+        if durablePosition && !confirmMode { txRemoteParts += replicatedParts }
+        let localCount = queues.count - remoteCount - replicatedCount
         // The message crosses to each node that has some of its queues once, for all of them.
         var sent = 0
         if let firstRemote {
@@ -187,7 +201,7 @@ extension ChannelSession {
                     refused = true
                 }
             }
-            if localCount == 0 && sent == 0 && mandatory {
+            if localCount == 0 && replicatedCount == 0 && sent == 0 && mandatory {
                 // Every queue it was routed to is on a node that is down: back to the publisher.
                 broker.stats.unroutableReturned &+= 1
                 returnUnroutable(message)
@@ -199,6 +213,7 @@ extension ChannelSession {
         // A routed message is safe once its queues hold it; a persisted one once the store has
         // it on disk; one sent to other nodes once they say they have it.
         let position = refused || localCount == 0 ? nil : broker.messageStore?.persistedPosition(of: message)
+        sent += replicatedParts
         if confirmMode {
             if sent > 0 {
                 confirmParts[seq] = (sent + (position == nil ? 0 : 1), refused)

@@ -128,6 +128,10 @@ extension Broker {
         o["node"] = .string(q.homeNode)
         o["exclusive"] = .bool(q.isExclusive)
         o["warren_incarnation"] = .int(Int64(bitPattern: q.incarnation))
+        if let r = q.replicated {
+            o["warren_members"] = .array(r.members.map { .string($0) })
+            o["warren_leader_term"] = .int(Int64(bitPattern: r.leaderTerm))
+        }
         if let owner = q.exclusiveOwner {
             o["warren_owner"] = .object(["node": .string(owner.node), "connection": .int(Int64(bitPattern: owner.connection))])
         }
@@ -374,12 +378,15 @@ extension Broker {
                 guard let node = o["node"]?.stringValue, let c = o["connection"]?.intValue else { return nil }
                 return QueueOwner(node: node, connection: ConnectionID(bitPattern: c))
             }
+            var declaration = QueueDeclaration(
+                vhost: v.name, name: name, durable: q["durable"]?.boolValue ?? true, exclusive: owner != nil,
+                autoDelete: q["auto_delete"]?.boolValue ?? false, arguments: arguments, node: q["node"]?.stringValue ?? nodeName,
+                requester: owner)
+            declaration.members = q["warren_members"]?.arrayValue?.compactMap(\.stringValue)
+            declaration.leaderTerm = q["warren_leader_term"]?.intValue.map { UInt64(bitPattern: $0) } ?? 0
             do throws(AMQPError) {
                 _ = try v.declareQueue(
-                    QueueDeclaration(
-                        vhost: v.name, name: name, durable: q["durable"]?.boolValue ?? true, exclusive: owner != nil,
-                        autoDelete: q["auto_delete"]?.boolValue ?? false, arguments: arguments, node: q["node"]?.stringValue ?? nodeName,
-                        requester: owner),
+                    declaration,
                     storeID: q[Self.storeIDKey]?.intValue.map { StoreQueueID(truncatingIfNeeded: $0) },
                     incarnation: q["warren_incarnation"]?.intValue.map { UInt64(bitPattern: $0) })
             } catch {

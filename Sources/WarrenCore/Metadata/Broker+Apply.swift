@@ -109,7 +109,8 @@ extension Broker {
             clusterNodes[node] = nil
             onClusterChange?()
             for v in vhosts.values {
-                for q in v.queues.values where q.exclusiveOwner?.node == node || q.homeNode == node { v.removeQueue(q) }
+                // (A replicated queue lives on in its other members.)
+                for q in v.queues.values where q.exclusiveOwner?.node == node || (q.homeNode == node && q.replicated == nil) { v.removeQueue(q) }
             }
         case .nodeRestarted(let node), .nodeDown(let node):
             // The messages of its transient queues were in its memory, and its connections are
@@ -128,6 +129,9 @@ extension Broker {
                     for x in v.exchanges.values where !x.durable && !x.isBuiltIn { v.removeExchange(x) }
                 }
             }
+        case .queueLeader(let vhostName, let name, let incarnation, let node, let term):
+            guard let q = vhosts[vhostName]?.queues[name], q.incarnation == incarnation, let r = q.replicated else { break }
+            r.leaderRecorded(node, term: term)
         }
         return reply
     }

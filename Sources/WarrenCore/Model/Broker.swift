@@ -136,6 +136,8 @@ public final class Broker {
     /// Queues of other nodes used from here and this node's queues used from there; nil for a
     /// broker that is no cluster's member (`enableClusterQueues`).
     public private(set) var clusterQueues: ClusterQueues?
+    /// This node's replicated queues (a node in a cluster): their groups' logs and leaders.
+    public internal(set) var replicatedQueues: ReplicatedQueues?
 
     /// Makes queues of every member usable from this node (a cluster node calls it at start).
     public func enableClusterQueues() -> ClusterQueues {

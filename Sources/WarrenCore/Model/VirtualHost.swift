@@ -198,7 +198,12 @@ public final class VirtualHost {
             now: broker.clock.nowMilliseconds(), homeNode: d.node)
         q.incarnation = incarnation ?? broker.applyingIndex
         queues[name] = q
-        if durable && !exclusive && q.isLocal, let store = broker.messageStore {
+        if q.type == .quorum, let rq = broker.replicatedQueues {
+            // Its messages live in its group's log on each member, not in the store.
+            let members = d.members ?? broker.placeReplicas(home: d.node, arguments: arguments)
+            q.replicated = ReplicatedQueue(queue: q, members: members, leaderTerm: d.leaderTerm, manager: rq)
+        }
+        if durable && !exclusive && q.isLocal && q.replicated == nil, let store = broker.messageStore {
             if broker.definitionsInStore {
                 // A durable queue's storage is named in its journaled definition; after a restart
                 // the definition names it again and the queue takes back what the store recovered.
@@ -250,10 +255,12 @@ public final class VirtualHost {
             store.appendMetadata(StorageClaim(q).unclaimJSON)
         }
         let (n, cancelled) = q.markDeleted()
-        if q.isLocal { broker.clusterQueues?.queueDeleted(q) }
+        // A replicated queue's group goes; its consumers that wait for a leader are told too.
+        let waiting = q.replicated?.close() ?? []
+        if q.isLocal || q.replicated != nil { broker.clusterQueues?.queueDeleted(q) }
         // This node's consumers of a queue of another node hear of the deletion from here.
-        if !q.isLocal, let cq = broker.clusterQueues { return (n, cancelled + cq.takeConsumers(of: q)) }
-        return (n, cancelled)
+        if !q.isLocal, let cq = broker.clusterQueues { return (n, cancelled + cq.takeConsumers(of: q) + waiting) }
+        return (n, cancelled + waiting)
     }
 
     // MARK: bindings

@@ -42,8 +42,9 @@ public final class MessageQueue {
     public let exclusiveOwner: QueueOwner?
     /// The node that holds its messages. On the others it exists for its name, its bindings and
     /// the management view, and channels there reach its messages through `remote`
-    /// (`RemoteQueue`, docs/cluster.md).
-    public let homeNode: String
+    /// (`RemoteQueue`, docs/cluster.md). For a replicated queue: its leader, as the metadata
+    /// last recorded it ("" before any).
+    public internal(set) var homeNode: String
     public let arguments: FieldTable
     public let type: QueueType
     /// Unique among every queue this process has had (management rates are kept by it).
@@ -126,8 +127,12 @@ public final class MessageQueue {
     public var messageBytes: Int { ready.bytes }
     public var consumerCount: Int { consumers.count }
     public var isExclusive: Bool { exclusiveOwner != nil }
-    /// Its messages live on this node (fixed at creation: routing reads it on every publish).
-    public let isLocal: Bool
+    /// Its messages live on this node (routing reads it on every publish). Fixed at creation,
+    /// except for a replicated queue, whose leader may move.
+    public internal(set) var isLocal: Bool
+    /// For a queue replicated by a Raft group (quorum queues in a cluster): the group and this
+    /// node's part in it. Nil for every other queue.
+    public internal(set) var replicated: ReplicatedQueue?
     /// How channels here reach it when its messages live on another node.
     lazy var remote = RemoteQueue(queue: self)
     /// True when a consumer holds the queue exclusively.
@@ -148,10 +153,20 @@ public final class MessageQueue {
     /// (`x-overflow` reject-publish[-dlx] at the limit).
     @discardableResult
     public func enqueue(_ message: Message) -> Bool {
+        // A replicated queue takes a message once its group committed it (`enqueueCommitted`).
+        if let r = replicated { return r.publish(message, completion: nil) }
+        return enqueue(message, at: nil, committed: false)
+    }
+
+    /// `at`: when it arrived (a replicated queue's leader stamps it in the log, so that every
+    /// member computes the same expiry). `committed`: from a replicated queue's log, where the
+    /// limits were checked when it was proposed, so it is never refused here.
+    @inline(__always)
+    func enqueue(_ message: Message, at: Int64?, committed: Bool) -> Bool {
         var expiresAt: Int64 = 0
         var now: Int64 = 0
         if settings.messageTTL != nil || message.properties.expiration != nil {
-            now = self.now
+            now = at ?? self.now
             if let ttl = settings.messageTTL { expiresAt = now + ttl }
             if let e = message.properties.expiration, let ms = Int64(e), ms >= 0 {
                 expiresAt = expiresAt == 0 ? now + ms : min(expiresAt, now + ms)
@@ -182,7 +197,7 @@ public final class MessageQueue {
             return true
         }
         let limited = settings.maxLength != nil || settings.maxLengthBytes != nil
-        if limited, settings.overflow != .dropHead, isFull(adding: message.bodySize) {
+        if limited, !committed, settings.overflow != .dropHead, isFull(adding: message.bodySize) {
             entry.stored = false
             if settings.overflow == .rejectPublishDLX { deadLetter(entry, .maxlen) }
             return false
@@ -200,7 +215,7 @@ public final class MessageQueue {
         return true
     }
 
-    private func isFull(adding bytes: Int) -> Bool {
+    func isFull(adding bytes: Int) -> Bool {
         if let max = settings.maxLength, ready.count >= max { return true }
         if let max = settings.maxLengthBytes, ready.bytes + bytes > max { return true }
         return false
@@ -225,7 +240,8 @@ public final class MessageQueue {
     @inline(__always)
     private func shouldPage(level: Int, persist: Bool) -> Bool {
         let broker = vhost.broker
-        guard broker.messageStore != nil else { return false }
+        // A replicated queue's messages are in its group's log: they stay in memory.
+        guard broker.messageStore != nil, replicated == nil else { return false }
         if ready.pagedTotal > 0 && ready.paged[level] > 0 { return true }
         let limits = broker.configuration
         let window = settings.lazy ? limits.lazyWindowMessages : limits.queueWindowMessages
@@ -272,6 +288,7 @@ public final class MessageQueue {
     /// A message leaves the queue for good: the store forgets its copy.
     @inline(__always)
     private func forget(_ entry: QueueEntry) {
+        if let r = replicated { return r.removed(entry.seq) }
         if entry.stored, let handle = storeQueue { vhost.broker.messageStore?.removed(handle, seq: entry.seq) }
     }
 
@@ -290,6 +307,7 @@ public final class MessageQueue {
         guard !entries.isEmpty else { return }
         unackedCount -= entries.count
         guard !isDeleted else { return }
+        replicated?.returning(entries)
         var back: [QueueEntry] = []
         back.reserveCapacity(entries.count)
         let now = hasDeadlines ? self.now : 0
@@ -312,6 +330,7 @@ public final class MessageQueue {
         }
         redeliveredCount &+= UInt64(back.count)
         vhost.broker.stats.redelivered &+= UInt64(back.count)
+        replicated?.returned(back)
         ready.requeue(back)
         dispatch()
     }
@@ -354,6 +373,8 @@ public final class MessageQueue {
 
     /// Delivers ready messages while some consumer has room; never delivers an expired one.
     public func dispatch() {
+        // Only a replicated queue's serving leader hands messages out.
+        if let r = replicated, !r.serving { return }
         while !ready.isEmpty, let consumer = nextConsumerWithRoom() {
             guard let entry = popHead() else { break }
             if entry.expiresAt != 0 && entry.expiresAt <= now {
@@ -375,9 +396,10 @@ public final class MessageQueue {
         } else {
             vhost.broker.stats.deliveredManualAck &+= 1
             unackedCount += 1
+            replicated?.checkedOut(entry)
         }
         if let channel = consumer.channel {
-            channel.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
+            channel.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false), session: replicated?.epoch ?? 0)
         } else {
             vhost.broker.clusterQueues?.deliver(entry, from: self, to: consumer, message: onWire(entry, always: false))
         }
@@ -450,6 +472,7 @@ public final class MessageQueue {
             } else {
                 vhost.broker.stats.getManualAck &+= 1
                 unackedCount += 1
+                replicated?.checkedOut(entry)
             }
             return entry
         }
@@ -495,6 +518,8 @@ public final class MessageQueue {
     /// Dead-letters expired messages at the head; true when the queue itself has expired
     /// (`x-expires`: unused, with no consumers, for that long).
     func tick(now: Int64) -> Bool {
+        // A replicated queue's leader decides expiries and logs them; the others wait for it.
+        if let r = replicated, !r.serving { return false }
         if !ready.isEmpty {
             // A queue TTL expires the paged tail too, in order: look at its head.
             if settings.messageTTL != nil && ready.headNeedsPageIn { pageIn() }
@@ -579,4 +604,78 @@ extension MessageQueue: FlowSource {
     }
 
     var flowDescription: String { resourceDescription }
+}
+
+// MARK: a replicated queue's member (here for the ready list; `ReplicatedQueue` drives it)
+
+extension MessageQueue {
+    /// A member that does not lead takes a committed message: to the back, numbered and timed
+    /// as its leader numbered and timed it (both count every committed message once).
+    func replicaAppend(_ message: Message, at: Int64) {
+        var expiresAt: Int64 = 0
+        if let ttl = settings.messageTTL { expiresAt = at + ttl }
+        if let e = message.properties.expiration, let ms = Int64(e), ms >= 0 {
+            expiresAt = expiresAt == 0 ? at + ms : min(expiresAt, at + ms)
+        }
+        if expiresAt != 0 && !hasDeadlines {
+            hasDeadlines = true
+            vhost.broker.watch(self)
+        }
+        var priority: UInt8 = 0
+        if let max = settings.maxPriority { priority = min(message.properties.priority ?? 0, max) }
+        let seq = UInt64(priority) << 56 | nextSeq
+        nextSeq &+= 1
+        publishedCount &+= 1
+        ready.append(QueueEntry(message: message, redelivered: false, seq: seq, expiresAt: expiresAt, priority: priority))
+    }
+
+    /// Messages the leader settled for good (acked, dropped, dead-lettered, expired, purged).
+    func replicaRemove(_ seqs: [UInt64]) {
+        for s in seqs { _ = ready.remove(seq: s) }
+    }
+
+    /// Messages the leader handed out (`returned`: and got back): a later leader delivers them
+    /// as redelivered, with the delivery count the leader had.
+    func replicaMark(_ seqs: [UInt64], returned: Bool) {
+        for s in seqs {
+            ready.update(seq: s) {
+                $0.redelivered = true
+                if returned { $0.deliveryCount &+= 1 }
+            }
+        }
+    }
+
+    /// A leader that stops leading: what it had handed out goes back among the ready messages
+    /// (no delivery is counted: the next leader delivers them again, marked redelivered).
+    func takeBack(_ entries: [QueueEntry]) {
+        guard !entries.isEmpty else { return }
+        unackedCount -= entries.count
+        ready.requeue(entries)
+    }
+
+    /// A delivery the log says is settled while this leader still counted it as handed out.
+    func forgetDelivered() { unackedCount -= 1 }
+
+    /// Everything ready, and the next sequence number: a replica's snapshot (with the leader's
+    /// handed-out messages, which the caller adds).
+    var replicaContents: (nextSeq: UInt64, entries: [QueueEntry]) { (nextSeq, ready.allEntries) }
+
+    /// Replaces the contents with a snapshot's.
+    func restoreReplica(nextSeq: UInt64, entries: [QueueEntry]) {
+        ready = ReadyList(maxPriority: settings.maxPriority)
+        for e in entries.sorted(by: { $0.seq < $1.seq }) { ready.append(e) }
+        self.nextSeq = nextSeq
+        unackedCount = 0
+    }
+
+    /// Consumers of other nodes leave (the queue's leader moved: their nodes attach them to the
+    /// new one).
+    func dropProxies() -> [Consumer] {
+        let gone = consumers.filter { $0.channel == nil }
+        guard !gone.isEmpty else { return [] }
+        consumers.removeAll { $0.channel == nil }
+        roundRobin = 0
+        consumerPriorities = consumers.contains { $0.priority != consumers[0].priority }
+        return gone
+    }
 }

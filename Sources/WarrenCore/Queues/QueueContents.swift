@@ -44,7 +44,10 @@ struct QueueCounts {
 
 extension MessageQueue: QueueContents {
     /// Where a channel sends what it does with this queue.
-    var contents: any QueueContents { isLocal ? self : remote }
+    var contents: any QueueContents {
+        if let r = replicated { return r }
+        return isLocal ? self : remote
+    }
 
     /// RabbitMQ's refusal of a consumer when another holds the queue exclusively.
     func refusal(exclusive: Bool) -> AMQPError? {

@@ -36,3 +36,16 @@ extension Broker {
         return running.min { (counts[$0] ?? 0, $0) < (counts[$1] ?? 0, $1) } ?? nodeName
     }
 }
+
+extension Broker {
+    /// A new replicated queue's members: its home (which leads first), then the members that
+    /// hold the fewest replicas (by name on ties), up to `x-quorum-initial-group-size` (default
+    /// 3) or the cluster's size. Computed from the metadata alone, so every node that applies
+    /// the declaration places them the same way.
+    func placeReplicas(home: String, arguments: FieldTable) -> [String] {
+        let size = max(1, Int(arguments["x-quorum-initial-group-size"]?.integerValue ?? 3))
+        let counts = replicatedQueues?.memberCounts ?? [:]
+        let others = clusterNodes.keys.filter { $0 != home }.sorted { (counts[$0] ?? 0, $0) < (counts[$1] ?? 0, $1) }
+        return [home] + others.prefix(size - 1)
+    }
+}

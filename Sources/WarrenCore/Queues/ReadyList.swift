@@ -168,4 +168,37 @@ struct ReadyList {
     }
 
     func windowCount(level: Int) -> Int { levels[level].count }
+
+    // MARK: by sequence number (replicated queues' followers apply their leader's decisions)
+
+    /// Where `seq` is in its level's window (each window is in arrival order), if there.
+    private func find(_ seq: UInt64) -> (level: Int, index: Int)? {
+        let level = min(Int(seq >> 56), levels.count - 1)
+        let d = levels[level]
+        var lo = 0
+        var hi = d.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if d[mid].seq < seq { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < d.count && d[lo].seq == seq ? (level, lo) : nil
+    }
+
+    /// Takes out the entry numbered `seq` wherever it is in the window.
+    mutating func remove(seq: UInt64) -> QueueEntry? {
+        guard let (l, i) = find(seq) else { return nil }
+        let e = levels[l].remove(at: i)
+        windowCount -= 1
+        windowBytes -= e.message.bodySize
+        return e
+    }
+
+    /// Changes the entry numbered `seq` in place (its position does not depend on what changes).
+    mutating func update(seq: UInt64, _ body: (inout QueueEntry) -> Void) {
+        guard let (l, i) = find(seq) else { return }
+        body(&levels[l][i])
+    }
+
+    /// Every entry of the window, in order within each level.
+    var allEntries: [QueueEntry] { levels.flatMap { $0 } }
 }

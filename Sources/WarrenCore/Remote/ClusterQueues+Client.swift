@@ -40,8 +40,26 @@ extension ClusterQueues {
     }
 
     func confirmed(_ id: UInt64, ok: Bool, by p: QueuePeer) {
-        guard let w = p.confirmWaits.removeValue(forKey: id) else { return }
+        guard let w = p.confirmWaits.removeValue(forKey: id) else {
+            p.forwardWaits.removeValue(forKey: id)?(ok)
+            return
+        }
         w.channel.remoteConfirm(w.seq, ok: ok)
+    }
+
+    /// Passes a publish for a replicated queue on to the node that leads it now; `completion`
+    /// (if any) hears how it ended there. False when that node cannot be reached now.
+    func forward(_ message: Message, vhost: String, queue: String, to node: String, completion: ((Bool) -> Void)?) -> Bool {
+        guard let p = peer(node), !p.failed else { return false }
+        var id: UInt64 = 0
+        if let completion {
+            id = nextID
+            nextID &+= 1
+            p.forwardWaits[id] = completion
+        }
+        send(.publish(confirm: id, vhost: vhost, queues: [queue], message: message), to: p)
+        p.credit -= Self.cost(message)
+        return true
     }
 
     /// Confirms settled while a batch was read go out together (as `multiple` where they can).
@@ -148,6 +166,9 @@ extension ClusterQueues {
         let waits = p.confirmWaits.sorted { $0.key < $1.key }
         p.confirmWaits.removeAll()
         for (_, w) in waits { w.channel.remoteConfirm(w.seq, ok: false) }
+        let forwarded = p.forwardWaits.sorted { $0.key < $1.key }
+        p.forwardWaits.removeAll()
+        for (_, f) in forwarded { f(false) }
         let requests = p.requests.sorted { $0.key < $1.key }
         p.requests.removeAll()
         for (_, r) in requests { r.answer(.failure(homeDown(r.queue))) }
@@ -155,7 +176,10 @@ extension ClusterQueues {
         p.consumers.removeAll()
         p.backlog.removeAll()
         p.cancelling.removeAll()
-        for c in consumers { c.cancelledByBroker() }
+        for c in consumers {
+            // A replicated queue's consumer waits for the next leader, or for the link.
+            if let r = c.queue.replicated { r.linkLost(c) } else { c.cancelledByBroker() }
+        }
         p.credit = Self.publishWindow
         let paused = p.pausedConnections.values
         p.pausedConnections.removeAll()

@@ -9,10 +9,33 @@ extension ClusterQueues {
     /// as good as taken, as on one node.
     func takePublish(confirm: UInt64, vhost: String, queues: [String], message: Message, from p: QueuePeer) {
         var ok = true
+        // Replicated queues answer once their groups committed it; the confirm waits for them.
+        var replicated: ReplicatedParts?
         if let v = broker.vhosts[vhost] {
             broker.stats.routed &+= 1
             for name in queues {
-                guard let q = v.queues[name], q.isLocal else { continue }
+                guard let q = v.queues[name] else { continue }
+                if let r = q.replicated {
+                    // (If its leader moved since the sender routed it, it is passed on.)
+                    if confirm == 0 {
+                        _ = r.publish(message, completion: nil)
+                        continue
+                    }
+                    let parts = replicated ?? ReplicatedParts()
+                    replicated = parts
+                    parts.remaining += 1
+                    let taken = r.publish(message) { done in
+                        parts.ok = parts.ok && done
+                        parts.remaining -= 1
+                        if parts.remaining == 0, let finish = parts.finish { finish(parts.ok) }
+                    }
+                    if !taken {
+                        parts.remaining -= 1
+                        parts.ok = false
+                    }
+                    continue
+                }
+                guard q.isLocal else { continue }
                 if !q.enqueue(message) { ok = false }
                 if q.messageCount > MessageQueue.flowHighWater && q.pressures(nil) { q.pausePublisher(p) }
             }
@@ -25,12 +48,20 @@ extension ClusterQueues {
             p.publishCreditOwed += cost
         }
         guard confirm != 0 else { return }
-        if ok, let position = broker.messageStore?.persistedPosition(of: message) {
-            p.durableConfirms.append((position, confirm))
-            broker.messageStore?.requestSync()
-        } else {
-            send(.confirm(id: confirm, ok: ok), to: p)
+        let generation = p.generation
+        let answer = { [self] (ok: Bool) in
+            // (Not in a later session: the peer nacked it when the session ended.)
+            guard p.generation == generation else { return }
+            if ok, let position = broker.messageStore?.persistedPosition(of: message) {
+                p.durableConfirms.append((position, confirm))
+                broker.messageStore?.requestSync()
+            } else {
+                send(.confirm(id: confirm, ok: ok), to: p)
+            }
         }
+        guard let parts = replicated, parts.remaining > 0 else { return answer(ok && (replicated?.ok ?? true)) }
+        parts.ok = parts.ok && ok
+        parts.finish = answer
     }
 
     /// The store is durable up to `position`: confirms that waited for it go out.
@@ -51,7 +82,9 @@ extension ClusterQueues {
         arguments: FieldTable, for p: QueuePeer
     ) {
         guard let v = broker.vhosts[vhost], let q = v.queues[queue], q.isLocal, !q.isDeleted else {
-            return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
+            // (A replicated queue whose leader moved: the consumer's node attaches it to the new
+            // one when it applies the record.)
+            return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)' on this node"))), to: p)
         }
         if let refusal = q.refusal(exclusive: exclusive) { return send(.reply(request: request, result: .failure(refusal)), to: p) }
         let c = Consumer(
@@ -111,6 +144,16 @@ extension ClusterQueues {
         guard let q = broker.vhosts[vhost]?.queues[queue], q.isLocal, !q.isDeleted else {
             return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
         }
+        if let r = q.replicated, !r.serving {
+            let generation = p.generation
+            return r.whenServing { [self] ok in
+                guard p.generation == generation else { return }
+                guard ok, q.isLocal, !q.isDeleted else {
+                    return send(.reply(request: request, result: .failure(.notFound("no leader of queue '\(queue)' in vhost '\(vhost)' on this node"))), to: p)
+                }
+                serveGet(request: request, vhost: vhost, queue: queue, noAck: noAck, for: p)
+            }
+        }
         guard let e = q.get(noAck: noAck) else {
             return send(.getReply(request: request, seq: 0, redelivered: false, remaining: 0, message: nil), to: p)
         }
@@ -124,6 +167,16 @@ extension ClusterQueues {
         guard let q = broker.vhosts[vhost]?.queues[queue], q.isLocal, !q.isDeleted else {
             return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
         }
+        if let r = q.replicated, !r.serving {
+            let generation = p.generation
+            return r.whenServing { [self] ok in
+                guard p.generation == generation else { return }
+                guard ok, q.isLocal, !q.isDeleted else {
+                    return send(.reply(request: request, result: .failure(.notFound("no leader of queue '\(queue)' in vhost '\(vhost)' on this node"))), to: p)
+                }
+                servePurge(request: request, vhost: vhost, queue: queue, for: p)
+            }
+        }
         send(.reply(request: request, result: .success((UInt32(clamping: q.purge()), 0))), to: p)
     }
 
@@ -134,6 +187,25 @@ extension ClusterQueues {
         // A declare on another node counts as a use (x-expires), as one here does.
         q.lastUsed = now
         send(.reply(request: request, result: .success((UInt32(clamping: q.messageCount), UInt32(clamping: q.consumerCount)))), to: p)
+    }
+
+    /// A replicated queue's leadership here ended: deliveries of it to other nodes are
+    /// forgotten (their acks would be for messages handed out again).
+    func forgetDeliveries(of q: MessageQueue) {
+        for p in peers.values where !p.unacked.isEmpty {
+            for (key, held) in p.unacked where key.queue == q.serial {
+                p.unacked[key] = nil
+                held.consumer?.unacked -= 1
+            }
+        }
+    }
+
+    /// Other nodes' consumers a replicated queue let go (its leader moved).
+    func forgetProxies(_ gone: [Consumer]) {
+        for c in gone {
+            guard let proxy = c.proxy else { continue }
+            proxy.peer.proxies[proxy.id] = nil
+        }
     }
 
     /// A queue of this node was deleted: other nodes' consumers of it and their unacked
@@ -186,4 +258,11 @@ extension QueuePeer: PausablePublisher {
         publishCreditOwed = 0
         q.vhost.broker.clusterQueues?.requestFlush()
     }
+}
+
+/// A publish from another node to replicated queues here: answered when each group did.
+final class ReplicatedParts {
+    var remaining = 0
+    var ok = true
+    var finish: ((Bool) -> Void)?
 }

@@ -78,6 +78,9 @@ public final class ClusterQueues {
         return p
     }
 
+    /// Whether the queue session with `node` is up now.
+    public func isUp(_ node: String) -> Bool { peers[node]?.up == true }
+
     /// The link this node sends to `node` on came up or went down.
     public func linkChanged(_ node: String, up: Bool) {
         guard let p = peer(node) else { return }
@@ -130,6 +133,7 @@ public final class ClusterQueues {
             requestFlush()
             // Consumers of this node's queues on that node had no room while it was away.
             for q in p.queuesWithProxies() { q.dispatch() }
+            broker.replicatedQueues?.peerUp(p.name)
         }
     }
 
@@ -264,6 +268,8 @@ final class QueuePeer {
     @exclusivity(unchecked) var credit = ClusterQueues.publishWindow
     var pausedConnections: [ObjectIdentifier: any PausablePublisher] = [:]
     @exclusivity(unchecked) var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64)] = [:]
+    /// Publishes a replicated queue passed on to its leader here, by id: told how they ended.
+    var forwardWaits: [UInt64: (Bool) -> Void] = [:]
     var requests: [UInt64: PendingRequest] = [:]
     var consumers: [UInt64: Consumer] = [:]
     /// Deliveries that came while their channel had no room, by consumer.
@@ -305,7 +311,7 @@ final class QueuePeer {
         self.since = since
     }
 
-    var isIdle: Bool { confirmWaits.isEmpty && requests.isEmpty && consumers.isEmpty && proxies.isEmpty && unacked.isEmpty }
+    var isIdle: Bool { confirmWaits.isEmpty && forwardWaits.isEmpty && requests.isEmpty && consumers.isEmpty && proxies.isEmpty && unacked.isEmpty }
 
     /// generation, echo, applied metadata position, message count.
     static let headerSize = 28

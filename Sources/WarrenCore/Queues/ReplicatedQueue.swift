@@ -1,0 +1,632 @@
+import AMQPProtocol
+import Logging
+import NIOCore
+
+/// A queue whose messages a Raft group replicates over several nodes (a quorum queue in a
+/// cluster; docs/replicated-queues.md). It exists on every node that has the queue, as what
+/// channels there use (`QueueContents`); on its members it also drives the replica.
+///
+/// The leader decides, the log records, every member applies. Only the group's leader serves
+/// the queue: it proposes each publish and applies it when committed (so a confirm means a
+/// majority has it on disk), hands messages out, and logs what becomes of them (removed,
+/// returned, delivered) as lists of sequence numbers, batched per turn of the broker loop. The
+/// other members apply the same entries in the same order and hold the same messages, numbered
+/// the same way. Which messages are handed out to whom is the leader's alone (not logged): a
+/// new leader hands out again everything not settled, marked redelivered when the log says it
+/// was delivered before.
+///
+/// Where it is served. The metadata records each new leader (`queueLeader`), and every node's
+/// channels send publishes to, and attach their consumers to, the node recorded there
+/// (`MessageQueue.homeNode`). A leader serves once Raft made it leader and it has applied an
+/// entry of its own term (so it has everything committed before); it then asks the metadata
+/// to record it. A node whose leadership ended stops serving at once: what it had handed out
+/// goes back among its ready messages, its proposals not yet committed are nacked (the next
+/// leader may still commit them: published, nacked, delivered anyway), and acks of its
+/// deliveries are ignored from then on (they are delivered again).
+///
+/// Consumers are not cancelled when the leader moves: each node detaches its consumers from
+/// the old leader and attaches them to the new one when it applies the new record, or when
+/// its link to the leader is back.
+public final class ReplicatedQueue: QueueContents {
+    unowned(unsafe) let queue: MessageQueue
+    unowned(unsafe) let manager: ReplicatedQueues
+    /// The queue's Raft group (`groupID`).
+    public let group: UInt64
+    public let members: [String]
+    public let isMember: Bool
+
+    // MARK: every node
+
+    /// The term of the leadership the metadata records.
+    public private(set) var leaderTerm: UInt64
+    /// This node's consumers of the queue, and the node each is attached to ("": none, it
+    /// waits for a leader or for the link to it).
+    private var consumers: [Consumer] = []
+    private var attachedTo: [ObjectIdentifier: String] = [:]
+
+    // MARK: members
+
+    /// Raft made this member leader in `raftTerm`.
+    public private(set) var leads = false
+    public private(set) var raftTerm: UInt64 = 0
+    /// Leader with everything committed applied: it hands out messages and takes publishes.
+    public private(set) var serving = false
+    /// Messages this leader handed out and not yet settled, by sequence number.
+    private var handedOut: [UInt64: QueueEntry] = [:]
+    /// This turn's batch: enqueues as they come, the lists added when it is taken.
+    private var out = ByteBuffer()
+    private var outCount: UInt32 = 0
+    private var outCompletions: [(Bool) -> Void] = []
+    private var removedSeqs: [UInt64] = []
+    private var returnedSeqs: [UInt64] = []
+    private var deliveredSeqs: [UInt64] = []
+    private var dirty = false
+    /// Confirms waiting for their batch to be applied, by its serial.
+    private var pending: [UInt64: (deadline: Int64, completions: [(Bool) -> Void])] = [:]
+    /// Publishes that came while this node is the recorded leader but not serving (an
+    /// election): proposed once it serves, nacked if that takes too long.
+    private var held: [(message: Message, completion: ((Bool) -> Void)?, deadline: Int64)] = []
+    /// basic.get and purge waiting for this node to serve.
+    private var waiters: [(deadline: Int64, run: (Bool) -> Void)] = []
+    public private(set) var appliedIndex: UInt64 = 0
+    private var commandsSinceSnapshot = 0
+    private var lastAnnounced: Int64 = 0
+
+    init(queue: MessageQueue, members: [String], leaderTerm: UInt64, manager: ReplicatedQueues) {
+        self.queue = queue
+        self.manager = manager
+        self.group = Self.groupID(vhost: queue.vhost.name, name: queue.name, incarnation: queue.incarnation)
+        self.members = members
+        self.leaderTerm = leaderTerm
+        let me = manager.broker.nodeName
+        self.isMember = members.contains(me)
+        for m in members { manager.memberCounts[m, default: 0] += 1 }
+        if isMember {
+            manager.register(self)
+            manager.log?.open(group: group, members: members, campaign: queue.homeNode == me && leaderTerm == 0)
+        } else {
+            manager.nonMembers[ObjectIdentifier(self)] = self
+        }
+    }
+
+    private var me: String { manager.broker.nodeName }
+
+    /// The group of a queue: the same on every node, different for every queue and incarnation
+    /// (one definitions import makes many queues at one log position). Never 0, the metadata's.
+    static func groupID(vhost: String, name: String, incarnation: UInt64) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) {
+            h ^= UInt64(byte)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        for b in vhost.utf8 { mix(b) }
+        mix(0)
+        for b in name.utf8 { mix(b) }
+        mix(0)
+        for i in 0..<8 { mix(UInt8(truncatingIfNeeded: incarnation >> (8 * i))) }
+        return h == 0 ? 1 : h
+    }
+    /// The session of this leader's own deliveries (`Delivery.session`): acks from an earlier
+    /// leadership do not match it.
+    var epoch: UInt64 { raftTerm }
+
+    /// The queue was deleted: its group goes. Returns this node's consumers that were waiting
+    /// for a leader (the others are cancelled with the queue's own).
+    func close() -> [Consumer] {
+        for m in members { manager.memberCounts[m, default: 1] -= 1 }
+        manager.nonMembers[ObjectIdentifier(self)] = nil
+        if isMember {
+            manager.unregister(self)
+            manager.log?.close(group: group)
+        }
+        failAll()
+        let waiting = consumers.filter { attachedTo[ObjectIdentifier($0)] == "" }
+        consumers.removeAll()
+        attachedTo.removeAll()
+        return waiting
+    }
+
+    // MARK: publishing (the recorded leader)
+
+    /// Proposes a message routed here (this node is the recorded leader), or passes it on to
+    /// the leader recorded since; `completion` hears whether the group committed it. False when
+    /// it is refused at once (x-overflow reject-publish, the leader unreachable), and then
+    /// `completion` is not called.
+    func publish(_ m: Message, completion: ((Bool) -> Void)?) -> Bool {
+        guard serving else {
+            let home = queue.homeNode
+            if home != me && !home.isEmpty {
+                return manager.broker.clusterQueues?.forward(m, vhost: queue.vhost.name, queue: queue.name, to: home, completion: completion) ?? false
+            }
+            // An election: it waits (bounded) for this node to serve or another to be recorded.
+            held.append((m, completion, manager.now + manager.timeout))
+            return true
+        }
+        let s = queue.settings
+        if s.overflow != .dropHead, s.maxLength != nil || s.maxLengthBytes != nil, queue.isFull(adding: m.bodySize) { return false }
+        append(.enqueue(at: manager.now, message: m))
+        if let completion { outCompletions.append(completion) }
+        return true
+    }
+
+    private func append(_ c: ReplicaCommand) {
+        write(c)
+        markDirty()
+    }
+
+    private func write(_ c: ReplicaCommand) {
+        if outCount == 0 {
+            out.clear()
+            out.writeRepeatingByte(0, count: ReplicaCommand.headerSize)
+        }
+        c.write(into: &out)
+        outCount += 1
+    }
+
+    private func markDirty() {
+        guard !dirty else { return }
+        dirty = true
+        manager.markDirty(self)
+    }
+
+    /// This turn's batch for the log (nil: nothing, or no longer leader).
+    func takeBatch() -> [UInt8]? {
+        dirty = false
+        guard serving else {
+            dropOutput()
+            return nil
+        }
+        if !deliveredSeqs.isEmpty {
+            write(.delivered(deliveredSeqs))
+            deliveredSeqs.removeAll(keepingCapacity: true)
+        }
+        if !returnedSeqs.isEmpty {
+            write(.returned(returnedSeqs))
+            returnedSeqs.removeAll(keepingCapacity: true)
+        }
+        if !removedSeqs.isEmpty {
+            write(.removed(removedSeqs))
+            removedSeqs.removeAll(keepingCapacity: true)
+        }
+        guard outCount > 0 else { return nil }
+        let serial = manager.nextSerial
+        manager.nextSerial += 1
+        let at = out.readerIndex
+        out.setInteger(manager.proposer, at: at)
+        out.setInteger(serial, at: at + 8)
+        out.setInteger(outCount, at: at + 16)
+        let data = Array(out.readableBytesView)
+        out.clear()
+        outCount = 0
+        if !outCompletions.isEmpty {
+            pending[serial] = (manager.now + manager.timeout, outCompletions)
+            outCompletions = []
+        }
+        return data
+    }
+
+    private func dropOutput() {
+        out.clear()
+        outCount = 0
+        removedSeqs.removeAll()
+        returnedSeqs.removeAll()
+        deliveredSeqs.removeAll()
+        let failed = outCompletions
+        outCompletions = []
+        for c in failed { c(false) }
+    }
+
+    // MARK: what the leader's queue does (MessageQueue calls these)
+
+    /// Handed out to a consumer or basic.get, to be acked.
+    func checkedOut(_ e: QueueEntry) {
+        guard serving else { return }
+        handedOut[e.seq] = e
+        deliveredSeqs.append(e.seq)
+        markDirty()
+    }
+
+    /// Gone for good (acked, dropped, dead-lettered, expired, purged, delivered without ack).
+    func removed(_ seq: UInt64) {
+        guard serving else { return }
+        handedOut[seq] = nil
+        removedSeqs.append(seq)
+        markDirty()
+    }
+
+    /// Coming back (before the queue decides which of them it keeps).
+    func returning(_ entries: [QueueEntry]) {
+        for e in entries { handedOut[e.seq] = nil }
+    }
+
+    /// Back among the ready messages, with a delivery more counted.
+    func returned(_ entries: [QueueEntry]) {
+        guard serving, !entries.isEmpty else { return }
+        for e in entries { returnedSeqs.append(e.seq) }
+        markDirty()
+    }
+
+    // MARK: from the group
+
+    /// A committed entry (in log order).
+    func apply(_ e: ReplicaEntry) {
+        guard e.index > appliedIndex else { return }
+        appliedIndex = e.index
+        if let data = e.data { applyBatch(data) }
+        if leads && !serving && e.term == raftTerm { startServing() }
+        commandsSinceSnapshot += 1
+        let every = max(manager.snapshotEvery, queue.messageCount + handedOut.count)
+        if commandsSinceSnapshot >= every { snapshot() }
+    }
+
+    private func applyBatch(_ data: [UInt8]) {
+        var b = ByteBuffer(bytes: data)
+        guard let proposer = b.readInteger(as: UInt64.self), let serial = b.readInteger(as: UInt64.self),
+            let count = b.readInteger(as: UInt32.self)
+        else {
+            return manager.broker.logger.error("\(queue.resourceDescription): malformed log entry \(appliedIndex) skipped")
+        }
+        // A member applies the settlements it proposed itself when it made them; the others'
+        // (another leader's, or this node's before a restart) are applied here.
+        let mine = proposer == manager.proposer
+        for _ in 0..<count {
+            let c: ReplicaCommand
+            do throws(AMQPError) {
+                c = try ReplicaCommand.read(&b)
+            } catch {
+                manager.broker.logger.error("\(queue.resourceDescription): malformed log entry \(appliedIndex): \(error)")
+                break
+            }
+            commandsSinceSnapshot += 1
+            switch c {
+            case .enqueue(let at, let message):
+                if serving {
+                    _ = queue.enqueue(message, at: at, committed: true)
+                } else {
+                    queue.replicaAppend(message, at: at)
+                }
+            case .removed(let seqs):
+                guard !mine else { continue }
+                if serving {
+                    for s in seqs where handedOut.removeValue(forKey: s) != nil { queue.forgetDelivered() }
+                }
+                queue.replicaRemove(seqs)
+            case .returned(let seqs):
+                if !mine { queue.replicaMark(seqs, returned: true) }
+            case .delivered(let seqs):
+                if !mine { queue.replicaMark(seqs, returned: false) }
+            }
+        }
+        if mine, let p = pending.removeValue(forKey: serial) {
+            for c in p.completions { c(true) }
+        }
+    }
+
+    /// Raft's view of this member changed: it leads in `term`, or no longer leads.
+    func roleChanged(leads now: Bool, term: UInt64) {
+        if now {
+            if leads && term == raftTerm { return }
+            if serving { stopServing() }
+            leads = true
+            raftTerm = term
+            // It serves once it applies an entry of this term (`apply`).
+        } else if leads {
+            leads = false
+            raftTerm = term
+            stopServing()
+        }
+    }
+
+    private func startServing() {
+        serving = true
+        manager.broker.logger.info("\(queue.resourceDescription): this node leads its group now", metadata: ["term": "\(raftTerm)"])
+        announce()
+        if queue.hasDeadlines { manager.broker.watch(queue) }
+        let waiting = held
+        held.removeAll()
+        for h in waiting where !publish(h.message, completion: h.completion) { h.completion?(false) }
+        let w = waiters
+        waiters.removeAll()
+        for x in w { x.run(true) }
+        queue.dispatch()
+    }
+
+    /// Leadership ended (or the queue went): see the type's comment.
+    private func stopServing() {
+        let was = serving
+        serving = false
+        if !handedOut.isEmpty {
+            let back = handedOut.values.map {
+                var e = $0
+                e.redelivered = true
+                return e
+            }
+            handedOut.removeAll()
+            queue.takeBack(back)
+        }
+        manager.broker.clusterQueues?.forgetDeliveries(of: queue)
+        dropOutput()
+        let p = pending
+        pending.removeAll()
+        if !p.isEmpty {
+            manager.broker.logger.warning(
+                "\(queue.resourceDescription): leadership ended with publishes not yet committed: they are nacked (the next leader may still have them)",
+                metadata: ["batches": "\(p.count)"])
+        }
+        for (_, x) in p.sorted(by: { $0.key < $1.key }) { for c in x.completions { c(false) } }
+        if was { manager.broker.logger.info("\(queue.resourceDescription): this node no longer leads its group", metadata: ["term": "\(raftTerm)"]) }
+    }
+
+    private func failAll() {
+        stopServing()
+        let h = held
+        held.removeAll()
+        for x in h { x.completion?(false) }
+        let w = waiters
+        waiters.removeAll()
+        for x in w { x.run(false) }
+    }
+
+    /// Asks the metadata to record this node as the leader.
+    private func announce() {
+        lastAnnounced = manager.now
+        manager.broker.metadataLog.propose(
+            .queueLeader(vhost: queue.vhost.name, name: queue.name, incarnation: queue.incarnation, node: me, term: raftTerm)
+        ) { _ in }
+    }
+
+    /// The batch `serial` was refused by the group (this node did not lead it any more).
+    func proposalFailed(_ serial: UInt64) {
+        guard let p = pending.removeValue(forKey: serial) else { return }
+        manager.broker.logger.warning("\(queue.resourceDescription): its group refused a batch (this node no longer leads it): its publishes are nacked")
+        for c in p.completions { c(false) }
+    }
+
+    func tick(now: Int64) {
+        if !pending.isEmpty {
+            for (serial, p) in pending where p.deadline <= now {
+                pending[serial] = nil
+                manager.broker.logger.warning("\(queue.resourceDescription): publishes not committed in time (no majority of its members?): nacked")
+                for c in p.completions { c(false) }
+            }
+        }
+        if !held.isEmpty {
+            if let first = held.first, first.deadline <= now {
+                manager.broker.logger.warning("\(queue.resourceDescription): no leader elected in time: publishes waiting for one are nacked")
+            }
+            while let first = held.first, first.deadline <= now {
+                held.removeFirst()
+                first.completion?(false)
+            }
+        }
+        if !waiters.isEmpty {
+            while let first = waiters.first, first.deadline <= now {
+                waiters.removeFirst()
+                first.run(false)
+            }
+        }
+        // A record that did not commit (no metadata majority a moment ago) is asked for again.
+        if serving && (leaderTerm < raftTerm || queue.homeNode != me) && now - lastAnnounced >= 2000 { announce() }
+    }
+
+    // MARK: snapshots
+
+    /// Sequence number, then each message not settled with what a later leader needs of it.
+    func snapshotData() -> [UInt8] {
+        let (nextSeq, ready) = queue.replicaContents
+        var all = ready
+        all.append(contentsOf: handedOut.values)
+        all.sort { $0.seq < $1.seq }
+        var b = ByteBuffer()
+        b.writeInteger(UInt8(1))
+        b.writeInteger(nextSeq)
+        b.writeInteger(UInt32(all.count))
+        for e in all {
+            b.writeInteger(e.seq)
+            b.writeInteger(UInt8(e.redelivered || handedOut[e.seq] != nil ? 1 : 0))
+            b.writeInteger(e.deliveryCount)
+            b.writeInteger(e.expiresAt)
+            e.message.write(into: &b)
+        }
+        return Array(b.readableBytesView)
+    }
+
+    private func snapshot() {
+        commandsSinceSnapshot = 0
+        manager.log?.compact(group: group, upTo: appliedIndex, data: snapshotData())
+    }
+
+    /// Replaces the state with a snapshot's (at start, or one the leader sent).
+    func restore(_ data: [UInt8], index: UInt64) {
+        appliedIndex = index
+        commandsSinceSnapshot = 0
+        var b = ByteBuffer(bytes: data)
+        guard b.readableBytes > 0 else {
+            // The group's first snapshot: an empty queue.
+            queue.restoreReplica(nextSeq: 0, entries: [])
+            return
+        }
+        guard b.readInteger(as: UInt8.self) == 1, let nextSeq = b.readInteger(as: UInt64.self), let n = b.readInteger(as: UInt32.self) else {
+            return manager.broker.logger.error("\(queue.resourceDescription): unreadable snapshot at \(index) ignored")
+        }
+        var entries: [QueueEntry] = []
+        entries.reserveCapacity(Int(n))
+        for _ in 0..<n {
+            guard let seq = b.readInteger(as: UInt64.self), let flags = b.readInteger(as: UInt8.self),
+                let count = b.readInteger(as: UInt32.self), let expiresAt = b.readInteger(as: Int64.self),
+                let message = try? Message.read(from: &b)
+            else {
+                return manager.broker.logger.error("\(queue.resourceDescription): unreadable snapshot at \(index) ignored")
+            }
+            var e = QueueEntry(message: message, redelivered: flags & 1 != 0, seq: seq, expiresAt: expiresAt, priority: UInt8(seq >> 56))
+            e.deliveryCount = count
+            entries.append(e)
+        }
+        handedOut.removeAll()
+        queue.restoreReplica(nextSeq: nextSeq, entries: entries)
+    }
+
+    // MARK: where its consumers attach (every node)
+
+    /// The metadata recorded a leader.
+    func leaderRecorded(_ node: String, term: UInt64) {
+        guard term >= leaderTerm else { return }
+        leaderTerm = term
+        let old = queue.homeNode
+        if node != old {
+            for c in consumers { detach(c) }
+            if old == me {
+                // Other nodes' consumers held here go: their nodes attach them to the new leader.
+                let gone = queue.dropProxies()
+                manager.broker.clusterQueues?.forgetProxies(gone)
+                manager.broker.clusterQueues?.forgetDeliveries(of: queue)
+            }
+            queue.homeNode = node
+            queue.isLocal = node == me
+            // Publishes that waited here for a leader go to the one recorded.
+            let h = held
+            held.removeAll()
+            for x in h where !publish(x.message, completion: x.completion) { x.completion?(false) }
+        }
+        attachDetached()
+    }
+
+    /// Attaches the consumers that wait to the recorded leader.
+    func attachDetached() {
+        for c in consumers where attachedTo[ObjectIdentifier(c)] == "" { attach(c, first: nil) }
+    }
+
+    /// The link to the leader dropped: its consumers wait (the leader requeued their deliveries).
+    func linkLost(_ c: Consumer) {
+        if attachedTo[ObjectIdentifier(c)] != nil { attachedTo[ObjectIdentifier(c)] = "" }
+    }
+
+    private func attach(_ c: Consumer, first: ((AMQPError?) -> Void)?) {
+        let id = ObjectIdentifier(c)
+        let node = queue.homeNode
+        if node == me {
+            if let refusal = queue.refusal(exclusive: c.exclusive) { return refused(c, refusal, first: first) }
+            attachedTo[id] = me
+            first?(nil)
+            queue.addConsumer(c)
+            return
+        }
+        attachedTo[id] = ""
+        guard !node.isEmpty else {
+            first?(nil)
+            return
+        }
+        attachedTo[id] = node
+        queue.remote.addConsumer(c) { [self] error in
+            guard attachedTo[id] == node else { return }  // moved or cancelled meanwhile
+            guard let error else {
+                first?(nil)
+                return
+            }
+            if error.code == .accessRefused { return refused(c, error, first: first) }
+            // No leader there now: it waits for the next record, or for the link.
+            attachedTo[id] = ""
+            first?(nil)
+        }
+    }
+
+    private func refused(_ c: Consumer, _ error: AMQPError, first: ((AMQPError?) -> Void)?) {
+        consumers.removeAll { $0 === c }
+        attachedTo[ObjectIdentifier(c)] = nil
+        if let first { first(error) } else { c.cancelledByBroker() }
+    }
+
+    private func detach(_ c: Consumer) {
+        let id = ObjectIdentifier(c)
+        guard let at = attachedTo[id], !at.isEmpty else { return }
+        attachedTo[id] = ""
+        if at == me {
+            _ = queue.removeConsumer(c)
+        } else if at == queue.homeNode {
+            _ = queue.remote.removeConsumer(c)
+        }
+    }
+
+    // MARK: QueueContents
+
+    func addConsumer(_ consumer: Consumer, then: @escaping (AMQPError?) -> Void) {
+        consumers.append(consumer)
+        attach(consumer, first: then)
+    }
+
+    func removeConsumer(_ consumer: Consumer) -> Bool {
+        guard let i = consumers.firstIndex(where: { $0 === consumer }) else { return false }
+        detach(consumer)
+        consumers.remove(at: i)
+        attachedTo[ObjectIdentifier(consumer)] = nil
+        return false
+    }
+
+    /// RabbitMQ's answer when a queue's leader is not reachable.
+    private var unavailable: AMQPError {
+        .notFound("home node '\(queue.homeNode)' of durable queue '\(queue.name)' in vhost '\(queue.vhost.name)' is down or inaccessible")
+    }
+
+    /// Runs `body` once this node serves (false: it did not within the timeout).
+    func whenServing(_ body: @escaping (Bool) -> Void) {
+        if serving { return body(true) }
+        guard isMember else { return body(false) }
+        waiters.append((manager.now + manager.timeout, body))
+    }
+
+    func get(noAck: Bool, then: @escaping (Result<GetAnswer?, AMQPError>) -> Void) {
+        guard queue.homeNode == me else {
+            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
+            return queue.remote.get(noAck: noAck, then: then)
+        }
+        whenServing { [self] ok in
+            guard ok, !queue.isDeleted else { return then(.failure(unavailable)) }
+            guard let e = queue.get(noAck: noAck) else { return then(.success(nil)) }
+            then(.success(GetAnswer(entry: e, message: queue.onWire(e, always: true), remaining: queue.messageCount, session: epoch)))
+        }
+    }
+
+    func purge(then: @escaping (Result<Int, AMQPError>) -> Void) {
+        guard queue.homeNode == me else {
+            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
+            return queue.remote.purge(then: then)
+        }
+        whenServing { [self] ok in
+            guard ok, !queue.isDeleted else { return then(.failure(unavailable)) }
+            then(.success(queue.purge()))
+        }
+    }
+
+    func counts(then: @escaping (Result<QueueCounts, AMQPError>) -> Void) {
+        guard queue.homeNode == me else {
+            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
+            return queue.remote.counts(then: then)
+        }
+        then(.success(QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount)))
+    }
+
+    func settle(_ deliveries: [Delivery], _ outcome: ChannelSession.Settlement) {
+        var here: [Delivery] = []
+        var there: [Delivery] = []
+        for d in deliveries {
+            if d.session == epoch && serving {
+                // This leadership's own delivery, unless the log settled it meanwhile.
+                if handedOut[d.entry.seq] != nil { here.append(d) }
+            } else if d.session > UInt64(UInt32.max) {
+                there.append(d)  // (the cluster's sessions; one that ended is filtered there)
+            }
+        }
+        if !here.isEmpty { queue.settle(here, outcome) }
+        if !there.isEmpty { queue.remote.settle(there, outcome) }
+    }
+
+    func acknowledge(_ delivery: Delivery) { settle([delivery], .ack) }
+
+    func dispatch(for consumer: Consumer) {
+        switch attachedTo[ObjectIdentifier(consumer)] {
+        case me?: queue.dispatch()
+        case nil, ""?: break
+        default: queue.remote.dispatch(for: consumer)
+        }
+    }
+}
