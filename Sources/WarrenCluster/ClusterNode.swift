@@ -101,6 +101,15 @@ public final class ClusterNode: @unchecked Sendable {
         case joining
     }
 
+    /// Removes from the WAL the groups no queue opened after the metadata was replayed (cluster
+    /// loop; after every `open` the replay asked for).
+    public func removeOrphanGroups() {
+        for g in wal.groups where g != MetadataGroup.groupID && host.node(g) == nil {
+            logger.info("cluster: the log of a deleted queue's group is removed", metadata: ["group": "\(g)"])
+            wal.remove(g)
+        }
+    }
+
     /// Opens the WAL (cluster loop); true when it holds no metadata group yet (a new node).
     public func openLog() throws -> Bool {
         loop.preconditionInEventLoop()

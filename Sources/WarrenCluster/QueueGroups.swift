@@ -24,11 +24,19 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     private enum Event {
         case committed(GroupID, snapshot: (UInt64, [UInt8])?, [ReplicaEntry])
         case role(GroupID, leads: Bool, term: Term)
+        case status(GroupID, ReplicaStatus)
     }
 
     // cluster loop
     private var events: [Event] = []
     private var hopScheduled = false
+    /// The members each group should have (the metadata's list), by group.
+    private var wanted: [GroupID: Set<NodeID>] = [:]
+    private var reconcileTask: RepeatedTask?
+    private var reconcileRounds = 0
+    /// What the broker side was last told of each group (commit index, membership): its status
+    /// is sent again when either changed (every 2 s at most), not on every commit.
+    private var told: [GroupID: (commit: LogIndex, membership: Membership)] = [:]
 
     public init(cluster: ClusterNode, queues: ReplicatedQueues, brokerLoop: any EventLoop) {
         self.cluster = cluster
@@ -41,16 +49,19 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
 
     // MARK: ReplicaLog (broker loop)
 
-    public func open(group: UInt64, members: [String], campaign: Bool) {
+    public func open(group: UInt64, members: [String], campaign: Bool, join: Bool) {
         let voters = Set(members.map { ClusterNodeID.of($0) })
         clusterLoop.execute { [self] in
+            wanted[group] = voters
+            startReconciling()
             guard host.node(group) == nil else { return }
             var config = RaftConfiguration(id: me)
             config.electionTicks = electionTicks
             config.seed = group ^ me ^ UInt64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
-            if host.wal.groups.contains(group) {
+            if host.wal.groups.contains(group) || join {
                 // A member restarting: its log as the WAL kept it (it stands in elections as
-                // any member does, when it hears no leader).
+                // any member does, when it hears no leader). A member added later starts
+                // empty: the leader adds it as a learner and sends it a snapshot and the log.
                 host.addGroup(group, configuration: config, delegate: self)
             } else {
                 // Every member starts the group from the same empty state at index 1, so the
@@ -63,7 +74,106 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     public func close(group: UInt64) {
-        clusterLoop.execute { [self] in host.removeGroup(group) }
+        clusterLoop.execute { [self] in
+            wanted[group] = nil
+            told[group] = nil
+            host.removeGroup(group)
+        }
+    }
+
+    public func setMembers(group: UInt64, members: [String]) {
+        let ids = Set(members.map { ClusterNodeID.of($0) })
+        clusterLoop.execute { [self] in
+            guard wanted[group] != nil else { return }
+            wanted[group] = ids
+        }
+    }
+
+    public func transferLeadership(group: UInt64, to node: String) {
+        let target = ClusterNodeID.of(node)
+        clusterLoop.execute { [self] in
+            // Asked again each round until the target is a voter that leads, or 10 s passed
+            // (a member just added is a learner until it has the log).
+            transfers[group] = (target, .now() + .seconds(10))
+            reconcile()
+        }
+    }
+
+    /// Leadership handovers asked for and not yet done, by group.
+    private var transfers: [GroupID: (target: NodeID, deadline: NIODeadline)] = [:]
+
+    private func pursueTransfers() {
+        for (group, t) in transfers {
+            guard let n = host.node(group), t.deadline > .now(), n.leader != t.target else {
+                transfers[group] = nil
+                continue
+            }
+            guard n.role == .leader, n.membership.voters.contains(t.target), n.transferee == 0 else { continue }
+            _ = host.withGroup(group) { n -> Bool in (try? n.transferLeadership(to: t.target)) != nil }
+        }
+    }
+
+    private func startReconciling() {
+        guard reconcileTask == nil else { return }
+        reconcileTask = clusterLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [weak self] _ in
+            self?.reconcile()
+        }
+    }
+
+    /// Each group this node leads moves its Raft membership one step towards the metadata's
+    /// list: a member no longer listed is removed, a learner that has the log becomes a voter,
+    /// a listed node not in the group is added as a learner. One change at a time per group
+    /// (Raft's single-server changes: any two consecutive configurations share a majority).
+    private func reconcile() {
+        reconcileRounds += 1
+        if reconcileRounds % 4 == 0 { tellStatus() }
+        if !transfers.isEmpty { pursueTransfers() }
+        for (group, want) in wanted {
+            guard let node = host.node(group), node.role == .leader else { continue }
+            let m = node.membership
+            var change: ConfChange?
+            if let gone = m.members.subtracting(want).sorted().first, !(m.voters.count == 1 && m.voters.contains(gone)) {
+                change = .remove(gone)
+            } else if let learner = m.learners.sorted().first(where: { (node.matchIndexes[$0] ?? 0) >= node.commitIndex }) {
+                change = .addVoter(learner)
+            } else if let new = want.subtracting(m.members).sorted().first {
+                change = .addLearner(new)
+            }
+            guard let change else { continue }
+            _ = host.withGroup(group) { n -> Bool in (try? n.proposeConfChange(change)) != nil }
+        }
+    }
+
+    private func tellStatus() {
+        for group in wanted.keys {
+            guard let n = host.node(group) else { continue }
+            if let t = told[group], t.commit == n.commitIndex, t.membership == n.membership { continue }
+            told[group] = (n.commitIndex, n.membership)
+            if let s = status(of: group) { push(.status(group, s)) }
+        }
+    }
+
+    /// The node name of a member (from the cluster's registry).
+    private func name(_ id: NodeID) -> String {
+        if id == me { return cluster.settings.nodeName }
+        return cluster.registry.keys.first { ClusterNodeID.of($0) == id } ?? "\(id)"
+    }
+
+    private func status(of group: GroupID) -> ReplicaStatus? {
+        guard let n = host.node(group) else { return nil }
+        var s = ReplicaStatus()
+        switch n.role {
+        case .leader: s.role = "leader"
+        case .follower: s.role = "follower"
+        default: s.role = "candidate"
+        }
+        s.term = n.term
+        s.logIndex = n.lastIndex
+        s.commitIndex = n.commitIndex
+        s.snapshotIndex = n.latestSnapshot?.index ?? 0
+        s.voters = n.membership.voters.map(name).sorted()
+        s.learners = n.membership.learners.map(name).sorted()
+        return s
     }
 
     public func propose(_ batches: [(group: UInt64, data: [UInt8])]) {
@@ -107,6 +217,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
 
     public func leaderChanged(_ leader: NodeID, role: RaftNode.Role, term: Term, group: GroupID) {
         push(.role(group, leads: role == .leader, term: term))
+        if let s = status(of: group) { push(.status(group, s)) }
     }
 
     private func push(_ e: Event) {
@@ -123,6 +234,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
                     switch e {
                     case .committed(let g, let snapshot, let entries): queues.applied(group: g, snapshot: snapshot, entries: entries)
                     case .role(let g, let leads, let term): queues.roleChanged(group: g, leads: leads, term: term)
+                    case .status(let g, let s): queues.statusChanged(group: g, s)
                     }
                 }
             }

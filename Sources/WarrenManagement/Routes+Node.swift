@@ -189,3 +189,43 @@ extension ManagementAPI {
         return response
     }
 }
+
+/// rabbitmq-queues grow and shrink: a node added to, or removed from, the members of every
+/// replicated queue that matches (one metadata change per queue; each group's leader then
+/// changes its Raft membership).
+extension ManagementAPI {
+    func changeMembership(grow: Bool, _ r: ManagementRequest) throws -> ManagementResponse {
+        let body = try object(r)
+        guard let node = body["node"]?.stringValue, !node.isEmpty else {
+            throw APIError(status: 400, error: "bad_request", reason: "expected {\"node\": \"warren@host\"}")
+        }
+        // (A node that left the cluster may still be shrunk away.)
+        if grow && broker.clusterNodes[node] == nil {
+            throw APIError(status: 404, error: "not_found", reason: "\(node) is not a member of this cluster")
+        }
+        let strategy = body["strategy"]?.stringValue ?? "all"
+        guard strategy == "all" || strategy == "even" else {
+            throw APIError(status: 400, error: "bad_request", reason: "strategy must be 'all' or 'even'")
+        }
+        let vhosts = CompiledPattern(body["vhost_pattern"]?.stringValue ?? ".*")
+        let queues = CompiledPattern(body["queue_pattern"]?.stringValue ?? ".*")
+        var commands: [MetadataCommand] = []
+        var rows: [JSONValue] = []
+        for v in broker.vhosts.values.sorted(by: { $0.name < $1.name }) where vhosts.matches(v.name) {
+            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where queues.matches(q.name) {
+                guard let rq = q.replicated else { continue }
+                var members = rq.members
+                if grow {
+                    guard !members.contains(node), strategy == "all" || members.count % 2 == 0 else { continue }
+                    members.append(node)
+                } else {
+                    guard members.contains(node), members.count > 1 else { continue }
+                    members.removeAll { $0 == node }
+                }
+                commands.append(.queueMembers(vhost: v.name, name: q.name, incarnation: q.incarnation, members: members))
+                rows.append(.object(["vhost": .string(v.name), "name": .string(q.name), "size": .int(Int64(members.count)), "result": .string("ok")]))
+            }
+        }
+        return try commitAll(commands) { .json(.array(rows)) }
+    }
+}

@@ -112,7 +112,47 @@ extension ManagementAPI {
         case ("POST", 4, "get"):
             try Self.requireLocal(q)
             return try get(from: q, r, caller)
-        case (_, 3, _), (_, 4, "bindings"), (_, 4, "contents"), (_, 4, "get"): throw APIError.methodNotAllowed
+        case ("GET", 4, "quorum-status"):
+            // This node's member of the group (every node's answer is merged: ClusterScope).
+            let rq = try Self.replicated(q)
+            return try list(rq.isMember ? [json(replicaStatus: rq.status)] : [])
+        case ("POST", 4, "members"):
+            try require(.administrator, caller)
+            let rq = try Self.replicated(q)
+            let node = try Self.nodeName(in: object(r), of: broker)
+            guard !rq.members.contains(node) else {
+                throw APIError(status: 400, error: "bad_request", reason: "\(node) is already a member of \(q.resourceDescription)")
+            }
+            return try commit(.queueMembers(vhost: v.name, name: name, incarnation: q.incarnation, members: rq.members + [node])) { _ in Self.noContent }
+        case ("DELETE", 5, "members"):
+            try require(.administrator, caller)
+            let rq = try Self.replicated(q)
+            let node = p[4]
+            guard rq.members.contains(node) else {
+                throw APIError(status: 404, error: "not_found", reason: "\(node) is not a member of \(q.resourceDescription)")
+            }
+            guard rq.members.count > 1 else {
+                throw APIError(status: 400, error: "bad_request", reason: "\(node) is the last member of \(q.resourceDescription): delete the queue instead")
+            }
+            return try commit(.queueMembers(vhost: v.name, name: name, incarnation: q.incarnation, members: rq.members.filter { $0 != node })) { _ in
+                Self.noContent
+            }
+        case ("POST", 4, "transfer-leadership"):
+            // Answered by the leader's node (ClusterScope.queue).
+            try require(.administrator, caller)
+            let rq = try Self.replicated(q)
+            let node = try Self.nodeName(in: object(r), of: broker)
+            guard rq.members.contains(node) else {
+                throw APIError(status: 400, error: "bad_request", reason: "\(node) is not a member of \(q.resourceDescription)")
+            }
+            guard rq.serving else {
+                throw APIError(status: 400, error: "bad_request", reason: "this node does not lead \(q.resourceDescription) now: ask again")
+            }
+            rq.transferLeadership(to: node)
+            return Self.noContent
+        case (_, 3, _), (_, 4, "bindings"), (_, 4, "contents"), (_, 4, "get"), (_, 4, "quorum-status"), (_, 4, "members"), (_, 5, "members"),
+            (_, 4, "transfer-leadership"):
+            throw APIError.methodNotAllowed
         default: throw APIError.notFound
         }
     }
@@ -253,8 +293,35 @@ extension ManagementAPI {
     /// The messages of a queue homed on another node are not here: the node shell forwards
     /// get and purge to that node (`ClusterScope.queue`); this answers when it could not.
     static func requireLocal(_ q: MessageQueue) throws {
-        guard q.isLocal else {
+        guard q.isLocal, q.replicated?.serving != false else {
             throw APIError(status: 400, error: "bad_request", reason: "home node '\(q.homeNode)' of \(q.resourceDescription) is down or inaccessible")
         }
+    }
+
+    static func replicated(_ q: MessageQueue) throws -> ReplicatedQueue {
+        guard let r = q.replicated else {
+            throw APIError(status: 400, error: "bad_request", reason: "\(q.resourceDescription) is not a replicated queue (a quorum queue in a cluster)")
+        }
+        return r
+    }
+
+    /// `{"node": "..."}` naming a member of the cluster.
+    static func nodeName(in body: [String: JSONValue], of broker: Broker) throws -> String {
+        guard let node = body["node"]?.stringValue, !node.isEmpty else {
+            throw APIError(status: 400, error: "bad_request", reason: "expected {\"node\": \"...\"}")
+        }
+        guard broker.clusterNodes[node] != nil else {
+            throw APIError(status: 404, error: "not_found", reason: "\(node) is not a member of this cluster")
+        }
+        return node
+    }
+
+    /// A member's line of quorum_status (RabbitMQ's columns, Warren's member lists).
+    func json(replicaStatus s: ReplicaStatus) -> JSONValue {
+        .object([
+            "node": .string(nodeName), "raft_state": .string(s.role), "log_index": .int(Int64(s.logIndex)),
+            "commit_index": .int(Int64(s.commitIndex)), "snapshot_index": .int(Int64(s.snapshotIndex)), "term": .int(Int64(s.term)),
+            "machine_version": .int(1), "voters": .array(s.voters.map(JSONValue.string)), "learners": .array(s.learners.map(JSONValue.string)),
+        ])
     }
 }

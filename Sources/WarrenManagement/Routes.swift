@@ -28,6 +28,9 @@ extension ManagementAPI {
                 throw APIError(status: 400, error: "bad_request", reason: "expected {\"name\": \"...\"}")
             }
             return try commit(.setClusterName(name)) { _ in Self.noContent }
+        case ("POST", 2, "warren") where p[1] == "grow" || p[1] == "shrink":
+            try require(.administrator, caller)
+            return try changeMembership(grow: p[1] == "grow", r)
         case (_, _, "warren") where p.count >= 2:
             return try nodeAction(p, r, caller)
         case (_, _, "connections"): return try connections(p, r, caller, list)

@@ -79,7 +79,15 @@ extension ManagementAPI {
             o["leader"] = .string(q.homeNode)
             o["members"] = .array(r.members.map(JSONValue.string))
             let cq = broker.clusterQueues
-            o["online"] = .array(r.members.filter { $0 == nodeName || cq?.isUp($0) == true }.map(JSONValue.string))
+            let online = r.members.filter { $0 == nodeName || cq?.isUp($0) == true }
+            o["online"] = .array(online.map(JSONValue.string))
+            if q.type == .classic {
+                // Mirrored by a policy: RabbitMQ's names. In sync: voters of the group (a
+                // member still catching up is a learner).
+                let mirrors = r.members.filter { $0 != q.homeNode }
+                o["slave_nodes"] = .array(mirrors.map(JSONValue.string))
+                o["synchronised_slave_nodes"] = .array(mirrors.filter { online.contains($0) && r.status.voters.contains($0) }.map(JSONValue.string))
+            }
             if let limit = s.deliveryLimit { o["delivery_limit"] = .int(limit) }
         } else if q.type == .quorum {
             // A group of one on a single node.

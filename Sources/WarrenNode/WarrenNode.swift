@@ -130,6 +130,7 @@ public final class WarrenNode: Sendable {
                 if let definitions { try b.importDefinitions(file: definitions) } else { b.seedDefaults() }
             }
             b.setClusterNodes([nodeName: cluster.address])
+            b.setGlobalParameter(name: Broker.replicationFeature, value: .bool(true))
             return Array(b.stateSnapshot().jsonText.utf8)
         }.wait()
         // Before the metadata replays: its quorum queues open their groups as they are made.
@@ -164,6 +165,12 @@ public final class WarrenNode: Sendable {
             if b.clusterNodes[nodeName] != cluster.address {
                 b.metadataLog.propose(.registerNode(name: nodeName, address: cluster.address)) { _ in }
             }
+            if b.globalParameters[Broker.replicationFeature] == nil {
+                b.metadataLog.propose(.setGlobalParameter(name: Broker.replicationFeature, value: .bool(true))) { _ in }
+            }
+            // Groups of queues deleted while this node was away (their deletion came in a
+            // snapshot) leave the WAL.
+            clusterLoop.execute { cluster.removeOrphanGroups() }
             if started != .founded, let definitions {
                 do {
                     let data = try Data(contentsOf: URL(fileURLWithPath: definitions))

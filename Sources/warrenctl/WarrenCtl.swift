@@ -18,6 +18,7 @@ struct WarrenCtl: ParsableCommand {
             ChangePassword.self, SetUserTags.self, AddVHost.self, DeleteVHost.self, SetPermissions.self, ClearPermissions.self,
             SetPolicy.self, ClearPolicy.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
             ImportDefinitions.self, Status.self, ClusterStatus.self, JoinCluster.self, ForgetClusterNode.self, Reset.self,
-            StopApp.self, StartApp.self, SetClusterName.self,
+            StopApp.self, StartApp.self, SetClusterName.self, QuorumStatus.self, AddMember.self, DeleteMember.self, Grow.self, Shrink.self,
+            TransferLeadership.self,
         ])
 }

@@ -239,5 +239,144 @@ def test_five_nodes_leader_killed_twice(tmp_path):
         print("5 nodes, kill -9 of the leader x2:", r)
         assert r["lost"] == [] and r["unexpected"] == [], r
         assert r["cancels"] == 0, r
+        # Membership heals: a member stopped and forgotten is replaced by another node, which
+        # gets the messages.
+        everyone = range(1, 6)
+        leader = leader_of(c, "rq.five", everyone)
+        before = members_of(c, leader, "rq.five")
+        victim = next(c.index_of(m) for m in before if c.index_of(m) != leader)
+        ch = c.connect(leader).channel()
+        ch.confirm_delivery()
+        for k in range(50):
+            ch.basic_publish("", "rq.five", f"kept {k}".encode(), properties=pika.BasicProperties(delivery_mode=2))
+        c.run("stop", str(victim))
+        c.ctl(leader, "forget_cluster_node", c.node_name(victim))
+        after = eventually(lambda: (lambda m: m if len(m) == 3 and c.node_name(victim) not in m else None)(members_of(c, leader, "rq.five")),
+                           timeout=20, what="a replacement member")
+        newcomer = next(c.index_of(m) for m in after if m not in before)
+        eventually(lambda: sorted(r["Raft State"] for r in quorum_status(c, newcomer, "rq.five")) in (["follower", "follower", "leader"],),
+                   timeout=30, what="three members again")
+        got = drain(c.connect(newcomer).channel(), "rq.five", 50)
+        assert [b for b in got if b.startswith(b"kept")] == [f"kept {k}".encode() for k in range(50)], got[:5]
     finally:
         c.down()
+
+
+def members_of(cluster, i, name):
+    return sorted(queue_info(cluster, i, name)["members"])
+
+
+def quorum_status(cluster, i, name):
+    p = cluster.ctl(i, "quorum_status", name, "--formatter", "json")
+    import json
+    return json.loads(p.stdout[p.stdout.index("["):])
+
+
+def test_quorum_status_add_delete_member_and_transfer_leadership(cluster):
+    """warrenctl quorum_status shows each member's Raft state; add_member gives a queue of two
+    a third member that gets its messages; transfer_leadership moves the leader; delete_member
+    takes the first leader away; every message is still there."""
+    names = {i: cluster.node_name(i) for i in (1, 2, 3)}
+    declare_everywhere(cluster, 1, "rq.members", {"x-quorum-initial-group-size": 2})
+    assert len(members_of(cluster, 2, "rq.members")) == 2
+    outside = next(i for i in (1, 2, 3) if names[i] not in members_of(cluster, 2, "rq.members"))
+    ch = cluster.connect(2).channel()
+    ch.confirm_delivery()
+    for k in range(100):
+        ch.basic_publish("", "rq.members", str(k).encode(), properties=pika.BasicProperties(delivery_mode=2))
+    rows = eventually(lambda: (lambda r: r if len(r) == 2 else None)(quorum_status(cluster, 3, "rq.members")), what="2 rows")
+    assert sorted(r["Raft State"] for r in rows) == ["follower", "leader"], rows
+    cluster.ctl(3, "add_member", "rq.members", names[outside])
+    assert eventually(lambda: len(members_of(cluster, 1, "rq.members")) == 3, what="3 members in the metadata")
+    # The new member catches up and becomes a voter; its log reaches the others' commit index.
+    def caught_up():
+        rows = quorum_status(cluster, 1, "rq.members")
+        if len(rows) != 3:
+            return None
+        commits = {r["Node Name"]: r["Commit Index"] for r in rows}
+        return commits[names[outside]] == max(commits.values()) and all(r["Raft State"] in ("leader", "follower") for r in rows)
+    eventually(caught_up, timeout=20, what="the new member caught up")
+    # The API has each member's view of the voters: the leader's counts the newcomer in.
+    def voter():
+        s, rows, _ = cluster.api(1).call("GET", f"/api/queues/{Q}/rq.members/quorum-status")
+        return any(r["raft_state"] == "leader" and names[outside] in r["voters"] for r in rows)
+    eventually(voter, timeout=20, what="the new member a voter")
+    # Leadership to the new member, then the first leader removed.
+    cluster.ctl(2, "transfer_leadership", "rq.members", names[outside])
+    assert eventually(lambda: queue_info(cluster, 1, "rq.members")["leader"] == names[outside], timeout=20, what="the new leader recorded")
+    cluster.ctl(2, "delete_member", "rq.members", names[1])
+    assert eventually(lambda: names[1] not in members_of(cluster, 3, "rq.members"), what="node 1 gone from the members")
+    eventually(lambda: len(quorum_status(cluster, 3, "rq.members")) == 2, timeout=20, what="node 1 left the group")
+    con = cluster.connect(1)
+    got = drain(con.channel(), "rq.members", 100)
+    assert got == [str(k).encode() for k in range(100)]
+    # Refusals: not a member, already a member, unknown node.
+    bad = cluster.ctl(1, "delete_member", "rq.members", names[1], check=False)
+    assert bad.returncode == 65 and "not found" in bad.stderr, bad.stderr
+    bad = cluster.ctl(1, "add_member", "rq.members", names[outside], check=False)
+    assert bad.returncode != 0 and "already a member" in bad.stderr, bad.stderr
+    bad = cluster.ctl(1, "add_member", "rq.members", "nobody@nowhere", check=False)
+    assert bad.returncode != 0 and "not a member of this cluster" in bad.stderr, bad.stderr
+
+
+def test_shrink_and_grow_a_node_across_every_queue(cluster):
+    names = {i: cluster.node_name(i) for i in (1, 2, 3)}
+    for k in range(3):
+        declare_everywhere(cluster, 1, f"rq.grow{k}")
+    p = cluster.ctl(2, "shrink", names[3])
+    assert "rq.grow0" in p.stdout, p.stdout
+    for k in range(3):
+        assert eventually(lambda: names[3] not in members_of(cluster, 1, f"rq.grow{k}"), what="shrunk")
+    p = cluster.ctl(2, "grow", names[3], "all", "--queue-pattern", "^rq\\.grow")
+    assert "rq.grow1" in p.stdout, p.stdout
+    for k in range(3):
+        assert eventually(lambda: len(members_of(cluster, 1, f"rq.grow{k}")) == 3, what="grown")
+    eventually(lambda: len(quorum_status(cluster, 3, "rq.grow2")) == 3, timeout=20, what="node 3 back in the group")
+    ch = cluster.connect(3).channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", "rq.grow2", b"after", properties=pika.BasicProperties(delivery_mode=2))
+    assert ch.basic_get("rq.grow2", auto_ack=True)[2] == b"after"
+
+
+def test_ha_mode_policies_replicate_classic_queues(cluster):
+    """A classic queue declared under an ha-mode policy is replicated like a quorum queue:
+    all (every node), exactly N, nodes [...]; the API shows RabbitMQ's mirror fields."""
+    names = [cluster.node_name(i) for i in (1, 2, 3)]
+    api = cluster.api(1)
+    for pname, pattern, definition in (
+        ("ha-all", "^ha\\.all", {"ha-mode": "all"}),
+        ("ha-two", "^ha\\.two", {"ha-mode": "exactly", "ha-params": 2}),
+        ("ha-nodes", "^ha\\.nodes", {"ha-mode": "nodes", "ha-params": names[1:]}),
+    ):
+        s, b, _ = api.call("PUT", f"/api/policies/{Q}/{pname}", {"pattern": pattern, "definition": definition, "apply-to": "queues"})
+        assert s in (201, 204), b
+    conn = cluster.connect(1)
+    ch = conn.channel()
+    for q in ("ha.all", "ha.two", "ha.nodes"):
+        ch.queue_declare(q, durable=True)
+    conn.close()
+    info = eventually(lambda: queue_info(cluster, 2, "ha.all"), what="ha.all")
+    assert sorted(info["members"]) == sorted(names) and info["type"] == "classic", info
+    assert sorted(info["slave_nodes"]) == sorted(n for n in names if n != info["leader"]), info
+    assert eventually(lambda: sorted(queue_info(cluster, 2, "ha.all")["synchronised_slave_nodes"]) == sorted(n for n in names if n != info["leader"]),
+                      what="mirrors in sync")
+    assert len(queue_info(cluster, 2, "ha.two")["members"]) == 2
+    assert sorted(queue_info(cluster, 2, "ha.nodes")["members"]) == sorted(names[1:])
+    # Messages in a mirrored classic queue survive its leader's death.
+    ch = cluster.connect(2).channel()
+    ch.confirm_delivery()
+    for k in range(20):
+        ch.basic_publish("", "ha.all", str(k).encode(), properties=pika.BasicProperties(delivery_mode=2))
+    leader = cluster.index_of(queue_info(cluster, 2, "ha.all")["leader"])
+    survivor = next(i for i in (1, 2, 3) if i != leader)
+    cluster.run("kill", str(leader))
+    try:
+        eventually(lambda: queue_info(cluster, survivor, "ha.all")["leader"] != names[leader - 1], timeout=30, what="a new leader")
+        got = drain(cluster.connect(survivor).channel(), "ha.all", 20)
+        assert got == [str(k).encode() for k in range(20)]
+    finally:
+        cluster.run("start", str(leader))
+        cluster.run("wait-healthy", "--timeout", "60")
+    # Invalid ha policies are refused.
+    s, b, _ = api.call("PUT", f"/api/policies/{Q}/bad", {"pattern": ".*", "definition": {"ha-mode": "exactly"}})
+    assert s == 400, b

@@ -55,16 +55,16 @@ public struct VirtualHostLimits: Sendable, Hashable {
 
 /// A compiled permission pattern. RabbitMQ matches with Erlang's `re:run` (a search, not an
 /// anchored match); Swift's Regex `firstMatch` does the same. Invalid patterns match nothing.
-final class CompiledPattern: @unchecked Sendable {
+public final class CompiledPattern: @unchecked Sendable {
     let source: String
     private let regex: Regex<AnyRegexOutput>?
 
-    init(_ source: String) {
+    public init(_ source: String) {
         self.source = source
         self.regex = source.isEmpty ? nil : try? Regex(source)
     }
 
-    func matches(_ name: String) -> Bool {
+    public func matches(_ name: String) -> Bool {
         guard let regex else { return false }
         return (try? regex.firstMatch(in: name)) != nil
     }

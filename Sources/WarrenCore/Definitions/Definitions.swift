@@ -382,7 +382,9 @@ extension Broker {
                 vhost: v.name, name: name, durable: q["durable"]?.boolValue ?? true, exclusive: owner != nil,
                 autoDelete: q["auto_delete"]?.boolValue ?? false, arguments: arguments, node: q["node"]?.stringValue ?? nodeName,
                 requester: owner)
-            declaration.members = q["warren_members"]?.arrayValue?.compactMap(\.stringValue)
+            // A state snapshot lists a replicated queue's members, and no members for the others
+            // (which must not become replicated when a node installs it).
+            if q["warren_incarnation"] != nil { declaration.members = q["warren_members"]?.arrayValue?.compactMap(\.stringValue) ?? [] }
             declaration.leaderTerm = q["warren_leader_term"]?.intValue.map { UInt64(bitPattern: $0) } ?? 0
             do throws(AMQPError) {
                 _ = try v.declareQueue(

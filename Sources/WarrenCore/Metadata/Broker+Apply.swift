@@ -105,9 +105,11 @@ extension Broker {
         case .registerNode(let name, let address):
             clusterNodes[name] = address
             onClusterChange?()
+            replicatedQueues?.clusterChanged(left: nil)
         case .forgetNode(let node):
             clusterNodes[node] = nil
             onClusterChange?()
+            replicatedQueues?.clusterChanged(left: node)
             for v in vhosts.values {
                 // (A replicated queue lives on in its other members.)
                 for q in v.queues.values where q.exclusiveOwner?.node == node || (q.homeNode == node && q.replicated == nil) { v.removeQueue(q) }
@@ -117,7 +119,7 @@ extension Broker {
             // gone with their exclusive queues (RabbitMQ deletes both when a node restarts or
             // goes down).
             for v in vhosts.values {
-                for q in v.queues.values where q.exclusiveOwner?.node == node || (q.homeNode == node && !q.durable) {
+                for q in v.queues.values where q.exclusiveOwner?.node == node || (q.homeNode == node && !q.durable && q.replicated == nil) {
                     v.removeQueue(q)
                 }
             }
@@ -132,6 +134,9 @@ extension Broker {
         case .queueLeader(let vhostName, let name, let incarnation, let node, let term):
             guard let q = vhosts[vhostName]?.queues[name], q.incarnation == incarnation, let r = q.replicated else { break }
             r.leaderRecorded(node, term: term)
+        case .queueMembers(let vhostName, let name, let incarnation, let members):
+            guard let q = vhosts[vhostName]?.queues[name], q.incarnation == incarnation, let r = q.replicated else { break }
+            r.membersChanged(members)
         }
         return reply
     }

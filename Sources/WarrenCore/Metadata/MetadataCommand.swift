@@ -103,6 +103,10 @@ public enum MetadataCommand: Sendable, Equatable {
     /// every node send it their publishes and attach their consumers to it. `incarnation` names
     /// the queue's group; a record of an older term changes nothing.
     case queueLeader(vhost: String, name: String, incarnation: UInt64, node: String, term: UInt64)
+    /// A replicated queue's members as they should be (add_member, delete_member, grow,
+    /// shrink): new members join its group, members no longer listed leave it; the group's
+    /// leader changes its Raft membership to match, one member at a time.
+    case queueMembers(vhost: String, name: String, incarnation: UInt64, members: [String])
 
     /// Whether it touches what channels read on every publish (routing): such changes are
     /// applied before anything else queued behind them, as usual; the flag only names them.
@@ -136,6 +140,7 @@ public enum MetadataCommand: Sendable, Equatable {
         case .forgetNode: return "node.forget"
         case .nodeDown: return "node.down"
         case .queueLeader: return "queue.leader"
+        case .queueMembers: return "queue.members"
         }
     }
 }
@@ -243,6 +248,9 @@ extension MetadataCommand {
         case .queueLeader(let vhost, let name, let incarnation, let node, let term):
             b.writeInteger(UInt8(28))
             str(vhost); str(name); b.writeInteger(incarnation); str(node); b.writeInteger(term)
+        case .queueMembers(let vhost, let name, let incarnation, let members):
+            b.writeInteger(UInt8(29))
+            str(vhost); str(name); b.writeInteger(incarnation); str(members.joined(separator: ","))
         }
     }
 
@@ -340,6 +348,12 @@ extension MetadataCommand {
             let node = try str()
             guard let term = b.readInteger(as: UInt64.self) else { throw Malformed() }
             return .queueLeader(vhost: vhost, name: name, incarnation: incarnation, node: node, term: term)
+        case 29:
+            let vhost = try str()
+            let name = try str()
+            guard let incarnation = b.readInteger(as: UInt64.self) else { throw Malformed() }
+            let members = try str().split(separator: ",").map(String.init)
+            return .queueMembers(vhost: vhost, name: name, incarnation: incarnation, members: members)
         default: throw Malformed()
         }
     }

@@ -198,10 +198,13 @@ public final class VirtualHost {
             now: broker.clock.nowMilliseconds(), homeNode: d.node)
         q.incarnation = incarnation ?? broker.applyingIndex
         queues[name] = q
-        if q.type == .quorum, let rq = broker.replicatedQueues {
+        // (A state snapshot says which of its queues are replicated: an empty list, none.)
+        if let rq = broker.replicatedQueues, d.members?.isEmpty != true,
+            let placement = broker.replicaPlacement(vhost: self.name, name: name, type: q.type, arguments: arguments, exclusive: exclusive)
+        {
             // Its messages live in its group's log on each member, not in the store.
-            let members = d.members ?? broker.placeReplicas(home: d.node, arguments: arguments)
-            q.replicated = ReplicatedQueue(queue: q, members: members, leaderTerm: d.leaderTerm, manager: rq)
+            let members = d.members ?? broker.placeReplicas(home: d.node, placement: placement)
+            q.replicated = ReplicatedQueue(queue: q, members: members, placement: placement, leaderTerm: d.leaderTerm, manager: rq)
         }
         if durable && !exclusive && q.isLocal && q.replicated == nil, let store = broker.messageStore {
             if broker.definitionsInStore {

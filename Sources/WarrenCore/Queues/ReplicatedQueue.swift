@@ -32,8 +32,12 @@ public final class ReplicatedQueue: QueueContents {
     unowned(unsafe) let manager: ReplicatedQueues
     /// The queue's Raft group (`groupID`).
     public let group: UInt64
-    public let members: [String]
-    public let isMember: Bool
+    /// Its members as the metadata lists them (the group's leader moves the Raft membership
+    /// towards this list, one member at a time).
+    public private(set) var members: [String]
+    public private(set) var isMember: Bool
+    /// This member's Raft state as last reported (quorum_status).
+    public private(set) var status = ReplicaStatus()
 
     // MARK: every node
 
@@ -72,9 +76,13 @@ public final class ReplicatedQueue: QueueContents {
     private var commandsSinceSnapshot = 0
     private var lastAnnounced: Int64 = 0
 
-    init(queue: MessageQueue, members: [String], leaderTerm: UInt64, manager: ReplicatedQueues) {
+    /// How many members it should have, and which (its arguments or its policy).
+    public let placement: ReplicaPlacement
+
+    init(queue: MessageQueue, members: [String], placement: ReplicaPlacement, leaderTerm: UInt64, manager: ReplicatedQueues) {
         self.queue = queue
         self.manager = manager
+        self.placement = placement
         self.group = Self.groupID(vhost: queue.vhost.name, name: queue.name, incarnation: queue.incarnation)
         self.members = members
         self.leaderTerm = leaderTerm
@@ -83,7 +91,7 @@ public final class ReplicatedQueue: QueueContents {
         for m in members { manager.memberCounts[m, default: 0] += 1 }
         if isMember {
             manager.register(self)
-            manager.log?.open(group: group, members: members, campaign: queue.homeNode == me && leaderTerm == 0)
+            manager.log?.open(group: group, members: members, campaign: queue.homeNode == me && leaderTerm == 0, join: false)
         } else {
             manager.nonMembers[ObjectIdentifier(self)] = self
         }
@@ -109,6 +117,43 @@ public final class ReplicatedQueue: QueueContents {
     /// The session of this leader's own deliveries (`Delivery.session`): acks from an earlier
     /// leadership do not match it.
     var epoch: UInt64 { raftTerm }
+
+    /// The metadata changed its members: a node added joins the group (empty: the leader sends
+    /// it the state), a node removed leaves it and forgets the messages.
+    func membersChanged(_ new: [String]) {
+        guard new != members, !new.isEmpty else { return }
+        for m in members { manager.memberCounts[m, default: 1] -= 1 }
+        for m in new { manager.memberCounts[m, default: 0] += 1 }
+        let was = isMember
+        members = new
+        isMember = new.contains(me)
+        if isMember && !was {
+            manager.nonMembers[ObjectIdentifier(self)] = nil
+            manager.register(self)
+            appliedIndex = 0
+            queue.restoreReplica(nextSeq: 0, entries: [])
+            manager.log?.open(group: group, members: new, campaign: false, join: true)
+            manager.broker.logger.info("\(queue.resourceDescription): this node joins its group", metadata: ["members": "\(new)"])
+        } else if was && !isMember {
+            failAll()
+            leads = false
+            manager.unregister(self)
+            manager.log?.close(group: group)
+            manager.nonMembers[ObjectIdentifier(self)] = self
+            appliedIndex = 0
+            queue.restoreReplica(nextSeq: 0, entries: [])
+            manager.broker.logger.info("\(queue.resourceDescription): this node left its group", metadata: ["members": "\(new)"])
+        }
+        if isMember { manager.log?.setMembers(group: group, members: new) }
+    }
+
+    /// Raft's state of this member, as the group reported it.
+    func statusChanged(_ s: ReplicaStatus) { status = s }
+
+    /// Asks the group to hand leadership to `node` (this node leads it).
+    public func transferLeadership(to node: String) {
+        manager.log?.transferLeadership(group: group, to: node)
+    }
 
     /// The queue was deleted: its group goes. Returns this node's consumers that were waiting
     /// for a leader (the others are cancelled with the queue's own).
@@ -483,6 +528,12 @@ public final class ReplicatedQueue: QueueContents {
             }
             queue.homeNode = node
             queue.isLocal = node == me
+            // Requests that waited here for this node to serve go where the queue is now.
+            if old == me && !waiters.isEmpty {
+                let w = waiters
+                waiters.removeAll()
+                for x in w { x.run(false) }
+            }
             // Publishes that waited here for a leader go to the one recorded.
             let h = held
             held.removeAll()
@@ -574,35 +625,51 @@ public final class ReplicatedQueue: QueueContents {
         waiters.append((manager.now + manager.timeout, body))
     }
 
+    /// Runs a request where the queue is served: here once this node serves, or on the
+    /// recorded leader. If the leader moved while it waited or travelled (an election), it is
+    /// asked again where the queue is now, a few times.
+    private func routed<T>(
+        attempts: Int = 3, _ here: @escaping () -> T, remote: @escaping (@escaping (Result<T, AMQPError>) -> Void) -> Void,
+        then: @escaping (Result<T, AMQPError>) -> Void
+    ) {
+        let home = queue.homeNode
+        let again = { [self] (failure: Result<T, AMQPError>) in
+            if attempts > 1 && queue.homeNode != home && !queue.isDeleted {
+                routed(attempts: attempts - 1, here, remote: remote, then: then)
+            } else {
+                then(failure)
+            }
+        }
+        if home == me {
+            whenServing { [self] ok in
+                guard ok, !queue.isDeleted else { return again(.failure(unavailable)) }
+                then(.success(here()))
+            }
+        } else if home.isEmpty {
+            then(.failure(unavailable))
+        } else {
+            remote { result in
+                if case .failure = result { again(result) } else { then(result) }
+            }
+        }
+    }
+
     func get(noAck: Bool, then: @escaping (Result<GetAnswer?, AMQPError>) -> Void) {
-        guard queue.homeNode == me else {
-            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
-            return queue.remote.get(noAck: noAck, then: then)
-        }
-        whenServing { [self] ok in
-            guard ok, !queue.isDeleted else { return then(.failure(unavailable)) }
-            guard let e = queue.get(noAck: noAck) else { return then(.success(nil)) }
-            then(.success(GetAnswer(entry: e, message: queue.onWire(e, always: true), remaining: queue.messageCount, session: epoch)))
-        }
+        routed({ [self] in
+            guard let e = queue.get(noAck: noAck) else { return nil }
+            return GetAnswer(entry: e, message: queue.onWire(e, always: true), remaining: queue.messageCount, session: epoch)
+        }, remote: { [self] in queue.remote.get(noAck: noAck, then: $0) }, then: then)
     }
 
     func purge(then: @escaping (Result<Int, AMQPError>) -> Void) {
-        guard queue.homeNode == me else {
-            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
-            return queue.remote.purge(then: then)
-        }
-        whenServing { [self] ok in
-            guard ok, !queue.isDeleted else { return then(.failure(unavailable)) }
-            then(.success(queue.purge()))
-        }
+        routed({ [self] in queue.purge() }, remote: { [self] in queue.remote.purge(then: $0) }, then: then)
     }
 
     func counts(then: @escaping (Result<QueueCounts, AMQPError>) -> Void) {
-        guard queue.homeNode == me else {
-            if queue.homeNode.isEmpty { return then(.failure(unavailable)) }
-            return queue.remote.counts(then: then)
-        }
-        then(.success(QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount)))
+        // (Any member's counts will do while an election runs.)
+        if queue.homeNode == me { return then(.success(QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount))) }
+        routed({ [self] in QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount) },
+               remote: { [self] in queue.remote.counts(then: $0) }, then: then)
     }
 
     func settle(_ deliveries: [Delivery], _ outcome: ChannelSession.Settlement) {

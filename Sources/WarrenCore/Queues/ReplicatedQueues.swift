@@ -5,8 +5,14 @@ public import NIOCore
 /// Called on the broker loop; what the groups commit comes back through `ReplicatedQueues`.
 public protocol ReplicaLog: AnyObject {
     /// Creates this node's member of a group (or reopens it after a restart). `campaign`: the
-    /// member that should lead first (the queue's declaring home) stands at once.
-    func open(group: UInt64, members: [String], campaign: Bool)
+    /// member that should lead first (the queue's declaring home) stands at once. `join`: a
+    /// member added later, which starts empty and gets the state from the leader (the founding
+    /// members start the group together from one empty state).
+    func open(group: UInt64, members: [String], campaign: Bool, join: Bool)
+    /// The members the group should have: its leader changes the Raft membership towards them.
+    func setMembers(group: UInt64, members: [String])
+    /// Hands the group's leadership to `node` if this node leads it.
+    func transferLeadership(group: UInt64, to node: String)
     /// The queue was deleted: the group goes, with its log.
     func close(group: UInt64)
     /// Appends one batch per group to the groups this node leads; a group not led here fails
@@ -66,6 +72,20 @@ enum ReplicaCommand {
             throw .frameError("replica command: unknown kind \(kind)")
         }
     }
+}
+
+/// A member's Raft state, as `quorum_status` shows it (RabbitMQ's columns).
+public struct ReplicaStatus: Sendable {
+    /// leader, follower, candidate (pre-candidate counts as candidate), or "" before any.
+    public var role = ""
+    public var term: UInt64 = 0
+    public var logIndex: UInt64 = 0
+    public var commitIndex: UInt64 = 0
+    public var snapshotIndex: UInt64 = 0
+    /// Voters and learners of the group as this member knows them.
+    public var voters: [String] = []
+    public var learners: [String] = []
+    public init() {}
 }
 
 /// An entry committed in a replicated queue's group, as the broker applies it: nil data for
@@ -155,6 +175,11 @@ public final class ReplicatedQueues {
         byGroup[group]?.roleChanged(leads: leads, term: term)
     }
 
+    /// The Raft state of this node's member of `group`.
+    public func statusChanged(group: UInt64, _ status: ReplicaStatus) {
+        byGroup[group]?.statusChanged(status)
+    }
+
     /// Batches a group refused (this node does not lead it).
     public func proposalsFailed(_ failed: [(group: UInt64, serial: UInt64)]) {
         for f in failed { byGroup[f.group]?.proposalFailed(f.serial) }
@@ -179,6 +204,37 @@ public final class ReplicatedQueues {
     var nonMembers: [ObjectIdentifier: ReplicatedQueue] = [:]
     /// Replicas per node among every replicated queue (placement of new ones).
     var memberCounts: [String: Int] = [:]
+
+    /// `nodes`, those holding the fewest replicas first (by name on ties).
+    func fewestReplicas(among nodes: some Sequence<String>) -> [String] {
+        nodes.sorted { (memberCounts[$0] ?? 0, $0) < (memberCounts[$1] ?? 0, $1) }
+    }
+
+    /// The global parameter that turns off membership healing ("off"); on otherwise.
+    public static let healingParameter = "warren-replica-healing"
+
+    /// A node joined or left the cluster (`forgetNode`): each replicated queue below its target
+    /// size takes members again, those holding the fewest replicas first; a node that left
+    /// leaves every group. Applied by every node in log order, in the same order of queues, so
+    /// every node makes the same changes. Off with the global parameter `healingParameter`.
+    func clusterChanged(left: String?) {
+        if broker.globalParameters[Self.healingParameter]?.stringValue == "off" && left == nil { return }
+        let healing = broker.globalParameters[Self.healingParameter]?.stringValue != "off"
+        let nodes = Set(broker.clusterNodes.keys)
+        let all = broker.vhosts.values.sorted { $0.name < $1.name }.flatMap { v in
+            v.queues.values.sorted { $0.name < $1.name }.compactMap(\.replicated)
+        }
+        for r in all {
+            var members = r.members
+            if let left { members.removeAll { $0 == left } }
+            let target = r.placement.target(in: nodes)
+            if healing && members.count < target {
+                let more = fewestReplicas(among: nodes.filter { !members.contains($0) && r.placement.allows($0) })
+                members += more.prefix(target - members.count)
+            }
+            if members != r.members && !members.isEmpty { r.membersChanged(members) }
+        }
+    }
 }
 
 extension Broker {
