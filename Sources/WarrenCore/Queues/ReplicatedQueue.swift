@@ -189,8 +189,9 @@ public final class ReplicatedQueue: QueueContents {
         }
         let s = queue.settings
         if s.overflow != .dropHead, s.maxLength != nil || s.maxLengthBytes != nil, queue.isFull(adding: m.bodySize) { return false }
-        append(.enqueue(at: manager.now, message: m))
+        // (The completion first: the batch may be taken as soon as the command is in it.)
         if let completion { outCompletions.append(completion) }
+        append(.enqueue(at: manager.now, message: m))
         return true
     }
 
