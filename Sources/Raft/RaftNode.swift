@@ -119,6 +119,17 @@ public final class RaftNode {
         }
     }
 
+    /// The host learned that `peer` is unreachable (its link dropped: a crash closes every
+    /// socket at once). A follower whose leader it is forgets it, so that it no longer defends
+    /// that leader's lease, and stands for election within 1 to 3 ticks instead of a full
+    /// election timeout (random, so that the followers that all noticed do not split the vote).
+    /// Pre-vote keeps this safe: members that still hear the leader refuse.
+    public func peerUnreachable(_ peer: NodeID) {
+        guard role != .leader, leader == peer, isPromotable else { return }
+        leader = 0
+        electionElapsed = max(0, randomizedElectionTimeout - 1 - Int(rng.next() % 3))
+    }
+
     /// Starts an election now (tests, and hosts that want a leader at once).
     public func campaign() {
         guard isPromotable, role != .leader else { return }

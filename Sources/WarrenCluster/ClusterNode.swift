@@ -171,6 +171,8 @@ public final class ClusterNode: @unchecked Sendable {
         }
         transport.onRaft = { [weak host] messages in host?.receive(messages) }
         transport.onLinkUp = { [weak self] in self?.metadata.submitUnsent() }
+        // A crashed member's sockets close at once: its groups elect without waiting a timeout.
+        transport.onLinkDown = { [weak self] name in self?.host.peerUnreachable(ClusterNodeID.of(name)) }
         transport.onApp = { [weak self] message, from, address in self?.received(message, from: from, address: address) }
         transport.onRefused = { [weak self] node, why in self?.refusals[node] = why }
 

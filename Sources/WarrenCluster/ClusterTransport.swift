@@ -37,6 +37,8 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
     public var onData: ((String, [ByteBuffer]) -> Void)?
     /// The data link to a node came up or went down.
     public var onDataLink: ((String, Bool) -> Void)?
+    /// The Raft link to a node dropped (its name).
+    public var onLinkDown: ((String) -> Void)?
     /// A node refused this one (wrong secret, version): the reason, for status.
     public var onRefused: ((String, String) -> Void)?
 
@@ -297,6 +299,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
             if link.ready, let name = peer.expected { onDataLink?(name, false) }
         } else if link.ready {
             logger.warning("cluster: link to \(link.peerName ?? address) lost")
+            if let name = link.peerName ?? peer.expected { onLinkDown?(name) }
         }
         failed(peer, "link closed")
     }

@@ -56,7 +56,11 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
             startReconciling()
             guard host.node(group) == nil else { return }
             var config = RaftConfiguration(id: me)
-            config.electionTicks = electionTicks
+            // Longer than the metadata group's: under heavy load a queue's heartbeats may wait
+            // behind its own traffic, and a needless election costs a redelivery of what was
+            // in flight. A crash is noticed sooner anyway: its links drop (`peerUnreachable`).
+            config.electionTicks = max(electionTicks, 20)
+            config.heartbeatTicks = 2
             config.seed = group ^ me ^ UInt64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
             if host.wal.groups.contains(group) || join {
                 // A member restarting: its log as the WAL kept it (it stands in elections as

@@ -133,6 +133,13 @@ public final class RaftHost {
         return try body(g.node)
     }
 
+    /// The link to `peer` dropped: followers of groups it leads stand for election at once
+    /// (`RaftNode.peerUnreachable`).
+    public func peerUnreachable(_ peer: NodeID) {
+        for g in groups.values where g.node.leader == peer { g.node.peerUnreachable(peer) }
+        scheduleProcess()
+    }
+
     private func tick() {
         guard !closed else { return }
         for g in groups.values { g.node.tick() }

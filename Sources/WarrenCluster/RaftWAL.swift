@@ -298,6 +298,9 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         retireSegments()
     }
 
+    private var syncStarted = NIODeadline.now()
+    private var lastSlowSyncLog = NIODeadline.uptimeNanoseconds(0)
+
     private func startSync() {
         guard failed == nil, !syncInFlight, !waiters.isEmpty else { return }
         if durablePosition >= appendedPosition {
@@ -308,6 +311,7 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         }
         guard writtenPosition > durablePosition || newSegmentSinceSync else { return }
         syncInFlight = true
+        syncStarted = .now()
         let fds = dirtyFDs
         dirtyFDs = [current.file.fd]
         worker.requestSync(upTo: writtenPosition, fds: fds, directories: newSegmentSinceSync ? [segmentsDirectory] : [])
@@ -322,6 +326,12 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         switch job {
         case .sync(let position, _, _):
             syncInFlight = false
+            // Every group's round waits for this: a slow disk shows as elections.
+            let took = NIODeadline.now() - syncStarted
+            if took > .milliseconds(300), NIODeadline.now() - lastSlowSyncLog > .seconds(10) {
+                lastSlowSyncLog = .now()
+                logger.warning("raft log: an fsync took \(took.nanoseconds / 1_000_000) ms; Raft rounds wait for it (a slow or busy disk delays commits and may cause elections)")
+            }
             durablePosition = max(durablePosition, position)
             var retire = false
             while let m = markersInFlight.first, m.position <= durablePosition {

@@ -93,3 +93,40 @@ struct RaftNodeTests {
         try sim.runRandom(steps: 300)
     }
 }
+
+@Suite("Raft: a leader's crash noticed by its link")
+struct PeerUnreachableTests {
+    @Test("followers told their leader is unreachable elect a new one without waiting an election timeout")
+    func electsAtOnce() throws {
+        let sim = Simulation(seed: 5, voters: 3, faults: .none)
+        sim.nodes[1]!.raft!.campaign()
+        try sim.stabilize()
+        #expect(sim.leader()?.id == 1)
+        sim.crash(1)
+        for id in [NodeID(2), 3] { sim.nodes[id]!.raft!.peerUnreachable(1) }
+        // Within a few ticks, far less than the election timeout (10 to 20 ticks).
+        var ticks = 0
+        while sim.leader() == nil && ticks < 8 {
+            try sim.step()
+            try sim.stabilize()
+            ticks += 1
+        }
+        let leader = try #require(sim.leader(), "no leader after \(ticks) ticks")
+        #expect(leader.id != 1)
+    }
+
+    @Test("a follower alone in noticing it does not unseat a leader the others still hear")
+    func leaseHolds() throws {
+        let sim = Simulation(seed: 6, voters: 3, faults: .none)
+        sim.nodes[1]!.raft!.campaign()
+        try sim.stabilize()
+        let term = sim.nodes[1]!.raft!.term
+        sim.nodes[2]!.raft!.peerUnreachable(1)
+        for _ in 0..<4 {
+            try sim.step()
+            try sim.stabilize()
+        }
+        #expect(sim.leader()?.id == 1)
+        #expect(sim.nodes[1]!.raft!.term == term, "pre-vote refused: no term was bumped")
+    }
+}

@@ -10,7 +10,8 @@ import pika.exceptions
 
 
 class Workload:
-    def __init__(self, cluster, queue, publish_nodes, consume_nodes, prefetch=50):
+    def __init__(self, cluster, queue, publish_nodes, consume_nodes, prefetch=50, first=0):
+        self.first = first
         self.cluster = cluster
         self.queue = queue
         self.publish_nodes = list(publish_nodes)
@@ -40,7 +41,7 @@ class Workload:
                                                                  blocked_connection_timeout=10, socket_timeout=5))
 
     def _publish(self):
-        n = 0
+        n = self.first
         k = 0
         while self.publishing.is_set() and not self.stopping.is_set():
             try:

@@ -221,10 +221,12 @@ def test_when_the_home_node_dies_consumers_are_cancelled_and_its_queue_is_404_un
     cluster.run("start", "1")
     cluster.run("wait-healthy")
     # Back: every persistent message is there (the ten delivered and never acked included).
-    ch = cluster.connect(3).channel()
-    n = eventually(lambda: ch.queue_declare("xq.down", passive=True).method.message_count, timeout=30)
+    # (Until the queue link to the restarted node is up, a passive declare answers 404 and
+    # closes its channel: each attempt on a fresh one.)
+    c3 = cluster.connect(3)
+    n = eventually(lambda: c3.channel().queue_declare("xq.down", passive=True).method.message_count, timeout=30)
     assert n == 100
-    got = drain(ch, "xq.down", 100)
+    got = drain(c3.channel(), "xq.down", 100)
     assert sorted(int(x) for x in got) == list(range(100))
 
 

@@ -2,6 +2,7 @@
 confirm means a majority has the message on disk; when the leader's node dies a member takes
 over, consumers carry on without being cancelled, and nothing confirmed is lost. Pika against
 clusters started by `warren-cluster`."""
+import os
 import threading
 import time
 
@@ -12,6 +13,11 @@ from cluster import Cluster, eventually
 
 Q = "%2F"
 QUORUM = {"x-queue-type": "quorum"}
+# Kills of the leader per run: 2 in the normal test run; the long mode (docs/replicated-queues.md)
+# runs WARREN_REPLICA_KILLS=10.
+KILLS = int(os.environ.get("WARREN_REPLICA_KILLS", "2"))
+# Pauses and partitions of the leader per run (long mode: WARREN_REPLICA_FAULTS=10).
+FAULTS = int(os.environ.get("WARREN_REPLICA_FAULTS", "1"))
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +119,10 @@ def kill_leader_cycles(cluster, name, cycles, nodes):
     return w.drain_and_stop()
 
 
-def test_leader_killed_twice_nothing_confirmed_is_lost(cluster):
+def test_leader_killed_again_and_again_nothing_confirmed_is_lost(cluster):
     declare_everywhere(cluster, 1, "rq.kill")
-    r = kill_leader_cycles(cluster, "rq.kill", 2, 3)
-    print("kill -9 of the leader x2:", r)
+    r = kill_leader_cycles(cluster, "rq.kill", KILLS, 3)
+    print(f"3 nodes, kill -9 of the leader x{KILLS}:", r)
     assert r["lost"] == [] and r["unexpected"] == [], r
     assert r["confirmed"] > 400, r
 
@@ -136,53 +142,64 @@ def test_leader_paused_then_resumed_confirms_nothing_it_lost(cluster):
     resumed, steps down (its pending publishes are nacked, never confirmed)."""
     declare_everywhere(cluster, 1, "rq.pause")
     from replication_workload import Workload
-    leader = leader_of(cluster, "rq.pause", (1, 2, 3))
-    others = [i for i in (1, 2, 3) if i != leader]
-    w = Workload(cluster, "rq.pause", publish_nodes=others, consume_nodes=list(reversed(others))).start()
-    w.wait_confirmed(200)
-    cluster.run("pause", str(leader))
-    try:
-        eventually(lambda: leader_of(cluster, "rq.pause", others) not in (None, leader), timeout=30, what="a new leader")
-        w.wait_confirmed(200, timeout=30)
-    finally:
-        cluster.run("resume", str(leader))
-    cluster.run("wait-healthy", "--timeout", "30")
+    w = None
+    for _ in range(FAULTS):
+        leader = leader_of(cluster, "rq.pause", (1, 2, 3))
+        others = [i for i in (1, 2, 3) if i != leader]
+        if w is None:
+            w = Workload(cluster, "rq.pause", publish_nodes=others, consume_nodes=list(reversed(others))).start()
+        w.wait_confirmed(200)
+        cluster.run("pause", str(leader))
+        try:
+            eventually(lambda: leader_of(cluster, "rq.pause", others) not in (None, leader), timeout=30, what="a new leader")
+            w.wait_confirmed(200, timeout=30)
+        finally:
+            cluster.run("resume", str(leader))
+        cluster.run("wait-healthy", "--timeout", "30")
     w.wait_confirmed(200)
     r = w.drain_and_stop()
-    print("leader paused:", r)
+    print(f"leader paused x{FAULTS}:", r)
     assert r["lost"] == [] and r["unexpected"] == [], r
     assert r["cancels"] == 0, r
 
 
 def test_leader_partitioned_away_minority_side_confirms_nothing(cluster):
-    """The leader's node cut off from the other two: a publisher connected to it gets no
-    confirm (nacked once the timeout passes), the majority elects a leader and goes on."""
+    """The leader's node cut off from the other two: a publisher connected to it gets nothing
+    confirmed that is not then delivered (it is nacked once the timeout passes), the majority
+    elects a leader and goes on."""
     declare_everywhere(cluster, 3, "rq.part")
     from replication_workload import Workload
-    leader = leader_of(cluster, "rq.part", (1, 2, 3))
-    others = [i for i in (1, 2, 3) if i != leader]
-    w = Workload(cluster, "rq.part", publish_nodes=others, consume_nodes=list(reversed(others))).start()
-    lonely = Workload(cluster, "rq.part", publish_nodes=[leader], consume_nodes=others)
-    lonely.threads = lonely.threads[:1]
-    w.wait_confirmed(200)
-    cluster.run("partition", str(leader), ",".join(map(str, others)))
-    try:
-        eventually(lambda: leader_of(cluster, "rq.part", others) not in (None, leader), timeout=30, what="a new leader on the majority side")
-        w.wait_confirmed(200, timeout=30)
-        # A publisher on the isolated old leader: nothing it sends there is confirmed.
-        lonely.start()
-        time.sleep(2)
-        lonely.stop_publishing()
-        lonely_confirmed = set(lonely.confirmed)
-    finally:
-        cluster.run("heal")
-    cluster.run("wait-healthy", "--timeout", "60")
+    w = None
+    isolated = []
+    for k in range(FAULTS):
+        leader = leader_of(cluster, "rq.part", (1, 2, 3))
+        others = [i for i in (1, 2, 3) if i != leader]
+        if w is None:
+            w = Workload(cluster, "rq.part", publish_nodes=others, consume_nodes=list(reversed(others))).start()
+        w.wait_confirmed(200)
+        cluster.run("partition", str(leader), ",".join(map(str, others)))
+        try:
+            eventually(lambda: leader_of(cluster, "rq.part", others) not in (None, leader), timeout=30,
+                       what="a new leader on the majority side")
+            w.wait_confirmed(200, timeout=30)
+            # A publisher on the isolated old leader (numbers of its own): until it hears, it
+            # waits; what it hears is a nack.
+            lonely = Workload(cluster, "rq.part", publish_nodes=[leader], consume_nodes=others, first=(k + 1) * 10_000_000)
+            lonely.threads = lonely.threads[:1]
+            lonely.start()
+            eventually(lambda: lonely.nacked or lonely.confirmed, timeout=30, what="an answer on the isolated side")
+            lonely.stop_publishing()
+            isolated.append(lonely)
+        finally:
+            cluster.run("heal")
+        cluster.run("wait-healthy", "--timeout", "60")
     w.wait_confirmed(200)
     r = w.drain_and_stop()
-    print("leader partitioned:", r, "isolated publisher:", lonely.report())
-    assert r["lost"] == [] and r["unexpected"] == [], r
-    # (Messages numbered from 0 as the main workload's are: compare by what was confirmed.)
-    assert not lonely_confirmed or lonely_confirmed <= set(w.received), lonely_confirmed
+    confirmed_there = set().union(*(x.confirmed for x in isolated))
+    published = w.attempted.union(*(x.attempted for x in isolated))
+    print(f"leader partitioned x{FAULTS}:", r, "isolated publishers:", [x.report() for x in isolated])
+    assert r["lost"] == [] and set(w.received) <= published, r
+    assert confirmed_there <= set(w.received), sorted(confirmed_there - set(w.received))[:10]
 
 
 def test_without_a_majority_nothing_is_confirmed(cluster):
@@ -229,14 +246,14 @@ def test_the_quorum_queue_suite_passes_against_node_2_of_a_cluster(cluster):
     assert " passed" in p.stdout
 
 
-def test_five_nodes_leader_killed_twice(tmp_path):
+def test_five_nodes_leader_killed_again_and_again_then_a_member_forgotten(tmp_path):
     c = Cluster(5, name="test_replicated_queues_5", extra=("--queue-link-timeout", "3"))
     try:
         declare_everywhere(c, 1, "rq.five")
         info = queue_info(c, 2, "rq.five")
         assert len(info["members"]) == 3, info
-        r = kill_leader_cycles(c, "rq.five", 2, 5)
-        print("5 nodes, kill -9 of the leader x2:", r)
+        r = kill_leader_cycles(c, "rq.five", KILLS, 5)
+        print(f"5 nodes, kill -9 of the leader x{KILLS}:", r)
         assert r["lost"] == [] and r["unexpected"] == [], r
         assert r["cancels"] == 0, r
         # Membership heals: a member stopped and forgotten is replaced by another node, which
@@ -316,7 +333,7 @@ def test_quorum_status_add_delete_member_and_transfer_leadership(cluster):
     bad = cluster.ctl(1, "add_member", "rq.members", names[outside], check=False)
     assert bad.returncode != 0 and "already a member" in bad.stderr, bad.stderr
     bad = cluster.ctl(1, "add_member", "rq.members", "nobody@nowhere", check=False)
-    assert bad.returncode != 0 and "not a member of this cluster" in bad.stderr, bad.stderr
+    assert bad.returncode == 65 and "not found" in bad.stderr, bad.stderr
 
 
 def test_shrink_and_grow_a_node_across_every_queue(cluster):

@@ -73,7 +73,8 @@ public final class ReplicatedQueue: QueueContents {
     /// basic.get and purge waiting for this node to serve.
     private var waiters: [(deadline: Int64, run: (Bool) -> Void)] = []
     public private(set) var appliedIndex: UInt64 = 0
-    private var commandsSinceSnapshot = 0
+    private var entriesSinceSnapshot = 0
+    private var bytesSinceSnapshot = 0
     private var lastAnnounced: Int64 = 0
 
     /// How many members it should have, and which (its arguments or its policy).
@@ -298,11 +299,20 @@ public final class ReplicatedQueue: QueueContents {
     func apply(_ e: ReplicaEntry) {
         guard e.index > appliedIndex else { return }
         appliedIndex = e.index
-        if let data = e.data { applyBatch(data) }
+        if let data = e.data {
+            applyBatch(data)
+            bytesSinceSnapshot += data.count
+        }
         if leads && !serving && e.term == raftTerm { startServing() }
-        commandsSinceSnapshot += 1
-        let every = max(manager.snapshotEvery, queue.messageCount + handedOut.count)
-        if commandsSinceSnapshot >= every { snapshot() }
+        entriesSinceSnapshot += 1
+        // A snapshot copies the whole queue and writes a file: taken once the log since the last
+        // one is long (entries or bytes), and at least twice the snapshot's own size, so that
+        // its cost per message stays small however deep the queue is.
+        if entriesSinceSnapshot >= manager.snapshotEntries || bytesSinceSnapshot >= manager.snapshotBytes,
+            bytesSinceSnapshot >= 2 * (queue.messageBytes + 64 * (queue.messageCount + handedOut.count))
+        {
+            snapshot()
+        }
     }
 
     private func applyBatch(_ data: [UInt8]) {
@@ -323,7 +333,6 @@ public final class ReplicatedQueue: QueueContents {
                 manager.broker.logger.error("\(queue.resourceDescription): malformed log entry \(appliedIndex): \(error)")
                 break
             }
-            commandsSinceSnapshot += 1
             switch c {
             case .enqueue(let at, let message):
                 if serving {
@@ -478,14 +487,16 @@ public final class ReplicatedQueue: QueueContents {
     }
 
     private func snapshot() {
-        commandsSinceSnapshot = 0
+        entriesSinceSnapshot = 0
+        bytesSinceSnapshot = 0
         manager.log?.compact(group: group, upTo: appliedIndex, data: snapshotData())
     }
 
     /// Replaces the state with a snapshot's (at start, or one the leader sent).
     func restore(_ data: [UInt8], index: UInt64) {
         appliedIndex = index
-        commandsSinceSnapshot = 0
+        entriesSinceSnapshot = 0
+        bytesSinceSnapshot = 0
         var b = ByteBuffer(bytes: data)
         guard b.readableBytes > 0 else {
             // The group's first snapshot: an empty queue.

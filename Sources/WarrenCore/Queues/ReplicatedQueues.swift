@@ -119,9 +119,10 @@ public final class ReplicatedQueues {
     /// How long a publish may wait for its group to commit it (or for a leader) before it is
     /// nacked.
     public var timeout: Int64 = 5000
-    /// A group snapshots after this many applied commands, or the number of its messages if
-    /// larger (so a deep queue is not copied often).
-    public var snapshotEvery = 4096
+    /// A group snapshots after this many log entries (batches) or bytes of log since its last
+    /// snapshot, and not before the log since is twice the size of the queue's messages.
+    public var snapshotEntries = 8192
+    public var snapshotBytes = 32 << 20
 
     init(broker: Broker) {
         self.broker = broker
