@@ -313,6 +313,7 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         syncInFlight = true
         syncStarted = .now()
         let fds = dirtyFDs
+        syncingFDs = fds
         dirtyFDs = [current.file.fd]
         worker.requestSync(upTo: writtenPosition, fds: fds, directories: newSegmentSinceSync ? [segmentsDirectory] : [])
         newSegmentSinceSync = false
@@ -326,6 +327,7 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
         switch job {
         case .sync(let position, _, _):
             syncInFlight = false
+            syncingFDs = []
             // Every group's round waits for this: a slow disk shows as elections.
             let took = NIODeadline.now() - syncStarted
             if took > .milliseconds(300), NIODeadline.now() - lastSlowSyncLog > .seconds(10) {
@@ -374,10 +376,18 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
     }
 
     /// Deletes sealed segments whose entries every group has in a snapshot.
-    private func retireSegments() {
+    /// Files the running sync flushes: they stay open until it is done.
+    private var syncingFDs: Set<Int32> = []
+
+    /// Deletes segments nothing needs any more: no group has entries there past its durable
+    /// snapshot. A segment written since the last sync (or being synced now) waits for a later
+    /// round: closing it would leave a sync flushing a closed file (fatal: EBADF), which is
+    /// what a removed group's segments did before (every node of a cluster stopped at once
+    /// when queues were deleted under load).
+    func retireSegments() {
         for (n, s) in segments where s !== current {
             let needed = s.maxIndex.contains { g, maxIndex in (durableSnapshots[g] ?? 0) < maxIndex && hardStates[g] != nil }
-            guard !needed else { continue }
+            guard !needed, !dirtyFDs.contains(s.file.fd), !syncingFDs.contains(s.file.fd) else { continue }
             s.file.close()
             unlink(s.file.path)
             segments[n] = nil

@@ -183,3 +183,45 @@ struct RaftWALRecoveryTests {
         try h.close(again)
     }
 }
+
+@Suite("Raft WAL segments")
+struct RaftWALSegmentTests {
+    @Test("segments that a running sync flushes, or that were written since, are not deleted (a removed group's)")
+    func dirtySegmentOutlivesRetirement() throws {
+        // Regression (found by bench-quorum: deleting queues under load stopped every node at
+        // once with "fdatasync failed: Bad file descriptor"): segments holding only a removed
+        // group's entries were closed while a sync still had to flush them.
+        let h = WALHarness()
+        let wal = try h.open()
+        let big = { (r: ClosedRange<UInt64>) in r.map { Entry(term: 1, index: $0, payload: .normal(Array(repeating: 1, count: 1000))) } }
+        final class Box: @unchecked Sendable { var fatal: String? }
+        let box = Box()
+        try h.save(wal, group: 8, hardState: HardState(term: 1, vote: 0, commit: 1), entries: big(1...100))
+        let done = h.loop.makePromise(of: Void.self)
+        h.loop.execute {
+            wal.onFatal = {
+                box.fatal = "\($0)"
+                done.succeed(())
+            }
+            // Past the current segment's end, then a sync starts (and runs on its thread)...
+            wal.save(8, hardState: nil, entries: big(101...200), snapshot: nil)
+            wal.sync {}
+            // ...and the group goes: its segments are needed by no one, but the sync still
+            // flushes one of them.
+            wal.remove(8)
+            wal.retireSegments()
+            wal.save(9, hardState: HardState(term: 1, vote: 0, commit: 1), entries: big(1...5), snapshot: nil)
+            wal.sync {
+                wal.retireSegments()
+                wal.save(9, hardState: nil, entries: big(6...10), snapshot: nil)
+                wal.sync { done.succeed(()) }
+            }
+        }
+        try done.futureResult.wait()
+        #expect(box.fatal == nil, "\(box.fatal ?? "")")
+        try h.close(wal)
+        let again = try h.open()
+        #expect(again.state(of: 9).entries.map(\.index) == Array(1...10))
+        try h.close(again)
+    }
+}
