@@ -48,6 +48,7 @@ class Workload:
                 conn = self._connect(self.publish_nodes, k)
                 ch = conn.channel()
                 ch.confirm_delivery()
+                nacks = 0
                 while self.publishing.is_set() and not self.stopping.is_set():
                     body = str(n).encode()
                     with self.lock:
@@ -57,9 +58,15 @@ class Workload:
                         with self.lock:
                             self.confirmed.add(n)
                             self.confirm_times.append(time.time())
+                        nacks = 0
                     except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
                         with self.lock:
                             self.nacked.add(n)
+                        nacks += 1
+                        if nacks >= 3 and len(self.publish_nodes) > 1:
+                            # Its node is cut off from the queue (a partition): another node.
+                            n += 1
+                            raise ConnectionError("nacked three times in a row")
                         time.sleep(0.05)
                     n += 1
                 conn.close()
