@@ -40,7 +40,6 @@ extension ManagementRequest {
         case ("GET", 3, "queues"): return .queue(vhost: p[1], name: p[2])
         // Each member of a replicated queue's group tells its own Raft state.
         case ("GET", 4, "queues") where p[3] == "quorum-status": return .list
-        case ("POST", 4, "queues") where p[3] == "transfer-leadership": return .queue(vhost: p[1], name: p[2])
         case ("POST", 4, "queues") where p[3] == "get": return .queue(vhost: p[1], name: p[2])
         case ("DELETE", 4, "queues") where p[3] == "contents": return .queue(vhost: p[1], name: p[2])
         default: return .local

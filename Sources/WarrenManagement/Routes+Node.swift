@@ -229,3 +229,38 @@ extension ManagementAPI {
         return try commitAll(commands) { .json(.array(rows)) }
     }
 }
+
+/// rabbitmq-queues rebalance: leaders of the matching replicated queues spread over the nodes,
+/// as evenly as their members allow (a leader moves to the member leading the fewest queues,
+/// while that is at least two fewer than its own node leads).
+extension ManagementAPI {
+    func rebalance(_ r: ManagementRequest) throws -> ManagementResponse {
+        let body = r.body.isEmpty ? [:] : try object(r)
+        let vhosts = CompiledPattern(body["vhost_pattern"]?.stringValue ?? ".*")
+        let queues = CompiledPattern(body["queue_pattern"]?.stringValue ?? ".*")
+        var chosen: [(VirtualHost, MessageQueue, ReplicatedQueue)] = []
+        for v in broker.vhosts.values.sorted(by: { $0.name < $1.name }) where vhosts.matches(v.name) {
+            for q in v.queues.values.sorted(by: { $0.name < $1.name }) where queues.matches(q.name) {
+                if let rq = q.replicated { chosen.append((v, q, rq)) }
+            }
+        }
+        var leads: [String: Int] = [:]
+        for node in broker.clusterNodes.keys { leads[node] = 0 }
+        for (_, q, _) in chosen { leads[q.homeNode, default: 0] += 1 }
+        var commands: [MetadataCommand] = []
+        var rows: [JSONValue] = []
+        // The busiest leaders' queues first, so that every move narrows the spread.
+        for (v, q, rq) in chosen.sorted(by: { (leads[$0.1.homeNode] ?? 0) > (leads[$1.1.homeNode] ?? 0) }) {
+            let from = q.homeNode
+            let mine = leads[from] ?? 0
+            guard let target = rq.members.filter({ $0 != from && leads[$0] != nil }).min(by: { (leads[$0]!, $0) < (leads[$1]!, $1) }),
+                leads[target]! + 1 < mine
+            else { continue }
+            leads[from] = mine - 1
+            leads[target]! += 1
+            commands.append(.queueTransfer(vhost: v.name, name: q.name, incarnation: q.incarnation, node: target))
+            rows.append(.object(["vhost": .string(v.name), "name": .string(q.name), "from": .string(from), "to": .string(target)]))
+        }
+        return try commitAll(commands) { .json(.array(rows)) }
+    }
+}

@@ -138,18 +138,14 @@ extension ManagementAPI {
                 Self.noContent
             }
         case ("POST", 4, "transfer-leadership"):
-            // Answered by the leader's node (ClusterScope.queue).
+            // Through the metadata: the member that leads hands it over when it applies it.
             try require(.administrator, caller)
             let rq = try Self.replicated(q)
             let node = try Self.nodeName(in: object(r), of: broker)
             guard rq.members.contains(node) else {
                 throw APIError(status: 400, error: "bad_request", reason: "\(node) is not a member of \(q.resourceDescription)")
             }
-            guard rq.serving else {
-                throw APIError(status: 400, error: "bad_request", reason: "this node does not lead \(q.resourceDescription) now: ask again")
-            }
-            rq.transferLeadership(to: node)
-            return Self.noContent
+            return try commit(.queueTransfer(vhost: v.name, name: name, incarnation: q.incarnation, node: node)) { _ in Self.noContent }
         case (_, 3, _), (_, 4, "bindings"), (_, 4, "contents"), (_, 4, "get"), (_, 4, "quorum-status"), (_, 4, "members"), (_, 5, "members"),
             (_, 4, "transfer-leadership"):
             throw APIError.methodNotAllowed

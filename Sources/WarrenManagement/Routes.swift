@@ -31,6 +31,9 @@ extension ManagementAPI {
         case ("POST", 2, "warren") where p[1] == "grow" || p[1] == "shrink":
             try require(.administrator, caller)
             return try changeMembership(grow: p[1] == "grow", r)
+        case ("POST", 2, "warren") where p[1] == "rebalance":
+            try require(.administrator, caller)
+            return try rebalance(r)
         case (_, _, "warren") where p.count >= 2:
             return try nodeAction(p, r, caller)
         case (_, _, "connections"): return try connections(p, r, caller, list)

@@ -96,3 +96,18 @@ struct Shrink: CtlVerb {
         try changeMembership(node, "shrink", ["node": member], "Shrinking all quorum queues on \(member) ...")
     }
 }
+
+struct Rebalance: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "rebalance", abstract: "Spreads the leaders of replicated queues over the nodes, as evenly as their members allow.")
+    @OptionGroup var node: NodeOptions
+    @Argument(help: "quorum or all (both mean every replicated queue).") var type: String = "all"
+    @Option(help: "Only vhosts matching this pattern.") var vhostPattern = ".*"
+    @Option(help: "Only queues matching this pattern.") var queuePattern = ".*"
+    func execute() throws {
+        node.say("Re-balancing leaders of replicated queues ...")
+        let rows = (try node.client.call("POST", "/api/warren/rebalance", body: ["vhost_pattern": vhostPattern, "queue_pattern": queuePattern])
+            as? [[String: Any]]) ?? []
+        Table.print(rows, columns: ["vhost", "name", "from", "to"], json: node.formatter == "json")
+    }
+}

@@ -397,3 +397,32 @@ def test_ha_mode_policies_replicate_classic_queues(cluster):
     # Invalid ha policies are refused.
     s, b, _ = api.call("PUT", f"/api/policies/{Q}/bad", {"pattern": ".*", "definition": {"ha-mode": "exactly"}})
     assert s == 400, b
+
+
+def test_rebalance_spreads_leaders_over_the_nodes(cluster):
+    """Six queues declared on node 1 (led there): warrenctl rebalance moves leaders until each
+    node leads two; transfer_leadership and rebalance go through the metadata, from any node."""
+    for k in range(6):
+        declare_everywhere(cluster, 1, f"rq.bal{k}")
+    # Each group's leader elected and recorded (rebalance plans from the records).
+    def recorded(k):
+        s, rows, _ = cluster.api(1).call("GET", f"/api/queues/{Q}/rq.bal{k}/quorum-status")
+        lead = [r["node"] for r in rows if r["raft_state"] == "leader"]
+        return lead and all(queue_info(cluster, i, f"rq.bal{k}")["leader"] == lead[0] for i in (1, 2, 3))
+    for k in range(6):
+        eventually(lambda: recorded(k), timeout=20, what=f"rq.bal{k}'s leader recorded")
+
+    def spread():
+        leaders = [queue_info(cluster, 3, f"rq.bal{k}")["leader"] for k in range(6)]
+        return sorted(leaders.count(cluster.node_name(i)) for i in (1, 2, 3)) == [2, 2, 2]
+    p = cluster.ctl(3, "rebalance", "quorum", "--queue-pattern", "^rq\\.bal")
+    assert "rq.bal" in p.stdout or spread(), p.stdout
+    eventually(spread, timeout=30, what="two leaders per node")
+    # Nothing more to move.
+    p = cluster.ctl(2, "rebalance", "--queue-pattern", "^rq\\.bal", "--formatter", "json")
+    assert "rq.bal" not in p.stdout, p.stdout
+    ch = cluster.connect(2).channel()
+    ch.confirm_delivery()
+    for k in range(6):
+        ch.basic_publish("", f"rq.bal{k}", b"x", properties=pika.BasicProperties(delivery_mode=2))
+        assert ch.basic_get(f"rq.bal{k}", auto_ack=True)[2] == b"x"

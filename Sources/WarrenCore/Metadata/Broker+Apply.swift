@@ -137,6 +137,9 @@ extension Broker {
         case .queueMembers(let vhostName, let name, let incarnation, let members):
             guard let q = vhosts[vhostName]?.queues[name], q.incarnation == incarnation, let r = q.replicated else { break }
             r.membersChanged(members)
+        case .queueTransfer(let vhostName, let name, let incarnation, let node):
+            guard let q = vhosts[vhostName]?.queues[name], q.incarnation == incarnation, let r = q.replicated else { break }
+            r.leaderWanted(node)
         }
         return reply
     }

@@ -107,6 +107,9 @@ public enum MetadataCommand: Sendable, Equatable {
     /// shrink): new members join its group, members no longer listed leave it; the group's
     /// leader changes its Raft membership to match, one member at a time.
     case queueMembers(vhost: String, name: String, incarnation: UInt64, members: [String])
+    /// A replicated queue's leadership is to move to `node` (transfer_leadership, rebalance):
+    /// the member that leads it hands it over when it applies this.
+    case queueTransfer(vhost: String, name: String, incarnation: UInt64, node: String)
 
     /// Whether it touches what channels read on every publish (routing): such changes are
     /// applied before anything else queued behind them, as usual; the flag only names them.
@@ -141,6 +144,7 @@ public enum MetadataCommand: Sendable, Equatable {
         case .nodeDown: return "node.down"
         case .queueLeader: return "queue.leader"
         case .queueMembers: return "queue.members"
+        case .queueTransfer: return "queue.transfer"
         }
     }
 }
@@ -251,6 +255,9 @@ extension MetadataCommand {
         case .queueMembers(let vhost, let name, let incarnation, let members):
             b.writeInteger(UInt8(29))
             str(vhost); str(name); b.writeInteger(incarnation); str(members.joined(separator: ","))
+        case .queueTransfer(let vhost, let name, let incarnation, let node):
+            b.writeInteger(UInt8(30))
+            str(vhost); str(name); b.writeInteger(incarnation); str(node)
         }
     }
 
@@ -354,6 +361,11 @@ extension MetadataCommand {
             guard let incarnation = b.readInteger(as: UInt64.self) else { throw Malformed() }
             let members = try str().split(separator: ",").map(String.init)
             return .queueMembers(vhost: vhost, name: name, incarnation: incarnation, members: members)
+        case 30:
+            let vhost = try str()
+            let name = try str()
+            guard let incarnation = b.readInteger(as: UInt64.self) else { throw Malformed() }
+            return .queueTransfer(vhost: vhost, name: name, incarnation: incarnation, node: try str())
         default: throw Malformed()
         }
     }

@@ -156,6 +156,17 @@ public final class ReplicatedQueue: QueueContents {
         manager.log?.transferLeadership(group: group, to: node)
     }
 
+    /// The leader an operator asked for (transfer_leadership, rebalance), until it is recorded.
+    public private(set) var wantedLeader: String?
+
+    /// The metadata asks for `node` to lead: the member that leads now hands over, or the one
+    /// that leads next does, as soon as it serves.
+    func leaderWanted(_ node: String) {
+        guard members.contains(node), queue.homeNode != node || !serving else { return }
+        wantedLeader = node
+        if serving && node != me { transferLeadership(to: node) }
+    }
+
     /// The queue was deleted: its group goes. Returns this node's consumers that were waiting
     /// for a leader (the others are cancelled with the queue's own).
     func close() -> [Consumer] {
@@ -376,6 +387,7 @@ public final class ReplicatedQueue: QueueContents {
         serving = true
         manager.broker.logger.info("\(queue.resourceDescription): this node leads its group now", metadata: ["term": "\(raftTerm)"])
         announce()
+        if let wanted = wantedLeader, wanted != me, members.contains(wanted) { transferLeadership(to: wanted) }
         if queue.hasDeadlines { manager.broker.watch(queue) }
         let waiting = held
         held.removeAll()
@@ -529,6 +541,7 @@ public final class ReplicatedQueue: QueueContents {
     func leaderRecorded(_ node: String, term: UInt64) {
         guard term >= leaderTerm else { return }
         leaderTerm = term
+        if node == wantedLeader { wantedLeader = nil }
         let old = queue.homeNode
         if node != old {
             for c in consumers { detach(c) }
