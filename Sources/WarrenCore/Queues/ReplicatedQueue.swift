@@ -42,11 +42,11 @@ public final class ReplicatedQueue: QueueContents {
     // MARK: every node
 
     /// The term of the leadership the metadata records.
-    public private(set) var leaderTerm: UInt64
+    public internal(set) var leaderTerm: UInt64
     /// This node's consumers of the queue, and the node each is attached to ("": none, it
     /// waits for a leader or for the link to it).
-    private var consumers: [Consumer] = []
-    private var attachedTo: [ObjectIdentifier: String] = [:]
+    var consumers: [Consumer] = []
+    var attachedTo: [ObjectIdentifier: String] = [:]
 
     // MARK: members
 
@@ -56,7 +56,7 @@ public final class ReplicatedQueue: QueueContents {
     /// Leader with everything committed applied: it hands out messages and takes publishes.
     public private(set) var serving = false
     /// Messages this leader handed out and not yet settled, by sequence number.
-    private var handedOut: [UInt64: QueueEntry] = [:]
+    var handedOut: [UInt64: QueueEntry] = [:]
     /// This turn's batch: enqueues as they come, the lists added when it is taken.
     private var out = ByteBuffer()
     private var outCount: UInt32 = 0
@@ -69,12 +69,12 @@ public final class ReplicatedQueue: QueueContents {
     private var pending: [UInt64: (deadline: Int64, completions: [(Bool) -> Void])] = [:]
     /// Publishes that came while this node is the recorded leader but not serving (an
     /// election): proposed once it serves, nacked if that takes too long.
-    private var held: [(message: Message, completion: ((Bool) -> Void)?, deadline: Int64)] = []
+    var held: [(message: Message, completion: ((Bool) -> Void)?, deadline: Int64)] = []
     /// basic.get and purge waiting for this node to serve.
-    private var waiters: [(deadline: Int64, run: (Bool) -> Void)] = []
-    public private(set) var appliedIndex: UInt64 = 0
-    private var entriesSinceSnapshot = 0
-    private var bytesSinceSnapshot = 0
+    var waiters: [(deadline: Int64, run: (Bool) -> Void)] = []
+    public internal(set) var appliedIndex: UInt64 = 0
+    var entriesSinceSnapshot = 0
+    var bytesSinceSnapshot = 0
     private var lastAnnounced: Int64 = 0
 
     /// How many members it should have, and which (its arguments or its policy).
@@ -98,7 +98,7 @@ public final class ReplicatedQueue: QueueContents {
         }
     }
 
-    private var me: String { manager.broker.nodeName }
+    var me: String { manager.broker.nodeName }
 
     /// The group of a queue: the same on every node, different for every queue and incarnation
     /// (one definitions import makes many queues at one log position). Never 0, the metadata's.
@@ -157,7 +157,7 @@ public final class ReplicatedQueue: QueueContents {
     }
 
     /// The leader an operator asked for (transfer_leadership, rebalance), until it is recorded.
-    public private(set) var wantedLeader: String?
+    public internal(set) var wantedLeader: String?
 
     /// The metadata asks for `node` to lead: the member that leads now hands over, or the one
     /// that leads next does, as soon as it serves.
@@ -424,7 +424,7 @@ public final class ReplicatedQueue: QueueContents {
         if was { manager.broker.logger.info("\(queue.resourceDescription): this node no longer leads its group", metadata: ["term": "\(raftTerm)"]) }
     }
 
-    private func failAll() {
+    func failAll() {
         stopServing()
         let h = held
         held.removeAll()
@@ -474,251 +474,5 @@ public final class ReplicatedQueue: QueueContents {
         }
         // A record that did not commit (no metadata majority a moment ago) is asked for again.
         if serving && (leaderTerm < raftTerm || queue.homeNode != me) && now - lastAnnounced >= 2000 { announce() }
-    }
-
-    // MARK: snapshots
-
-    /// Sequence number, then each message not settled with what a later leader needs of it.
-    func snapshotData() -> [UInt8] {
-        let (nextSeq, ready) = queue.replicaContents
-        var all = ready
-        all.append(contentsOf: handedOut.values)
-        all.sort { $0.seq < $1.seq }
-        var b = ByteBuffer()
-        b.writeInteger(UInt8(1))
-        b.writeInteger(nextSeq)
-        b.writeInteger(UInt32(all.count))
-        for e in all {
-            b.writeInteger(e.seq)
-            b.writeInteger(UInt8(e.redelivered || handedOut[e.seq] != nil ? 1 : 0))
-            b.writeInteger(e.deliveryCount)
-            b.writeInteger(e.expiresAt)
-            e.message.write(into: &b)
-        }
-        return Array(b.readableBytesView)
-    }
-
-    private func snapshot() {
-        entriesSinceSnapshot = 0
-        bytesSinceSnapshot = 0
-        manager.log?.compact(group: group, upTo: appliedIndex, data: snapshotData())
-    }
-
-    /// Replaces the state with a snapshot's (at start, or one the leader sent).
-    func restore(_ data: [UInt8], index: UInt64) {
-        appliedIndex = index
-        entriesSinceSnapshot = 0
-        bytesSinceSnapshot = 0
-        var b = ByteBuffer(bytes: data)
-        guard b.readableBytes > 0 else {
-            // The group's first snapshot: an empty queue.
-            queue.restoreReplica(nextSeq: 0, entries: [])
-            return
-        }
-        guard b.readInteger(as: UInt8.self) == 1, let nextSeq = b.readInteger(as: UInt64.self), let n = b.readInteger(as: UInt32.self) else {
-            return manager.broker.logger.error("\(queue.resourceDescription): unreadable snapshot at \(index) ignored")
-        }
-        var entries: [QueueEntry] = []
-        entries.reserveCapacity(Int(n))
-        for _ in 0..<n {
-            guard let seq = b.readInteger(as: UInt64.self), let flags = b.readInteger(as: UInt8.self),
-                let count = b.readInteger(as: UInt32.self), let expiresAt = b.readInteger(as: Int64.self),
-                let message = try? Message.read(from: &b)
-            else {
-                return manager.broker.logger.error("\(queue.resourceDescription): unreadable snapshot at \(index) ignored")
-            }
-            var e = QueueEntry(message: message, redelivered: flags & 1 != 0, seq: seq, expiresAt: expiresAt, priority: UInt8(seq >> 56))
-            e.deliveryCount = count
-            entries.append(e)
-        }
-        handedOut.removeAll()
-        queue.restoreReplica(nextSeq: nextSeq, entries: entries)
-    }
-
-    // MARK: where its consumers attach (every node)
-
-    /// The metadata recorded a leader.
-    func leaderRecorded(_ node: String, term: UInt64) {
-        guard term >= leaderTerm else { return }
-        leaderTerm = term
-        if node == wantedLeader { wantedLeader = nil }
-        let old = queue.homeNode
-        if node != old {
-            for c in consumers { detach(c) }
-            if old == me {
-                // Other nodes' consumers held here go: their nodes attach them to the new leader.
-                let gone = queue.dropProxies()
-                manager.broker.clusterQueues?.forgetProxies(gone)
-                manager.broker.clusterQueues?.forgetDeliveries(of: queue)
-            }
-            queue.homeNode = node
-            queue.isLocal = node == me
-            // Requests that waited here for this node to serve go where the queue is now.
-            if old == me && !waiters.isEmpty {
-                let w = waiters
-                waiters.removeAll()
-                for x in w { x.run(false) }
-            }
-            // Publishes that waited here for a leader go to the one recorded.
-            let h = held
-            held.removeAll()
-            for x in h where !publish(x.message, completion: x.completion) { x.completion?(false) }
-        }
-        attachDetached()
-    }
-
-    /// Attaches the consumers that wait to the recorded leader.
-    func attachDetached() {
-        for c in consumers where attachedTo[ObjectIdentifier(c)] == "" { attach(c, first: nil) }
-    }
-
-    /// The link to the leader dropped: its consumers wait (the leader requeued their deliveries).
-    func linkLost(_ c: Consumer) {
-        if attachedTo[ObjectIdentifier(c)] != nil { attachedTo[ObjectIdentifier(c)] = "" }
-    }
-
-    private func attach(_ c: Consumer, first: ((AMQPError?) -> Void)?) {
-        let id = ObjectIdentifier(c)
-        let node = queue.homeNode
-        if node == me {
-            if let refusal = queue.refusal(exclusive: c.exclusive) { return refused(c, refusal, first: first) }
-            attachedTo[id] = me
-            first?(nil)
-            queue.addConsumer(c)
-            return
-        }
-        attachedTo[id] = ""
-        guard !node.isEmpty else {
-            first?(nil)
-            return
-        }
-        attachedTo[id] = node
-        queue.remote.addConsumer(c) { [self] error in
-            guard attachedTo[id] == node else { return }  // moved or cancelled meanwhile
-            guard let error else {
-                first?(nil)
-                return
-            }
-            if error.code == .accessRefused { return refused(c, error, first: first) }
-            // No leader there now: it waits for the next record, or for the link.
-            attachedTo[id] = ""
-            first?(nil)
-        }
-    }
-
-    private func refused(_ c: Consumer, _ error: AMQPError, first: ((AMQPError?) -> Void)?) {
-        consumers.removeAll { $0 === c }
-        attachedTo[ObjectIdentifier(c)] = nil
-        if let first { first(error) } else { c.cancelledByBroker() }
-    }
-
-    private func detach(_ c: Consumer) {
-        let id = ObjectIdentifier(c)
-        guard let at = attachedTo[id], !at.isEmpty else { return }
-        attachedTo[id] = ""
-        if at == me {
-            _ = queue.removeConsumer(c)
-        } else if at == queue.homeNode {
-            _ = queue.remote.removeConsumer(c)
-        }
-    }
-
-    // MARK: QueueContents
-
-    func addConsumer(_ consumer: Consumer, then: @escaping (AMQPError?) -> Void) {
-        consumers.append(consumer)
-        attach(consumer, first: then)
-    }
-
-    func removeConsumer(_ consumer: Consumer) -> Bool {
-        guard let i = consumers.firstIndex(where: { $0 === consumer }) else { return false }
-        detach(consumer)
-        consumers.remove(at: i)
-        attachedTo[ObjectIdentifier(consumer)] = nil
-        return false
-    }
-
-    /// RabbitMQ's answer when a queue's leader is not reachable.
-    private var unavailable: AMQPError {
-        .notFound("home node '\(queue.homeNode)' of durable queue '\(queue.name)' in vhost '\(queue.vhost.name)' is down or inaccessible")
-    }
-
-    /// Runs `body` once this node serves (false: it did not within the timeout).
-    func whenServing(_ body: @escaping (Bool) -> Void) {
-        if serving { return body(true) }
-        guard isMember else { return body(false) }
-        waiters.append((manager.now + manager.timeout, body))
-    }
-
-    /// Runs a request where the queue is served: here once this node serves, or on the
-    /// recorded leader. If the leader moved while it waited or travelled (an election), it is
-    /// asked again where the queue is now, a few times.
-    private func routed<T>(
-        attempts: Int = 3, _ here: @escaping () -> T, remote: @escaping (@escaping (Result<T, AMQPError>) -> Void) -> Void,
-        then: @escaping (Result<T, AMQPError>) -> Void
-    ) {
-        let home = queue.homeNode
-        let again = { [self] (failure: Result<T, AMQPError>) in
-            if attempts > 1 && queue.homeNode != home && !queue.isDeleted {
-                routed(attempts: attempts - 1, here, remote: remote, then: then)
-            } else {
-                then(failure)
-            }
-        }
-        if home == me {
-            whenServing { [self] ok in
-                guard ok, !queue.isDeleted else { return again(.failure(unavailable)) }
-                then(.success(here()))
-            }
-        } else if home.isEmpty {
-            then(.failure(unavailable))
-        } else {
-            remote { result in
-                if case .failure = result { again(result) } else { then(result) }
-            }
-        }
-    }
-
-    func get(noAck: Bool, then: @escaping (Result<GetAnswer?, AMQPError>) -> Void) {
-        routed({ [self] in
-            guard let e = queue.get(noAck: noAck) else { return nil }
-            return GetAnswer(entry: e, message: queue.onWire(e, always: true), remaining: queue.messageCount, session: epoch)
-        }, remote: { [self] in queue.remote.get(noAck: noAck, then: $0) }, then: then)
-    }
-
-    func purge(then: @escaping (Result<Int, AMQPError>) -> Void) {
-        routed({ [self] in queue.purge() }, remote: { [self] in queue.remote.purge(then: $0) }, then: then)
-    }
-
-    func counts(then: @escaping (Result<QueueCounts, AMQPError>) -> Void) {
-        // (Any member's counts will do while an election runs.)
-        if queue.homeNode == me { return then(.success(QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount))) }
-        routed({ [self] in QueueCounts(messages: queue.messageCount, consumers: queue.consumerCount) },
-               remote: { [self] in queue.remote.counts(then: $0) }, then: then)
-    }
-
-    func settle(_ deliveries: [Delivery], _ outcome: ChannelSession.Settlement) {
-        var here: [Delivery] = []
-        var there: [Delivery] = []
-        for d in deliveries {
-            if d.session == epoch && serving {
-                // This leadership's own delivery, unless the log settled it meanwhile.
-                if handedOut[d.entry.seq] != nil { here.append(d) }
-            } else if d.session > UInt64(UInt32.max) {
-                there.append(d)  // (the cluster's sessions; one that ended is filtered there)
-            }
-        }
-        if !here.isEmpty { queue.settle(here, outcome) }
-        if !there.isEmpty { queue.remote.settle(there, outcome) }
-    }
-
-    func acknowledge(_ delivery: Delivery) { settle([delivery], .ack) }
-
-    func dispatch(for consumer: Consumer) {
-        switch attachedTo[ObjectIdentifier(consumer)] {
-        case me?: queue.dispatch()
-        case nil, ""?: break
-        default: queue.remote.dispatch(for: consumer)
-        }
     }
 }
