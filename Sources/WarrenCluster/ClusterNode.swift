@@ -285,17 +285,7 @@ public final class ClusterNode: @unchecked Sendable {
     /// from it are removed.
     private func reconcileMembership(_ node: RaftNode) {
         guard !registry.isEmpty else { return }
-        let wanted = Set(registry.keys.map { ClusterNodeID.of($0) })
-        let m = node.membership
-        var change: ConfChange?
-        if let gone = m.members.subtracting(wanted).sorted().first, !(gone == me && m.voters.count == 1) {
-            change = .remove(gone)
-        } else if let learner = m.learners.sorted().first(where: { (node.matchIndexes[$0] ?? 0) >= node.commitIndex }) {
-            change = .addVoter(learner)
-        } else if let new = wanted.subtracting(m.members).sorted().first {
-            change = .addLearner(new)
-        }
-        guard let change else { return }
+        guard let change = node.nextMembershipChange(toward: Set(registry.keys.map { ClusterNodeID.of($0) })) else { return }
         let result = host.withGroup(MetadataGroup.groupID) { node -> Result<LogIndex, RaftError> in
             do throws(RaftError) { return .success(try node.proposeConfChange(change)) } catch { return .failure(error) }
         }

@@ -125,25 +125,13 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     /// Each group this node leads moves its Raft membership one step towards the metadata's
-    /// list: a member no longer listed is removed, a learner that has the log becomes a voter,
-    /// a listed node not in the group is added as a learner. One change at a time per group
-    /// (Raft's single-server changes: any two consecutive configurations share a majority).
+    /// list (`RaftNode.nextMembershipChange`), one change at a time per group.
     private func reconcile() {
         reconcileRounds += 1
         if reconcileRounds % 4 == 0 { tellStatus() }
         if !transfers.isEmpty { pursueTransfers() }
         for (group, want) in wanted {
-            guard let node = host.node(group), node.role == .leader else { continue }
-            let m = node.membership
-            var change: ConfChange?
-            if let gone = m.members.subtracting(want).sorted().first, !(m.voters.count == 1 && m.voters.contains(gone)) {
-                change = .remove(gone)
-            } else if let learner = m.learners.sorted().first(where: { (node.matchIndexes[$0] ?? 0) >= node.commitIndex }) {
-                change = .addVoter(learner)
-            } else if let new = want.subtracting(m.members).sorted().first {
-                change = .addLearner(new)
-            }
-            guard let change else { continue }
+            guard let node = host.node(group), node.role == .leader, let change = node.nextMembershipChange(toward: want) else { continue }
             _ = host.withGroup(group) { n -> Bool in (try? n.proposeConfChange(change)) != nil }
         }
     }

@@ -233,6 +233,23 @@ public final class RaftHost {
     }
 }
 
+extension RaftNode {
+    /// The next single-server change that moves this group's membership towards `wanted` (a
+    /// leader asks; nil when there is none): a member no longer wanted is removed (never the
+    /// last voter), a learner that has the log up to the commit index becomes a voter, a wanted
+    /// node not yet a member joins as a learner. Any two consecutive configurations share a
+    /// majority (Raft's single-server changes).
+    func nextMembershipChange(toward wanted: Set<NodeID>) -> ConfChange? {
+        let m = membership
+        if let gone = m.members.subtracting(wanted).sorted().first, !(m.voters.count == 1 && m.voters.contains(gone)) {
+            return .remove(gone)
+        }
+        if let learner = m.learners.sorted().first(where: { (matchIndexes[$0] ?? 0) >= commitIndex }) { return .addVoter(learner) }
+        if let new = wanted.subtracting(m.members).sorted().first { return .addLearner(new) }
+        return nil
+    }
+}
+
 /// The WAL's recovered state of one group, as the Raft core reads it at start.
 struct WALGroupStorage: RaftStorage {
     let state: RaftWAL.GroupState

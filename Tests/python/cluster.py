@@ -98,6 +98,20 @@ class Cluster:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def drain(ch, queue, expect, timeout=30):
+    """Consumes with manual acks until `expect` bodies came (or the time is up)."""
+    got = []
+    deadline = time.time() + timeout
+    for method, props, body in ch.consume(queue, inactivity_timeout=0.5):
+        if method is not None:
+            got.append(body)
+            ch.basic_ack(method.delivery_tag)
+        if len(got) >= expect or time.time() > deadline:
+            break
+    ch.cancel()
+    return got
+
+
 def eventually(check, timeout=20, interval=0.05, what="condition"):
     """Polls `check` until it returns something truthy; fails after `timeout` seconds."""
     deadline = time.time() + timeout

@@ -131,8 +131,18 @@ class Workload:
                 if self.confirmed <= set(self.received):
                     break
             time.sleep(0.1)
-        # Whatever else is still on its way (nacked or unconfirmed but delivered anyway).
-        time.sleep(0.5)
+        # Whatever else is still on its way (nacked or unconfirmed but delivered anyway): until
+        # the queue has nothing ready or unacked (asked of a consuming node), bounded.
+        api = self.cluster.api(self.consume_nodes[0])
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                s, q, _ = api.call("GET", f"/api/queues/%2F/{self.queue}")
+                if s == 200 and q.get("messages", 1) == 0:
+                    break
+            except Exception:  # noqa: BLE001 - that node may be down: the deadline decides
+                pass
+            time.sleep(0.1)
         self.stopping.set()
         self.threads[1].join(timeout=30)
         return self.report()

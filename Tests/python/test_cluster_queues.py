@@ -9,7 +9,7 @@ import time
 import pika
 import pytest
 
-from cluster import Cluster, eventually
+from cluster import Cluster, drain, eventually
 
 Q = "%2F"
 
@@ -29,20 +29,6 @@ def declare_on(cluster, i, name, **kw):
     conn.close()
     for j in range(1, len(cluster.nodes) + 1):
         eventually(lambda: cluster.api(j).call("GET", f"/api/queues/{Q}/{name}")[0] == 200, timeout=10, what=f"{name} on node {j}")
-
-
-def drain(ch, queue, expect, timeout=30):
-    """Consumes with manual acks until `expect` bodies came (or the time is up)."""
-    got = []
-    deadline = time.time() + timeout
-    for method, props, body in ch.consume(queue, inactivity_timeout=0.5):
-        if method is not None:
-            got.append(body)
-            ch.basic_ack(method.delivery_tag)
-        if len(got) >= expect or time.time() > deadline:
-            break
-    ch.cancel()
-    return got
 
 
 def test_publish_on_2_to_a_queue_on_1_consume_on_3_in_order_none_lost_none_doubled(cluster):

@@ -9,7 +9,7 @@ import time
 import pika
 import pytest
 
-from cluster import Cluster, eventually
+from cluster import Cluster, drain, eventually
 
 Q = "%2F"
 QUORUM = {"x-queue-type": "quorum"}
@@ -38,19 +38,6 @@ def declare_everywhere(cluster, i, name, arguments=None):
     conn.close()
     for j in range(1, len(cluster.nodes) + 1):
         eventually(lambda: queue_info(cluster, j, name) is not None, timeout=10, what=f"{name} on node {j}")
-
-
-def drain(ch, queue, expect, timeout=30):
-    got = []
-    deadline = time.time() + timeout
-    for method, props, body in ch.consume(queue, inactivity_timeout=0.5):
-        if method is not None:
-            got.append(body)
-            ch.basic_ack(method.delivery_tag)
-        if len(got) >= expect or time.time() > deadline:
-            break
-    ch.cancel()
-    return got
 
 
 def test_a_publish_right_after_the_declare_is_confirmed_whoever_wins_the_first_election(cluster):

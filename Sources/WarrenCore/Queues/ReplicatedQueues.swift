@@ -219,8 +219,8 @@ public final class ReplicatedQueues {
     /// leaves every group. Applied by every node in log order, in the same order of queues, so
     /// every node makes the same changes. Off with the global parameter `healingParameter`.
     func clusterChanged(left: String?) {
-        if broker.globalParameters[Self.healingParameter]?.stringValue == "off" && left == nil { return }
         let healing = broker.globalParameters[Self.healingParameter]?.stringValue != "off"
+        if !healing && left == nil { return }
         let nodes = Set(broker.clusterNodes.keys)
         let all = broker.vhosts.values.sorted { $0.name < $1.name }.flatMap { v in
             v.queues.values.sorted { $0.name < $1.name }.compactMap(\.replicated)

@@ -144,15 +144,8 @@ extension ClusterQueues {
         guard let q = broker.vhosts[vhost]?.queues[queue], q.isLocal, !q.isDeleted else {
             return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
         }
-        if let r = q.replicated, !r.serving {
-            let generation = p.generation
-            return r.whenServing { [self] ok in
-                guard p.generation == generation else { return }
-                guard ok, q.isLocal, !q.isDeleted else {
-                    return send(.reply(request: request, result: .failure(.notFound("no leader of queue '\(queue)' in vhost '\(vhost)' on this node"))), to: p)
-                }
-                serveGet(request: request, vhost: vhost, queue: queue, noAck: noAck, for: p)
-            }
+        if waitsForElection(q, request: request, for: p, then: { [self] in serveGet(request: request, vhost: vhost, queue: queue, noAck: noAck, for: p) }) {
+            return
         }
         guard let e = q.get(noAck: noAck) else {
             return send(.getReply(request: request, seq: 0, redelivered: false, remaining: 0, message: nil), to: p)
@@ -163,19 +156,28 @@ extension ClusterQueues {
             to: p)
     }
 
+    /// A replicated queue recorded here whose leadership this node has not taken up yet (an
+    /// election): the request is served once it does, or refused if it does not in time. True
+    /// when it waits.
+    private func waitsForElection(_ q: MessageQueue, request: UInt64, for p: QueuePeer, then serve: @escaping () -> Void) -> Bool {
+        guard let r = q.replicated, !r.serving else { return false }
+        let generation = p.generation
+        r.whenServing { [self] ok in
+            guard p.generation == generation else { return }
+            guard ok, q.isLocal, !q.isDeleted else {
+                return send(.reply(request: request, result: .failure(.notFound("no leader of \(q.resourceDescription) on this node"))), to: p)
+            }
+            serve()
+        }
+        return true
+    }
+
     func servePurge(request: UInt64, vhost: String, queue: String, for p: QueuePeer) {
         guard let q = broker.vhosts[vhost]?.queues[queue], q.isLocal, !q.isDeleted else {
             return send(.reply(request: request, result: .failure(.notFound("no queue '\(queue)' in vhost '\(vhost)'"))), to: p)
         }
-        if let r = q.replicated, !r.serving {
-            let generation = p.generation
-            return r.whenServing { [self] ok in
-                guard p.generation == generation else { return }
-                guard ok, q.isLocal, !q.isDeleted else {
-                    return send(.reply(request: request, result: .failure(.notFound("no leader of queue '\(queue)' in vhost '\(vhost)' on this node"))), to: p)
-                }
-                servePurge(request: request, vhost: vhost, queue: queue, for: p)
-            }
+        if waitsForElection(q, request: request, for: p, then: { [self] in servePurge(request: request, vhost: vhost, queue: queue, for: p) }) {
+            return
         }
         send(.reply(request: request, result: .success((UInt32(clamping: q.purge()), 0))), to: p)
     }
