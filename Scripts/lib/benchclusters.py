@@ -2,6 +2,7 @@
 Debian's package (three scratch nodes joined into one cluster), and warren-perf against them."""
 import json
 import secrets
+import shutil
 import subprocess
 import tempfile
 
@@ -29,7 +30,10 @@ class WarrenCluster:
         return p.stdout
 
     def stop(self):
-        self.run("down", "--kill")
+        try:
+            self.run("down", "--kill")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class RabbitCluster:

@@ -21,6 +21,8 @@ struct Progress {
     var recentActive = false
     var isLearner: Bool
     var matchAtLastHeartbeat: LogIndex = 0
+    /// Answered since the leader's last heartbeat round (quiescence waits for every member).
+    var heardSinceHeartbeat = false
     var stalledHeartbeats = 0
 
     init(next: LogIndex, isLearner: Bool) {

@@ -52,6 +52,7 @@ extension RaftNode {
     func handleAppendResponse(from: NodeID, reject: Bool, index: LogIndex, hintIndex: LogIndex, hintTerm: Term) {
         guard var p = progress[from] else { return }
         p.recentActive = true
+        p.heardSinceHeartbeat = true
         if reject {
             // Fast backtracking: skip to the last entry of ours that can match the follower's
             // hint, one round trip per differing term instead of per entry.
@@ -91,6 +92,7 @@ extension RaftNode {
     func handleHeartbeatResponse(from: NodeID, context: UInt64) {
         guard var p = progress[from] else { return }
         p.recentActive = true
+        p.heardSinceHeartbeat = true
         p.paused = false
         if p.match < log.lastIndex {
             // Two heartbeat answers in a row without progress while behind: an append (or the

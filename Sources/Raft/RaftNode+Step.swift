@@ -16,13 +16,13 @@ extension RaftNode {
                 return
             default:
                 switch m.kind {
-                case .append, .heartbeat, .snapshot: becomeFollower(term: m.term, leader: m.from)
+                case .append, .heartbeat, .snapshot, .quiesce: becomeFollower(term: m.term, leader: m.from)
                 default: becomeFollower(term: m.term, leader: 0)
                 }
             }
         } else if m.term < term {
             switch m.kind {
-            case .append, .heartbeat:
+            case .append, .heartbeat, .quiesce:
                 // A stale leader (e.g. partitioned away): our term makes it step down. Needed
                 // with check-quorum and pre-vote, where our term would otherwise never reach it.
                 if config.checkQuorum || config.preVote {
@@ -36,6 +36,14 @@ extension RaftNode {
             return
         }
 
+        // A quiet leader asked for a vote wakes: the candidate (a member that restarted, or one
+        // that lost track of it) hears from it again and follows.
+        if quiesced, role == .leader {
+            switch m.kind {
+            case .preVote, .vote: wake()
+            default: break
+            }
+        }
         switch m.kind {
         case .preVote(let li, let lt):
             let grant = m.term > term && log.isUpToDate(lastIndex: li, lastTerm: lt) && !inLease
@@ -58,18 +66,28 @@ extension RaftNode {
             if role != .follower { becomeFollower(term: term, leader: m.from) }
             leader = m.from
             electionElapsed = 0
+            quiesced = false
             handleAppend(from: m.from, prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: commit)
         case .heartbeat(let commit, let context):
             if role != .follower { becomeFollower(term: term, leader: m.from) }
             leader = m.from
             electionElapsed = 0
+            quiesced = false
             // The leader sends min(commit, what it knows we match): safe to take.
             if commit > log.committed && commit <= log.lastIndex { log.committed = commit }
             send(to: m.from, .heartbeatResponse(context: context))
+        case .quiesce(let commit):
+            if role != .follower { becomeFollower(term: term, leader: m.from) }
+            leader = m.from
+            electionElapsed = 0
+            // Sent only when we had answered with the leader's whole log: nothing to answer.
+            if commit > log.committed && commit <= log.lastIndex { log.committed = commit }
+            quiesced = true
         case .snapshot(let snap):
             if role != .follower { becomeFollower(term: term, leader: m.from) }
             leader = m.from
             electionElapsed = 0
+            quiesced = false
             handleSnapshot(from: m.from, snap)
         case .appendResponse(let reject, let index, let hintIndex, let hintTerm):
             guard role == .leader else { return }
@@ -98,6 +116,8 @@ extension RaftNode {
         role = .follower
         leader = newLeader
         electionElapsed = 0
+        quiesced = false
+        quietRounds = 0
         transferee = 0
         progress = [:]
         votes = [:]
@@ -107,6 +127,7 @@ extension RaftNode {
     }
 
     func campaign(preVote: Bool, transfer: Bool) {
+        quiesced = false
         votes = [id: true]
         if preVote {
             role = .preCandidate
@@ -154,6 +175,8 @@ extension RaftNode {
     }
 
     func becomeLeader() {
+        quiesced = false
+        quietRounds = 0
         role = .leader
         leader = id
         transferee = 0
@@ -190,9 +213,41 @@ extension RaftNode {
         }
         if heartbeatElapsed >= config.heartbeatTicks {
             heartbeatElapsed = 0
+            if quietRoundEnded() {
+                quiesce()
+                return
+            }
             // Carrying the newest pending read's context: its answers confirm every read
             // before it too, so a read whose own round was lost still completes.
             broadcastHeartbeat(context: pendingReads.last?.context ?? 0)
         }
+    }
+}
+
+extension RaftNode {
+    // MARK: quiescence
+
+    /// Counts a heartbeat round towards quiescence: true when the last `quiesceAfterRounds`
+    /// rounds had nothing to send (every entry stable and committed, in this term; no read,
+    /// transfer or change pending) and every member answered each of them with the whole log.
+    /// Two answered rounds with the same commit index mean every follower has that index.
+    func quietRoundEnded() -> Bool {
+        guard config.quiesceAfterRounds > 0 else { return false }
+        var quiet =
+            transferee == 0 && pendingReads.isEmpty && readsAwaitingCommit.isEmpty && !needsBroadcast
+            && log.committed == log.lastIndex && log.stable == log.lastIndex && log.term(at: log.committed) == term
+        for pid in progress.keys where pid != id {
+            let p = progress[pid]!
+            if !p.heardSinceHeartbeat || p.match != log.lastIndex { quiet = false }
+            progress[pid]!.heardSinceHeartbeat = false
+        }
+        quietRounds = quiet ? quietRounds + 1 : 0
+        return quietRounds > config.quiesceAfterRounds
+    }
+
+    func quiesce() {
+        quiesced = true
+        quietRounds = 0
+        for pid in progress.keys.sorted() where pid != id { send(to: pid, .quiesce(commit: log.committed)) }
     }
 }

@@ -16,6 +16,13 @@ public struct RaftConfiguration: Sendable {
     public var maxAppendBytes = 1 << 20
     /// Seed of the election-timeout PRNG.
     public var seed: UInt64 = 0
+    /// Quiescence (0: never). A leader that had nothing to send for this many heartbeat rounds
+    /// in a row, while every member answered each round and has its whole log and commit index,
+    /// stops heartbeating and tells its followers (`Message.Kind.quiesce`), which stop their
+    /// election timers: an idle group then costs nothing. Failure detection of a quiet group is
+    /// the host's: when a member's node goes silent or its link drops it calls
+    /// `peerUnreachable`, and any proposal, read, transfer or vote request wakes the group.
+    public var quiesceAfterRounds = 0
 
     public init(id: NodeID) { self.id = id }
 }
@@ -79,6 +86,10 @@ public final class RaftNode {
     /// between two readies go out in the same appends (batching).
     var needsBroadcast = false
     var lastLeaderReported: (NodeID, Role) = (0, .follower)
+    /// Quiet: a leader that stopped heartbeating, or a follower told so by its leader.
+    public internal(set) var quiesced = false
+    /// Leader: heartbeat rounds in a row with nothing to send and every member caught up.
+    var quietRounds = 0
 
     /// Starts from what storage holds (empty storage: a node that will join an existing group).
     public init(configuration: RaftConfiguration, storage: some RaftStorage) {
@@ -108,6 +119,7 @@ public final class RaftNode {
     // MARK: inputs
 
     public func tick() {
+        if quiesced { return }
         if role == .leader {
             tickLeader()
         } else {
@@ -124,10 +136,33 @@ public final class RaftNode {
     /// that leader's lease, and stands for election within 1 to 3 ticks instead of a full
     /// election timeout (random, so that the followers that all noticed do not split the vote).
     /// Pre-vote keeps this safe: members that still hear the leader refuse.
+    ///
+    /// A quiet leader with `peer` among its members wakes: it heartbeats again, so check-quorum
+    /// applies (a leader cut off from its majority steps down) and a member that comes back is
+    /// brought up to date.
     public func peerUnreachable(_ peer: NodeID) {
-        guard role != .leader, leader == peer, isPromotable else { return }
+        if role == .leader {
+            if membership.members.contains(peer) { wake() }
+            return
+        }
+        guard leader == peer, isPromotable else { return }
+        quiesced = false
         leader = 0
         electionElapsed = max(0, randomizedElectionTimeout - 1 - Int(rng.next() % 3))
+    }
+
+    /// Ends quiescence: a leader heartbeats at once (and every member counts as heard from for
+    /// the next check-quorum round), a follower restarts its election timer.
+    public func wake() {
+        guard quiesced else { return }
+        quiesced = false
+        quietRounds = 0
+        electionElapsed = 0
+        if role == .leader {
+            heartbeatElapsed = 0
+            for pid in progress.keys { progress[pid]!.recentActive = true }
+            broadcastHeartbeat(context: 0)
+        }
     }
 
     /// Starts an election now (tests, and hosts that want a leader at once).
@@ -182,6 +217,7 @@ public final class RaftNode {
         guard role == .leader else { throw .notLeader(leader: leader == 0 ? nil : leader) }
         guard target != id else { return }
         guard membership.voters.contains(target) else { throw .invalidConfChange("\(target) is not a voter") }
+        wake()
         transferee = target
         electionElapsed = 0
         if progress[target]?.match == log.lastIndex {
@@ -195,6 +231,7 @@ public final class RaftNode {
     /// this leader has confirmed it still leads; answer the read after applying `index`.
     public func readIndex(context: UInt64) throws(RaftError) {
         guard role == .leader else { throw .notLeader(leader: leader == 0 ? nil : leader) }
+        wake()
         guard log.term(at: log.committed) == term else {
             readsAwaitingCommit.append(context)
             return
@@ -296,6 +333,14 @@ public final class RaftNode {
     }
 
     func appendAsLeader(_ payloads: [EntryPayload]) {
+        // The appends that follow wake the followers.
+        if quiesced {
+            quiesced = false
+            electionElapsed = 0
+            heartbeatElapsed = 0
+            for pid in progress.keys { progress[pid]!.recentActive = true }
+        }
+        quietRounds = 0
         var index = log.lastIndex
         for p in payloads {
             index += 1

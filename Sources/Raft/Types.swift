@@ -121,6 +121,10 @@ public struct Message: Sendable, Hashable {
         case snapshot(Snapshot)
         /// Campaign now (leader transfer).
         case timeoutNow
+        /// The leader has nothing to send and every member has its whole log and `commit`: it
+        /// stops heartbeating, and the follower stops its election timer until it hears from the
+        /// leader again or its host wakes it (`RaftNode.wake`, `peerUnreachable`).
+        case quiesce(commit: LogIndex)
     }
 
     public var from: NodeID

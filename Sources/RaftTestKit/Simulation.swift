@@ -101,6 +101,10 @@ public final class Simulation {
     var nextNodeID: NodeID
     /// Apply-then-compact threshold.
     public var snapshotEvery: LogIndex = 64
+    /// Plays the host's failure detection, which quiet groups rely on
+    /// (`RaftConfiguration.quiesceAfterRounds`): a crash, and each side of a partition, is
+    /// reported to the nodes that can no longer hear it (`RaftNode.peerUnreachable`).
+    public var hostLiveness = false
 
     public init(seed: UInt64, voters: Int, faults: FaultProfile = FaultProfile(), configure: @escaping (inout RaftConfiguration) -> Void = { _ in }) {
         self.seed = seed
@@ -139,6 +143,9 @@ public final class Simulation {
         guard let n = nodes[id], n.isUp else { return }
         n.raft = nil
         counts.crashes += 1
+        if hostLiveness {
+            for other in nodes.keys.sorted() where other != id { nodes[other]!.raft?.peerUnreachable(id) }
+        }
     }
 
     public func restart(_ id: NodeID) {
@@ -157,6 +164,11 @@ public final class Simulation {
         }
         groups = g
         counts.partitions += 1
+        if hostLiveness {
+            for a in nodes.keys.sorted() {
+                for b in nodes.keys.sorted() where g[a] != g[b] { nodes[a]!.raft?.peerUnreachable(b) }
+            }
+        }
     }
 
     public func heal() { groups = nil }
@@ -362,6 +374,9 @@ public final class Simulation {
         guard let l = leader()?.raft ?? nodes.keys.sorted().compactMap({ nodes[$0]!.raft }).first else { return true }
         return l.membership.members.contains(id)
     }
+
+    /// One step's worth of random load and faults (what `runRandom` does before each step).
+    public func injectRandomFaults() throws { try injectRandom() }
 
     func injectRandom() throws {
         func chance(_ p: Double) -> Bool { p > 0 && Double.random(in: 0..<1, using: &rng) < p }

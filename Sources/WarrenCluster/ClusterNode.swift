@@ -157,6 +157,8 @@ public final class ClusterNode: @unchecked Sendable {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let host = RaftHost(loop: loop, wal: wal, logger: logger)
         host.sender = transport
+        host.me = me
+        host.peers = peerIDs(registry)
         self.host = host
         metadata.host = host
         metadata.forward = { [weak transport] leader, envelopes, term in
@@ -170,7 +172,11 @@ public final class ClusterNode: @unchecked Sendable {
             self?.term = term
         }
         transport.onRaft = { [weak host] messages in host?.receive(messages) }
-        transport.onLinkUp = { [weak self] in self?.metadata.submitUnsent() }
+        transport.onLinkUp = { [weak self] in
+            self?.metadata.submitUnsent()
+            // The others learn this node's status at once, not at the next round (2 s).
+            self?.sendStatus()
+        }
         // A crashed member's sockets close at once: its groups elect without waiting a timeout.
         transport.onLinkDown = { [weak self] name in self?.host.peerUnreachable(ClusterNodeID.of(name)) }
         transport.onApp = { [weak self] message, from, address in self?.received(message, from: from, address: address) }
@@ -240,12 +246,17 @@ public final class ClusterNode: @unchecked Sendable {
         clusterName = name
         let removed = Set(registry.keys).subtracting(nodes.keys)
         registry = nodes
+        host?.peers = peerIDs(nodes)
         for (n, a) in nodes where n != settings.nodeName { transport.learn(name: n, address: a) }
         for n in removed where n != settings.nodeName { transport.forget(name: n) }
         if !nodes.isEmpty && nodes[settings.nodeName] == nil && removed.contains(settings.nodeName) {
             wasRemoved = true
             logger.error("cluster: this node was removed from the cluster (forget_cluster_node); reset it (warrenctl reset) to use it again")
         }
+    }
+
+    private func peerIDs(_ nodes: [String: String]) -> Set<NodeID> {
+        Set(nodes.keys.filter { $0 != settings.nodeName }.map { ClusterNodeID.of($0) })
     }
 
     // MARK: periodic

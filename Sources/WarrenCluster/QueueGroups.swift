@@ -34,6 +34,9 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     private var wanted: [GroupID: Set<NodeID>] = [:]
     private var reconcileTask: RepeatedTask?
     private var reconcileRounds = 0
+    /// Groups whose membership may have to move towards `wanted` (wanted changed, leadership
+    /// gained, a learner not yet promoted): the others are not looked at each round.
+    private var unreconciled: Set<GroupID> = []
     /// What the broker side was last told of each group (commit index, membership): its status
     /// is sent again when either changed (every 2 s at most), not on every commit.
     private var told: [GroupID: (commit: LogIndex, membership: Membership)] = [:]
@@ -53,6 +56,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         let voters = Set(members.map { ClusterNodeID.of($0) })
         clusterLoop.execute { [self] in
             wanted[group] = voters
+            unreconciled.insert(group)
             startReconciling()
             guard host.node(group) == nil else { return }
             var config = RaftConfiguration(id: me)
@@ -61,6 +65,10 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
             // in flight. A crash is noticed sooner anyway: its links drop (`peerUnreachable`).
             config.electionTicks = max(electionTicks, 20)
             config.heartbeatTicks = 2
+            // An idle queue's group goes quiet after 3 rounds (300 ms) with nothing to send:
+            // thousands of idle queues cost no heartbeats. The host's pings notice a paused or
+            // cut-off node for them (`RaftHost.silenceLimit`).
+            config.quiesceAfterRounds = 3
             config.seed = group ^ me ^ UInt64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
             if host.wal.groups.contains(group) || join {
                 // A member restarting: its log as the WAL kept it (it stands in elections as
@@ -81,6 +89,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         clusterLoop.execute { [self] in
             wanted[group] = nil
             told[group] = nil
+            unreconciled.remove(group)
             host.removeGroup(group)
         }
     }
@@ -90,6 +99,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         clusterLoop.execute { [self] in
             guard wanted[group] != nil else { return }
             wanted[group] = ids
+            unreconciled.insert(group)
         }
     }
 
@@ -130,8 +140,18 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         reconcileRounds += 1
         if reconcileRounds % 4 == 0 { tellStatus() }
         if !transfers.isEmpty { pursueTransfers() }
-        for (group, want) in wanted {
-            guard let node = host.node(group), node.role == .leader, let change = node.nextMembershipChange(toward: want) else { continue }
+        for group in unreconciled {
+            // Not leading: whoever leads does it (and leadership gained here adds it again).
+            guard let want = wanted[group], let node = host.node(group), node.role == .leader else {
+                unreconciled.remove(group)
+                continue
+            }
+            guard let change = node.nextMembershipChange(toward: want) else {
+                // Done once it is exactly the wanted voters; a learner still catching up is
+                // looked at again next round.
+                if node.membership.voters == want && node.membership.learners.isEmpty { unreconciled.remove(group) }
+                continue
+            }
             _ = host.withGroup(group) { n -> Bool in (try? n.proposeConfChange(change)) != nil }
         }
     }
@@ -208,6 +228,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     public func leaderChanged(_ leader: NodeID, role: RaftNode.Role, term: Term, group: GroupID) {
+        if role == .leader { unreconciled.insert(group) }
         push(.role(group, leads: role == .leader, term: term))
         if let s = status(of: group) { push(.status(group, s)) }
     }

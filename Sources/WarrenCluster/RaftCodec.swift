@@ -54,6 +54,9 @@ public enum RaftCodec {
             b.writeBytes(s.data)
         case .timeoutNow:
             b.writeInteger(UInt8(10))
+        case .quiesce(let commit):
+            b.writeInteger(UInt8(11))
+            b.writeInteger(commit)
         }
     }
 
@@ -101,6 +104,9 @@ public enum RaftCodec {
             else { return nil }
             kind = .snapshot(Snapshot(index: i, term: t, membership: m, data: data))
         case 10: kind = .timeoutNow
+        case 11:
+            guard let c = u64() else { return nil }
+            kind = .quiesce(commit: c)
         default: return nil
         }
         return (group, Message(from: from, to: to, term: term, kind: kind))

@@ -39,6 +39,10 @@ public final class RaftHost {
         var writtenVote: NodeID = 0
         var lastLeader: NodeID = 0
         var lastRole: RaftNode.Role = .follower
+        /// In `dirty`: stepped, ticked or proposed to since its last Ready was taken.
+        var dirty = false
+        /// In `ticking`: not known to be quiet.
+        var ticking = false
         init(id: GroupID, node: RaftNode, delegate: any RaftGroupDelegate) {
             self.id = id
             self.node = node
@@ -47,6 +51,12 @@ public final class RaftHost {
     }
 
     private var groups: [GroupID: Group] = [:]
+    /// The groups that may have a Ready: a round looks at these only, so thousands of quiet
+    /// groups cost nothing per round.
+    private var dirty: [Group] = []
+    /// The groups ticked: a quiet group leaves this list at its next tick and comes back when
+    /// anything touches it (a message, a proposal, a wake), so 10,000 idle groups cost no ticks.
+    private var ticking: [Group] = []
     private var processScheduled = false
     private var tickTask: RepeatedTask?
     private var closed = false
@@ -58,6 +68,61 @@ public final class RaftHost {
         self.loop = loop
         self.wal = wal
         self.logger = logger
+    }
+
+    // MARK: liveness of the other nodes
+
+    /// This node's id, and the other nodes of the cluster (set by the cluster as its registry
+    /// changes): each is sent a ping every `pingInterval` and is declared silent after
+    /// `silenceLimit` without a message. Quiet groups (`RaftConfiguration.quiesceAfterRounds`)
+    /// send no heartbeats, so this is how their members notice a paused or cut-off node: a
+    /// paused process keeps its sockets open, so a dropped link alone does not say it.
+    public var me: NodeID = 0
+    public var peers: Set<NodeID> = [] {
+        didSet {
+            let now = NIODeadline.now()
+            for p in peers where lastHeard[p] == nil { lastHeard[p] = now }
+            for p in lastHeard.keys where !peers.contains(p) {
+                lastHeard[p] = nil
+                silent.remove(p)
+            }
+        }
+    }
+    public static let pingInterval = TimeAmount.milliseconds(200)
+    public var silenceLimit = TimeAmount.seconds(1)
+    /// Pings travel as a message of this group, which no queue or metadata group ever has.
+    static let livenessGroup: GroupID = .max
+    private var lastHeard: [NodeID: NIODeadline] = [:]
+    private var silent: Set<NodeID> = []
+    private var lastPing = NIODeadline.uptimeNanoseconds(0)
+    private var lastTick = NIODeadline.now()
+
+    private func checkLiveness() {
+        let now = NIODeadline.now()
+        defer { lastTick = now }
+        if now - lastTick > .nanoseconds(silenceLimit.nanoseconds / 2) {
+            // This loop itself stalled (or the process was paused): what arrived meanwhile is
+            // still unread, so nobody can be judged silent on this round.
+            for p in peers { lastHeard[p] = now }
+            return
+        }
+        if now - lastPing >= Self.pingInterval {
+            lastPing = now
+            sender?.send(peers.sorted().map { (Self.livenessGroup, Message(from: me, to: $0, term: 0, kind: .heartbeatResponse(context: 0))) })
+        }
+        for p in peers {
+            let quiet = now - (lastHeard[p] ?? now) > silenceLimit
+            if quiet && !silent.contains(p) {
+                silent.insert(p)
+                logger.warning(
+                    "cluster: node silent: its replicated queues elect new leaders where it led",
+                    metadata: ["node": "\(p)", "for": "\(silenceLimit.nanoseconds / 1_000_000) ms"])
+                peerUnreachable(p)
+            } else if !quiet && silent.contains(p) {
+                silent.remove(p)
+                logger.notice("cluster: node heard from again", metadata: ["node": "\(p)"])
+            }
+        }
     }
 
     /// Starts ticking (on the loop).
@@ -99,6 +164,7 @@ public final class RaftHost {
         g.writtenTerm = state.hardState.term
         g.writtenVote = state.hardState.vote
         groups[id] = g
+        markDirty(g)
         // The state machine is in memory: it starts from the group's snapshot, and what was
         // committed after it comes out of the first Ready.
         if let snap = state.snapshot { delegate.committed([], snapshot: snap, group: id) }
@@ -119,9 +185,16 @@ public final class RaftHost {
 
     /// Messages from peers (one batch from the transport).
     public func receive(_ messages: [(GroupID, Message)]) {
+        var from: NodeID = 0
+        let now = NIODeadline.now()
         for (g, m) in messages {
+            if m.from != from {
+                from = m.from
+                if lastHeard[from] != nil { lastHeard[from] = now }
+            }
             guard let group = groups[g] else { continue }
             group.node.step(m)
+            markDirty(group)
         }
         scheduleProcess()
     }
@@ -129,21 +202,51 @@ public final class RaftHost {
     /// Runs `body` against a group's node, then processes what it produced.
     public func withGroup<T>(_ id: GroupID, _ body: (RaftNode) throws -> T) rethrows -> T? {
         guard let g = groups[id] else { return nil }
-        defer { scheduleProcess() }
+        defer {
+            markDirty(g)
+            scheduleProcess()
+        }
         return try body(g.node)
     }
 
-    /// The link to `peer` dropped: followers of groups it leads stand for election at once
+    /// The link to `peer` dropped, or it went silent: followers of groups it leads stand for
+    /// election at once, quiet leaders of groups it is in heartbeat again
     /// (`RaftNode.peerUnreachable`).
     public func peerUnreachable(_ peer: NodeID) {
-        for g in groups.values where g.node.leader == peer { g.node.peerUnreachable(peer) }
+        for g in groups.values where g.node.leader == peer || (g.node.role == .leader && g.node.membership.members.contains(peer)) {
+            g.node.peerUnreachable(peer)
+            markDirty(g)
+        }
         scheduleProcess()
     }
 
     private func tick() {
         guard !closed else { return }
-        for g in groups.values { g.node.tick() }
+        if !peers.isEmpty { checkLiveness() }
+        var kept = 0
+        for i in ticking.indices {
+            let g = ticking[i]
+            guard !g.node.quiesced, groups[g.id] === g else {
+                g.ticking = false
+                continue
+            }
+            g.node.tick()
+            markDirty(g)
+            ticking[kept] = g
+            kept += 1
+        }
+        ticking.removeLast(ticking.count - kept)
         scheduleProcess()
+    }
+
+    private func markDirty(_ g: Group) {
+        if !g.ticking {
+            g.ticking = true
+            ticking.append(g)
+        }
+        guard !g.dirty else { return }
+        g.dirty = true
+        dirty.append(g)
     }
 
     // MARK: the cycle
@@ -163,7 +266,16 @@ public final class RaftHost {
         var round: [(Group, Ready)] = []
         var early: [(GroupID, Message)] = []
         var needsSync = false
-        for g in groups.values where !g.inFlight && g.node.hasReady {
+        let candidates = dirty
+        dirty.removeAll(keepingCapacity: true)
+        for g in candidates {
+            // A group in flight stays dirty: what it got meanwhile is taken after `finish`.
+            if g.inFlight {
+                dirty.append(g)
+                continue
+            }
+            g.dirty = false
+            guard g.node.hasReady, groups[g.id] === g else { continue }
             var ready = g.node.ready()
             g.inFlight = true
             wal.save(g.id, hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
@@ -221,6 +333,7 @@ public final class RaftHost {
             }
             g.node.advance(ready)
             g.inFlight = false
+            markDirty(g)
         }
         scheduleProcess()
     }

@@ -84,10 +84,10 @@ def test_every_kind_of_definition_made_on_one_node_is_on_every_node(cluster):
 def test_nodes_and_cluster_status_list_every_member(cluster):
     names = sorted(n["name"] for n in cluster.nodes)
     for i in (1, 2, 3):
-        s, nodes, _ = cluster.api(i).call("GET", "/api/nodes")
-        assert s == 200
+        # (Each member's status comes when its link is up: polled, bounded.)
+        nodes = eventually(lambda: (lambda r: r[1] if r[0] == 200 and all(n["running"] for n in r[1]) else None)(
+            cluster.api(i).call("GET", "/api/nodes")), timeout=10, what=f"every member running as node {i} sees it")
         assert sorted(n["name"] for n in nodes) == names
-        assert all(n["running"] for n in nodes), nodes
         assert all(n.get("mem_used", 0) > 0 and n.get("fd_total", 0) > 0 and n.get("uptime", 0) > 0 for n in nodes), nodes
         st = cluster.status(i)
         assert sorted(st["running_nodes"]) == names and sorted(st["disk_nodes"]) == names

@@ -250,8 +250,11 @@ def test_home_node_killed_mid_stream_keeps_every_confirmed_persistent_message(cl
     eventually(lambda: len(confirmed) > n + 200, timeout=30, what="confirms again after the restart")
     stop.set()
     t.join(30)
-    ch = cluster.connect(3).channel()
-    count = ch.queue_declare("xq.kill", passive=True).method.message_count
+    # (Node 3's queue link to the restarted node may come up after the publisher's: until it
+    # does, a passive declare there answers 404 and closes its channel. A fresh one each time.)
+    c3 = cluster.connect(3)
+    count = eventually(lambda: c3.channel().queue_declare("xq.kill", passive=True).method.message_count, timeout=30)
+    ch = c3.channel()
     got = [int(x) for x in drain(ch, "xq.kill", count)]
     assert len(got) == len(set(got)), "no message twice"
     missing = set(confirmed) - set(got)
