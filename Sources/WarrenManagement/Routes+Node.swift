@@ -231,8 +231,7 @@ extension ManagementAPI {
 }
 
 /// rabbitmq-queues rebalance: leaders of the matching replicated queues spread over the nodes,
-/// as evenly as their members allow (a leader moves to the member leading the fewest queues,
-/// while that is at least two fewer than its own node leads).
+/// as evenly as their members allow (`ReplicatedQueues.spreadingMoves`).
 extension ManagementAPI {
     func rebalance(_ r: ManagementRequest) throws -> ManagementResponse {
         let body = r.body.isEmpty ? [:] : try object(r)
@@ -244,22 +243,10 @@ extension ManagementAPI {
                 if let rq = q.replicated { chosen.append((v, q, rq)) }
             }
         }
-        var leads: [String: Int] = [:]
-        for node in broker.clusterNodes.keys { leads[node] = 0 }
-        for (_, q, _) in chosen { leads[q.homeNode, default: 0] += 1 }
-        var commands: [MetadataCommand] = []
-        var rows: [JSONValue] = []
-        // The busiest leaders' queues first, so that every move narrows the spread.
-        for (v, q, rq) in chosen.sorted(by: { (leads[$0.1.homeNode] ?? 0) > (leads[$1.1.homeNode] ?? 0) }) {
-            let from = q.homeNode
-            let mine = leads[from] ?? 0
-            guard let target = rq.members.filter({ $0 != from && leads[$0] != nil }).min(by: { (leads[$0]!, $0) < (leads[$1]!, $1) }),
-                leads[target]! + 1 < mine
-            else { continue }
-            leads[from] = mine - 1
-            leads[target]! += 1
-            commands.append(.queueTransfer(vhost: v.name, name: q.name, incarnation: q.incarnation, node: target))
-            rows.append(.object(["vhost": .string(v.name), "name": .string(q.name), "from": .string(from), "to": .string(target)]))
+        let moves = broker.replicatedQueues?.spreadingMoves(chosen.map(\.1)) ?? []
+        let commands = moves.map(\.command)
+        let rows: [JSONValue] = moves.map {
+            .object(["vhost": .string($0.vhost), "name": .string($0.name), "from": .string($0.from), "to": .string($0.to)])
         }
         return try commitAll(commands) { .json(.array(rows)) }
     }

@@ -131,6 +131,31 @@ struct ClearPolicy: CtlVerb {
     }
 }
 
+struct SetGlobalParameter: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "set_global_parameter", abstract: "Sets a global runtime parameter (e.g. warren-leader-spreading, warren-replica-healing).")
+    @OptionGroup var node: NodeOptions
+    @Argument var name: String
+    @Argument(help: "The value, JSON (a string is quoted: '\"off\"').") var value: String
+    func execute() throws {
+        guard let v = try? JSONSerialization.jsonObject(with: Data(value.utf8), options: [.fragmentsAllowed]) else {
+            throw CtlError.usage("the value must be JSON, got \(value) (a string is written '\"off\"')")
+        }
+        node.say("Setting global runtime parameter \"\(name)\" to \"\(value)\" ...")
+        _ = try node.client.call("PUT", "/api/global-parameters/\(ManagementClient.segment(name))", body: ["name": name, "value": v])
+    }
+}
+
+struct ClearGlobalParameter: CtlVerb {
+    static let configuration = CommandConfiguration(commandName: "clear_global_parameter", abstract: "Clears a global runtime parameter.")
+    @OptionGroup var node: NodeOptions
+    @Argument var name: String
+    func execute() throws {
+        node.say("Clearing global runtime parameter \"\(name)\" ...")
+        _ = try node.client.call("DELETE", "/api/global-parameters/\(ManagementClient.segment(name))")
+    }
+}
+
 struct PurgeQueue: CtlVerb {
     static let configuration = CommandConfiguration(commandName: "purge_queue", abstract: "Removes every ready message from a queue.")
     @OptionGroup var node: NodeOptions

@@ -114,6 +114,12 @@ struct Listing: Sendable {
         noun: "policy", path: { "/api/policies/\($0.v)" }, defaults: ["vhost", "name", "pattern", "apply-to", "definition", "priority"],
         columns: fields(["vhost", "name", "pattern", "apply-to", "definition", "priority"]),
         info: { "Listing policies for vhost \"\($0.vhost)\" ..." })
+
+    static let globalParameters = Listing(
+        verb: "list_global_parameters", abstract: "Lists the global runtime parameters.",
+        noun: "global parameter", path: { _ in "/api/global-parameters" }, defaults: ["name", "value"],
+        columns: fields(["name", "value"]),
+        info: { _ in "Listing global runtime parameters ..." })
 }
 
 /// Which list a `ListVerb` is: one tiny type per verb, since each subcommand is a type.
@@ -144,3 +150,4 @@ enum UsersList: ListKind { static let listing = Listing.users }
 enum VHostsList: ListKind { static let listing = Listing.vhosts }
 enum PermissionsList: ListKind { static let listing = Listing.permissions }
 enum PoliciesList: ListKind { static let listing = Listing.policies }
+enum GlobalParametersList: ListKind { static let listing = Listing.globalParameters }

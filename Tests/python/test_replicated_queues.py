@@ -23,8 +23,15 @@ FAULTS = int(os.environ.get("WARREN_REPLICA_FAULTS", "1"))
 @pytest.fixture(scope="module")
 def cluster():
     c = Cluster(3, name="test_replicated_queues", extra=("--queue-link-timeout", "3"))
+    # Leaders stay where the tests put them, except in the test of automatic spreading.
+    set_spreading(c, "off")
     yield c
     c.down()
+
+
+def set_spreading(cluster, value):
+    s, b, _ = cluster.api(1).call("PUT", "/api/global-parameters/warren-leader-spreading", {"value": value})
+    assert s in (201, 204), b
 
 
 def queue_info(cluster, i, name):
@@ -413,3 +420,94 @@ def test_rebalance_spreads_leaders_over_the_nodes(cluster):
     for k in range(6):
         ch.basic_publish("", f"rq.bal{k}", b"x", properties=pika.BasicProperties(delivery_mode=2))
         assert ch.basic_get(f"rq.bal{k}", auto_ack=True)[2] == b"x"
+
+
+def test_dead_lettering_at_least_once_keeps_messages_until_a_target_has_them(cluster):
+    """x-dead-letter-strategy at-least-once (with x-overflow reject-publish, as RabbitMQ
+    requires): rejected messages whose dead-letter exchange routes nowhere are kept by the
+    leader and dead-lettered once a queue is bound; the same queue without reject-publish falls
+    back to at-most-once, as RabbitMQ 3.10 does, and those messages are gone."""
+    c1 = cluster.connect(1)
+    ch1 = c1.channel()
+    ch1.exchange_declare("rq.dlx.alo", "fanout", durable=True)
+    ch1.exchange_declare("rq.dlx.amo", "fanout", durable=True)
+    c1.close()
+    declare_everywhere(cluster, 1, "rq.src.alo", {
+        "x-dead-letter-exchange": "rq.dlx.alo", "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"})
+    declare_everywhere(cluster, 1, "rq.src.amo", {
+        "x-dead-letter-exchange": "rq.dlx.amo", "x-dead-letter-strategy": "at-least-once"})
+    pub = cluster.connect(2)
+    pch = pub.channel()
+    pch.confirm_delivery()
+    n = 20
+    for src in ("rq.src.alo", "rq.src.amo"):
+        for i in range(n):
+            pch.basic_publish("", src, f"{src}-{i}".encode(), properties=pika.BasicProperties(delivery_mode=2))
+    pub.close()
+    con = cluster.connect(3)
+    ch = con.channel()
+    for src in ("rq.src.alo", "rq.src.amo"):
+        for _ in range(n):
+            m, _, _ = ch.basic_get(src)
+            assert m is not None
+            ch.basic_reject(m.delivery_tag, requeue=False)
+    # Nothing is bound yet: at-most-once drops them now; at-least-once keeps trying.
+    for src in ("rq.src.alo", "rq.src.amo"):
+        eventually(lambda: ch.queue_declare(src, passive=True).method.message_count == 0, timeout=10,
+                   what=f"the rejections reached {src}'s leader")
+    declare_everywhere(cluster, 2, "rq.dlq.alo")
+    declare_everywhere(cluster, 2, "rq.dlq.amo")
+    ch.queue_bind("rq.dlq.alo", "rq.dlx.alo")
+    ch.queue_bind("rq.dlq.amo", "rq.dlx.amo")
+    eventually(lambda: ch.queue_declare("rq.dlq.alo", passive=True).method.message_count == n, timeout=15,
+               what="the kept messages dead-lettered once routable")
+    got = []
+    for _ in range(n):
+        m, props, body = ch.basic_get("rq.dlq.alo", auto_ack=True)
+        got.append(body.decode())
+        death = props.headers["x-death"][0]
+        assert death["reason"] == "rejected" and death["queue"] == "rq.src.alo"
+    assert sorted(got) == sorted(f"rq.src.alo-{i}" for i in range(n))
+    assert ch.queue_declare("rq.src.alo", passive=True).method.message_count == 0
+    # Given the same time, the fallback dropped its messages.
+    assert ch.queue_declare("rq.dlq.amo", passive=True).method.message_count == 0
+    assert ch.queue_declare("rq.src.amo", passive=True).method.message_count == 0
+    con.close()
+
+
+def test_leaders_spread_over_the_nodes_on_their_own_once_the_cluster_is_whole(cluster):
+    """Automatic spreading (global parameter warren-leader-spreading: seconds the cluster must
+    have been whole, "off" to stop it): queues declared on node 1 are led there, six more than
+    any other node leads; once on, leaders move until no queue could move to a member that
+    leads fewer by two or more (the rebalance verb's rule), and they work from their new leaders."""
+    def leaders():
+        s, rows, _ = cluster.api(2).call("GET", "/api/queues")
+        return {r["name"]: (r.get("leader"), r.get("members") or []) for r in rows if r.get("leader")}
+
+    def counts():
+        c = {cluster.node_name(n): 0 for n in (1, 2, 3)}
+        for leader, _ in leaders().values():
+            c[leader] = c.get(leader, 0) + 1
+        return c
+    before = counts()
+    extra = max(before.values()) - before[cluster.node_name(1)] + 6
+    for k in range(extra):
+        declare_everywhere(cluster, 1, f"rq.auto{k}")
+    eventually(lambda: all(f"rq.auto{k}" in leaders() for k in range(extra)), timeout=20, what="the new leaders recorded")
+
+    def settled():
+        c = counts()
+        return all(c[leader] - c.get(m, 0) <= 1 for leader, members in leaders().values() for m in members)
+    assert not settled(), counts()
+    set_spreading(cluster, "2")
+    try:
+        eventually(settled, timeout=60, what="leaders spread")
+    finally:
+        set_spreading(cluster, "off")
+    moved = [k for k in range(extra) if leaders()[f"rq.auto{k}"][0] != cluster.node_name(1)]
+    assert moved, counts()
+    ch = cluster.connect(3).channel()
+    ch.confirm_delivery()
+    for k in moved:
+        ch.basic_publish("", f"rq.auto{k}", b"y", properties=pika.BasicProperties(delivery_mode=2))
+        assert eventually(lambda: ch.basic_get(f"rq.auto{k}", auto_ack=True)[2], timeout=10) == b"y"

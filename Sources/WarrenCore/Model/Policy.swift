@@ -128,6 +128,11 @@ public struct QueueSettings: Sendable, Equatable {
     /// Quorum queues: deliveries after which a message is dead-lettered (or dropped); nil for
     /// no limit (`x-delivery-limit`, policy `delivery-limit`; the lower wins, negative is none).
     public var deliveryLimit: Int64?
+    /// Quorum queues: `x-dead-letter-strategy` / policy `dead-letter-strategy`
+    /// `at-least-once` (kept until the dead-letter targets confirm). RabbitMQ 3.10 honours it
+    /// only with `x-overflow: reject-publish` and a dead-letter exchange, and falls back to
+    /// at-most-once otherwise; so does Warren.
+    public var deadLetterAtLeastOnce = false
     /// Keys the cluster and federation issues will act on (ha-*, federation-upstream...).
     public var otherPolicyKeys: [String: JSONValue] = [:]
 
@@ -164,6 +169,8 @@ public struct QueueSettings: Sendable, Equatable {
             // quorum queues); a quorum queue counts deliveries instead.
             s.deliveryLimit = int("x-delivery-limit", "delivery-limit").flatMap { $0 >= 0 ? $0 : nil }
             if s.overflow == .rejectPublishDLX { s.overflow = .dropHead }  // as RabbitMQ 3.10 falls back
+            let strategy = a["x-dead-letter-strategy"]?.stringValue ?? p["dead-letter-strategy"]?.stringValue
+            s.deadLetterAtLeastOnce = strategy == "at-least-once" && s.overflow == .rejectPublish && s.deadLetterExchange != nil
         }
         for (k, v) in p where k.hasPrefix("ha-") || k.hasPrefix("federation-") || k.hasSuffix("-locator") {
             s.otherPolicyKeys[k] = v

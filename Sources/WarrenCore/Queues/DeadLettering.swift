@@ -5,10 +5,19 @@ extension VirtualHost {
     /// Republishes a message that left `queue` for `reason` to the queue's dead-letter exchange,
     /// with the `x-death` header RabbitMQ writes. Without a dead-letter exchange (or with one that
     /// does not exist) the message is dropped, as in RabbitMQ.
-    func deadLetter(_ message: Message, from queue: MessageQueue, reason: DeadLetterReason) {
-        guard let dlxName = queue.settings.deadLetterExchange else { return }
+    ///
+    /// With `confirmed` (at-least-once dead-lettering): called with true once every queue it was
+    /// routed to has it (a replicated one: committed; another node's: answered), false when it
+    /// could not be routed or a target refused it or was unreachable (the caller keeps the
+    /// message and tries again). A message dropped as a dead-letter cycle counts as done.
+    func deadLetter(_ message: Message, from queue: MessageQueue, reason: DeadLetterReason, confirmed: ((Bool) -> Void)? = nil) {
+        guard let dlxName = queue.settings.deadLetterExchange else {
+            confirmed?(true)
+            return
+        }
         guard let dlx = exchanges[dlxName] else {
             broker.logger.debug("dead-letter exchange missing; message dropped", metadata: ["queue": "\(queue.name)", "exchange": "\(dlxName)"])
+            confirmed?(false)
             return
         }
         let nowSeconds = UInt64(max(0, broker.clock.nowMilliseconds() / 1000))
@@ -23,6 +32,7 @@ extension VirtualHost {
         }
         let deaths = Self.deaths(of: dead)
         var remote: [String: [String]] = [:]
+        var live: [MessageQueue] = []
         for q in targets {
             // RabbitMQ drops a message that would go round a cycle of automatic dead-lettering
             // (expiry, maxlen) back to a queue it died in; a rejection anywhere breaks the cycle.
@@ -30,6 +40,13 @@ extension VirtualHost {
                 broker.logger.debug("dead-letter cycle; message dropped", metadata: ["queue": "\(q.name)"])
                 continue
             }
+            live.append(q)
+        }
+        if let confirmed {
+            guard !live.isEmpty else { return confirmed(targets.isEmpty ? false : true) }
+            return deadLetterConfirmed(dead, to: live, confirmed)
+        }
+        for q in live {
             if q.isLocal {
                 q.enqueue(dead)
             } else {
@@ -37,6 +54,43 @@ extension VirtualHost {
             }
         }
         sendToHomes(dead, remote)
+    }
+
+    /// Hands `dead` to its targets and calls `confirmed` once, when all have answered: a queue
+    /// of this node (not replicated) has it at once, a replicated one when its group committed
+    /// it, another node's when that node answers.
+    private func deadLetterConfirmed(_ dead: Message, to targets: [MessageQueue], _ confirmed: @escaping (Bool) -> Void) {
+        final class Parts {
+            var remaining: Int
+            var ok = true
+            let done: (Bool) -> Void
+            init(_ n: Int, _ done: @escaping (Bool) -> Void) {
+                remaining = n
+                self.done = done
+            }
+            func answer(_ yes: Bool) {
+                ok = ok && yes
+                remaining -= 1
+                if remaining == 0 { done(ok) }
+            }
+        }
+        var remote: [String: [String]] = [:]
+        var local: [MessageQueue] = []
+        for q in targets {
+            if q.isLocal { local.append(q) } else { remote[q.homeNode, default: []].append(q.name) }
+        }
+        let parts = Parts(local.count + remote.count, confirmed)
+        for q in local {
+            if let r = q.replicated {
+                if !r.publish(dead, completion: { parts.answer($0) }) { parts.answer(false) }
+            } else {
+                parts.answer(q.enqueue(dead))
+            }
+        }
+        for (node, names) in remote.sorted(by: { $0.key < $1.key }) {
+            let sent = broker.clusterQueues?.forward(dead, vhost: name, queues: names, to: node, completion: { parts.answer($0) }) ?? false
+            if !sent { parts.answer(false) }
+        }
     }
 
     /// Hands a message this node routed (dead-lettered, published from the management API) to

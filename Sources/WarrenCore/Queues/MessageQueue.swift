@@ -534,8 +534,20 @@ public final class MessageQueue {
     private func deadLetter(_ entry: QueueEntry, _ reason: DeadLetterReason) {
         deadLetteredCount &+= 1
         vhost.broker.stats.deadLettered &+= 1
+        // At-least-once: the replica keeps it until the targets confirm, then forgets it.
+        if let r = replicated, r.deadLettersAtLeastOnce { return r.deadLetterAtLeastOnce(entry, reason) }
         vhost.deadLetter(entry.message, from: self, reason: reason)
         forget(entry)
+    }
+
+    /// A message dead-lettered at least once, now confirmed by its targets.
+    func forgetDeadLettered(_ entry: QueueEntry) { forget(entry) }
+
+    /// Messages taken out for dead-lettering and not confirmed, back among the ready ones (a
+    /// leadership that ended: the log still has them).
+    func putBack(_ entries: [QueueEntry]) {
+        guard !entries.isEmpty else { return }
+        ready.requeue(entries)
     }
 
     // MARK: settings

@@ -9,6 +9,8 @@ extension ReplicatedQueue {
         let (nextSeq, ready) = queue.replicaContents
         var all = ready
         all.append(contentsOf: handedOut.values)
+        // Not settled either: their removal is logged once their targets confirm.
+        all.append(contentsOf: deadLettering.values.map(\.entry))
         all.sort { $0.seq < $1.seq }
         var b = ByteBuffer()
         b.writeInteger(UInt8(1))

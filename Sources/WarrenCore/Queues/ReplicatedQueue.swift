@@ -57,6 +57,9 @@ public final class ReplicatedQueue: QueueContents {
     public private(set) var serving = false
     /// Messages this leader handed out and not yet settled, by sequence number.
     var handedOut: [UInt64: QueueEntry] = [:]
+    /// Messages this leader dead-letters at least once, until their targets confirm them (then
+    /// their removal is logged), with when to try again after a failure.
+    var deadLettering: [UInt64: (entry: QueueEntry, reason: DeadLetterReason, retryAt: Int64?)] = [:]
     /// This turn's batch: enqueues as they come, the lists added when it is taken.
     private var out = ByteBuffer()
     private var outCount: UInt32 = 0
@@ -304,6 +307,38 @@ public final class ReplicatedQueue: QueueContents {
         markDirty()
     }
 
+    // MARK: at-least-once dead-lettering (the leader)
+
+    /// Whether this leader dead-letters at least once (`QueueSettings.deadLetterAtLeastOnce`).
+    var deadLettersAtLeastOnce: Bool { serving && queue.settings.deadLetterAtLeastOnce }
+
+    /// `e` left the queue for `reason`: it is dead-lettered, and forgotten (its removal logged)
+    /// only once every target has it. Until then it stays in the log, so a leader that takes
+    /// over before that has it again (and dead-letters it again, or delivers it: at least once).
+    func deadLetterAtLeastOnce(_ e: QueueEntry, _ reason: DeadLetterReason) {
+        deadLettering[e.seq] = (e, reason, nil)
+        attemptDeadLetter(e.seq)
+    }
+
+    private func attemptDeadLetter(_ seq: UInt64) {
+        guard let d = deadLettering[seq] else { return }
+        let term = raftTerm
+        queue.vhost.deadLetter(d.entry.message, from: queue, reason: d.reason) { [self] ok in
+            // A leadership that ended meanwhile put it back already.
+            guard serving, raftTerm == term, let d = deadLettering[seq] else { return }
+            if ok {
+                deadLettering[seq] = nil
+                queue.forgetDeadLettered(d.entry)
+            } else {
+                // Unroutable, refused or unreachable: kept, and tried again (RabbitMQ retries too).
+                if deadLettering[seq]?.retryAt == nil {
+                    manager.broker.logger.debug("\(queue.resourceDescription): dead-lettering not confirmed; tried again in 2 s")
+                }
+                deadLettering[seq]!.retryAt = manager.now + 2000
+            }
+        }
+    }
+
     // MARK: from the group
 
     /// A committed entry (in log order).
@@ -402,6 +437,11 @@ public final class ReplicatedQueue: QueueContents {
     private func stopServing() {
         let was = serving
         serving = false
+        if !deadLettering.isEmpty {
+            // Their removal was never logged: the next leader has them, and so must this node.
+            queue.putBack(deadLettering.values.map(\.entry))
+            deadLettering.removeAll()
+        }
         if !handedOut.isEmpty {
             let back = handedOut.values.map {
                 var e = $0
@@ -470,6 +510,12 @@ public final class ReplicatedQueue: QueueContents {
             while let first = waiters.first, first.deadline <= now {
                 waiters.removeFirst()
                 first.run(false)
+            }
+        }
+        if serving && !deadLettering.isEmpty {
+            for (seq, d) in deadLettering where (d.retryAt ?? .max) <= now {
+                deadLettering[seq]!.retryAt = nil
+                attemptDeadLetter(seq)
             }
         }
         // A record that did not commit (no metadata majority a moment ago) is asked for again.

@@ -192,7 +192,13 @@ public final class ReplicatedQueues {
         let t = now
         for r in byGroup.values { r.tick(now: t) }
         broker.clusterQueues?.announceConfirms()
+        spreadLeadersIfSettled(now: t)
     }
+
+    /// Since when every node of the cluster has been up (automatic spreading), and the last
+    /// round of it.
+    var wholeSince: Int64?
+    var lastSpreading: Int64 = 0
 
     /// The session with `node` is up: consumers of queues it leads that lost their link to it
     /// attach again.

@@ -50,6 +50,10 @@ extension ClusterQueues {
     /// Passes a publish for a replicated queue on to the node that leads it now; `completion`
     /// (if any) hears how it ended there. False when that node cannot be reached now.
     func forward(_ message: Message, vhost: String, queue: String, to node: String, completion: ((Bool) -> Void)?) -> Bool {
+        forward(message, vhost: vhost, queues: [queue], to: node, completion: completion)
+    }
+
+    func forward(_ message: Message, vhost: String, queues: [String], to node: String, completion: ((Bool) -> Void)?) -> Bool {
         guard let p = peer(node), !p.failed else { return false }
         var id: UInt64 = 0
         if let completion {
@@ -57,7 +61,7 @@ extension ClusterQueues {
             nextID &+= 1
             p.forwardWaits[id] = completion
         }
-        send(.publish(confirm: id, vhost: vhost, queues: [queue], message: message), to: p)
+        send(.publish(confirm: id, vhost: vhost, queues: queues, message: message), to: p)
         p.credit -= Self.cost(message)
         return true
     }
