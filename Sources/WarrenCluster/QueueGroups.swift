@@ -52,7 +52,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
 
     // MARK: ReplicaLog (broker loop)
 
-    public func open(group: UInt64, members: [String], campaign: Bool, join: Bool) {
+    public func open(group: UInt64, members: [String], campaign: Bool, join: Bool, initial: [UInt8]?) {
         let voters = Set(members.map { ClusterNodeID.of($0) })
         clusterLoop.execute { [self] in
             wanted[group] = voters
@@ -70,7 +70,12 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
             // cut-off node for them (`RaftHost.silenceLimit`).
             config.quiesceAfterRounds = 3
             config.seed = group ^ me ^ UInt64(truncatingIfNeeded: NIODeadline.now().uptimeNanoseconds)
-            if host.wal.groups.contains(group) || join {
+            if let initial, !host.wal.groups.contains(group) {
+                // An existing queue made replicated: its home founds the group alone with the
+                // queue's contents (a group of one elects itself), and the leader adds the
+                // other members as it adds any (learners that get the snapshot, then voters).
+                host.bootstrap(group, voters: [me], data: initial, configuration: config, delegate: self)
+            } else if host.wal.groups.contains(group) || join {
                 // A member restarting: its log as the WAL kept it (it stands in elections as
                 // any member does, when it hears no leader). A member added later starts
                 // empty: the leader adds it as a learner and sends it a snapshot and the log.

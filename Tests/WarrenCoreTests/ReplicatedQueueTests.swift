@@ -9,7 +9,7 @@ import Testing
 final class FakeReplicaLog: ReplicaLog {
     var proposed: [[UInt8]] = []
     var compacted = 0
-    func open(group: UInt64, members: [String], campaign: Bool, join: Bool) {}
+    func open(group: UInt64, members: [String], campaign: Bool, join: Bool, initial: [UInt8]?) {}
     func close(group: UInt64) {}
     func propose(_ batches: [(group: UInt64, data: [UInt8])]) { proposed += batches.map(\.data) }
     func compact(group: UInt64, upTo index: UInt64, data: [UInt8]) { compacted += 1 }

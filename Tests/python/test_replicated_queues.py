@@ -393,6 +393,56 @@ def test_ha_mode_policies_replicate_classic_queues(cluster):
     assert s == 400, b
 
 
+def test_an_ha_mode_policy_set_later_replicates_the_existing_queue_with_its_messages(cluster):
+    """RabbitMQ applies ha-mode to queues that exist: a classic queue on node 1 with 300
+    persistent messages, 5 of them held unacked by a consumer on node 1 and 5 by one on node
+    3, becomes replicated on every node when the policy comes; node 1 is then killed and the
+    survivors have every message but the 5 that node 1's consumer acked (node 3's, held on
+    another node, were taken back and are delivered again, redelivered); then exactly 2."""
+    names = [cluster.node_name(i) for i in (1, 2, 3)]
+    c1 = cluster.connect(1)
+    ch1 = c1.channel()
+    ch1.queue_declare("late.q", durable=True)
+    ch1.confirm_delivery()
+    for k in range(300):
+        ch1.basic_publish("", "late.q", str(k).encode(), properties=pika.BasicProperties(delivery_mode=2))
+    c3 = cluster.connect(3)
+    ch3 = c3.channel()
+    held1 = [ch1.basic_get("late.q") for _ in range(5)]
+    held3 = [ch3.basic_get("late.q") for _ in range(5)]
+    assert all(m is not None for m, _, _ in held1 + held3)
+    assert queue_info(cluster, 2, "late.q").get("members") in (None, [])
+    api = cluster.api(2)
+    s, b, _ = api.call("PUT", f"/api/policies/{Q}/late-ha", {"pattern": "^late\\.q$", "definition": {"ha-mode": "all"}, "apply-to": "queues"})
+    assert s in (201, 204), b
+    # Mirrors in sync: voters of the group, with the whole queue.
+    eventually(lambda: sorted(queue_info(cluster, 2, "late.q").get("synchronised_slave_nodes") or []) == sorted(names[1:]), timeout=30,
+               what="late.q replicated on every node")
+    # The first five were delivered before: acked now, they are gone for good.
+    for m, _, _ in held1:
+        ch1.basic_ack(m.delivery_tag)
+    c1.close()
+    cluster.run("kill", "1")
+    try:
+        eventually(lambda: queue_info(cluster, 2, "late.q")["leader"] != names[0], timeout=30, what="a new leader")
+        ch = cluster.connect(2).channel()
+        count = eventually(lambda: ch.queue_declare("late.q", passive=True).method.message_count, timeout=10)
+        assert count == 295, count
+        got = drain(ch, "late.q", 295)
+        expected = {str(k).encode() for k in range(300)} - {body for _, _, body in held1}
+        assert sorted(got) == sorted(expected)
+    finally:
+        cluster.run("start", "1")
+        cluster.run("wait-healthy", "--timeout", "60")
+    c3.close()
+    # ha-params changed: exactly 2 members.
+    s, b, _ = api.call("PUT", f"/api/policies/{Q}/late-ha", {"pattern": "^late\\.q$", "definition": {"ha-mode": "exactly", "ha-params": 2},
+                                                           "apply-to": "queues"})
+    assert s in (201, 204), b
+    eventually(lambda: len(queue_info(cluster, 2, "late.q")["members"]) == 2, timeout=30, what="two members")
+    api.call("DELETE", f"/api/policies/{Q}/late-ha")
+
+
 def test_rebalance_spreads_leaders_over_the_nodes(cluster):
     """Six queues declared on node 1 (led there): warrenctl rebalance moves leaders until each
     node leads two; transfer_leadership and rebalance go through the metadata, from any node."""

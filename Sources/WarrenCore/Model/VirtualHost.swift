@@ -336,8 +336,27 @@ public final class VirtualHost {
 
     /// Re-resolves every queue's and exchange's settings after a policy change.
     func applyPolicies() {
-        for q in queues.values { q.apply(settings(forQueue: q.name, arguments: q.arguments)) }
+        // In name order: mirroring changes place replicas by the counts so far, and every node
+        // must place them the same way.
+        for q in queues.values.sorted(by: { $0.name < $1.name }) {
+            q.apply(settings(forQueue: q.name, arguments: q.arguments))
+            applyMirroring(to: q)
+        }
         for x in exchanges.values { applyPolicy(to: x) }
+    }
+
+    /// RabbitMQ applies `ha-mode` to queues that exist: a classic queue a mirroring policy now
+    /// applies to becomes replicated; one whose `ha-mode`/`ha-params` changed gets its new
+    /// members. (A policy that stops applying leaves the queue replicated.)
+    func applyMirroring(to q: MessageQueue) {
+        guard q.type == .classic, !q.isDeleted, let manager = broker.replicatedQueues,
+            let placement = broker.replicaPlacement(vhost: name, name: q.name, type: q.type, arguments: q.arguments, exclusive: q.exclusiveOwner != nil)
+        else { return }
+        if let r = q.replicated {
+            if placement != r.placement { r.placementChanged(placement) }
+        } else {
+            q.becomeReplicated(placement: placement, manager: manager)
+        }
     }
 
     // MARK: routing

@@ -680,6 +680,68 @@ extension MessageQueue {
         unackedCount = 0
     }
 
+    // MARK: becoming replicated (a mirroring policy applied to an existing queue)
+
+    /// Makes this existing queue replicated (every node, applying the policy change): its home
+    /// founds the group with the queue's contents as its first snapshot (every paged message
+    /// read back, and the messages other nodes' consumers hold taken back as redelivered); the
+    /// other members join and get that snapshot from it. This node's consumers of the queue
+    /// stay where they are attached; deliveries made before are settled as
+    /// `ReplicatedQueue.settle` says.
+    func becomeReplicated(placement: ReplicaPlacement, manager: ReplicatedQueues) {
+        let broker = vhost.broker
+        let members = broker.placeReplicas(home: homeNode, placement: placement)
+        var initial: [UInt8]?
+        if isLocal {
+            pageInAll()
+            var entries = ready.allEntries
+            for var e in broker.clusterQueues?.takeDeliveries(of: self) ?? [] {
+                e.redelivered = true
+                entries.append(e)
+            }
+            initial = ReplicatedQueue.encodeSnapshot(nextSeq: nextSeq, entries: entries) { $0.redelivered }
+        }
+        let r = ReplicatedQueue(
+            queue: self, members: members, placement: placement, leaderTerm: 0, manager: manager, converting: initial, converted: true)
+        r.storeToRelease = storeQueue != nil
+        replicated = r
+        for conn in broker.connections.values {
+            for ch in conn.channels.values {
+                for c in ch.consumers.values where c.queue === self { r.adopt(c) }
+            }
+        }
+        broker.logger.info(
+            "\(resourceDescription): a mirroring policy applies: it is replicated from now on", metadata: ["members": "\(members)"])
+    }
+
+    /// Every paged message back in memory (a replicated queue keeps its messages there).
+    private func pageInAll() {
+        guard ready.pagedTotal > 0, let store = vhost.broker.messageStore, let handle = storeQueue else { return }
+        for level in ready.paged.indices {
+            while ready.paged[level] > 0 {
+                let batch = store.pageIn(handle, level: UInt8(level), max: ready.paged[level])
+                if batch.isEmpty {
+                    ready.forgetPaged(level: level)
+                    break
+                }
+                ready.pagedIn(
+                    batch.map {
+                        QueueEntry(
+                            message: $0.message, redelivered: $0.redelivered, seq: $0.seq, expiresAt: $0.expiresAt, priority: UInt8(level),
+                            stored: $0.stored)
+                    }, level: level)
+            }
+        }
+    }
+
+    /// The store's copy of a queue that became replicated goes (its group has the messages on
+    /// disk now).
+    func releaseStore() {
+        guard let handle = storeQueue else { return }
+        vhost.broker.messageStore?.dropQueue(handle)
+        storeQueue = nil
+    }
+
     /// Consumers of other nodes leave (the queue's leader moved: their nodes attach them to the
     /// new one).
     func dropProxies() -> [Consumer] {

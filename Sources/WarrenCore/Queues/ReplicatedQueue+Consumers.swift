@@ -34,6 +34,14 @@ extension ReplicatedQueue {
         attachDetached()
     }
 
+    /// A consumer of this node that was attached to the queue before it became replicated: it
+    /// stays attached where it is (the home, here or on its node) and moves with the leader.
+    func adopt(_ c: Consumer) {
+        guard !consumers.contains(where: { $0 === c }) else { return }
+        consumers.append(c)
+        attachedTo[ObjectIdentifier(c)] = queue.homeNode
+    }
+
     /// Attaches the consumers that wait to the recorded leader.
     func attachDetached() {
         for c in consumers where attachedTo[ObjectIdentifier(c)] == "" { attach(c, first: nil) }
@@ -173,6 +181,15 @@ extension ReplicatedQueue {
                 if handedOut[d.entry.seq] != nil { here.append(d) }
             } else if d.session > UInt64(UInt32.max) {
                 there.append(d)  // (the cluster's sessions; one that ended is filtered there)
+            } else if d.session == 0 {
+                // Delivered before the queue was replicated (a policy made it mirrored): not in
+                // the group's state, so an ack has nothing to remove; a requeue publishes it
+                // again, a rejection dead-letters it as the queue would have.
+                switch outcome {
+                case .ack: break
+                case .requeue: _ = publish(d.entry.message, completion: nil)
+                case .drop: queue.vhost.deadLetter(d.entry.message, from: queue, reason: .rejected)
+                }
             }
         }
         if !here.isEmpty { queue.settle(here, outcome) }

@@ -11,14 +11,18 @@ extension ReplicatedQueue {
         all.append(contentsOf: handedOut.values)
         // Not settled either: their removal is logged once their targets confirm.
         all.append(contentsOf: deadLettering.values.map(\.entry))
-        all.sort { $0.seq < $1.seq }
+        return Self.encodeSnapshot(nextSeq: nextSeq, entries: all) { $0.redelivered || handedOut[$0.seq] != nil }
+    }
+
+    static func encodeSnapshot(nextSeq: UInt64, entries: [QueueEntry], redelivered: (QueueEntry) -> Bool) -> [UInt8] {
+        let all = entries.sorted { $0.seq < $1.seq }
         var b = ByteBuffer()
         b.writeInteger(UInt8(1))
         b.writeInteger(nextSeq)
         b.writeInteger(UInt32(all.count))
         for e in all {
             b.writeInteger(e.seq)
-            b.writeInteger(UInt8(e.redelivered || handedOut[e.seq] != nil ? 1 : 0))
+            b.writeInteger(UInt8(redelivered(e) ? 1 : 0))
             b.writeInteger(e.deliveryCount)
             b.writeInteger(e.expiresAt)
             e.message.write(into: &b)

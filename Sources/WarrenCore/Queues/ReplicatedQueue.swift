@@ -81,9 +81,15 @@ public final class ReplicatedQueue: QueueContents {
     private var lastAnnounced: Int64 = 0
 
     /// How many members it should have, and which (its arguments or its policy).
-    public let placement: ReplicaPlacement
+    public internal(set) var placement: ReplicaPlacement
+    /// A queue that existed before it was replicated (`MessageQueue.becomeReplicated`): its
+    /// home's store still has its messages until the group has them on disk.
+    var storeToRelease = false
 
-    init(queue: MessageQueue, members: [String], placement: ReplicaPlacement, leaderTerm: UInt64, manager: ReplicatedQueues) {
+    init(
+        queue: MessageQueue, members: [String], placement: ReplicaPlacement, leaderTerm: UInt64, manager: ReplicatedQueues,
+        converting initial: [UInt8]? = nil, converted: Bool = false
+    ) {
         self.queue = queue
         self.manager = manager
         self.placement = placement
@@ -95,7 +101,9 @@ public final class ReplicatedQueue: QueueContents {
         for m in members { manager.memberCounts[m, default: 0] += 1 }
         if isMember {
             manager.register(self)
-            manager.log?.open(group: group, members: members, campaign: queue.homeNode == me && leaderTerm == 0, join: false)
+            // A converted queue: its home founds the group with the contents; the others join.
+            let join = converted && initial == nil
+            manager.log?.open(group: group, members: members, campaign: queue.homeNode == me && leaderTerm == 0, join: join, initial: initial)
         } else {
             manager.nonMembers[ObjectIdentifier(self)] = self
         }
@@ -136,7 +144,7 @@ public final class ReplicatedQueue: QueueContents {
             manager.register(self)
             appliedIndex = 0
             queue.restoreReplica(nextSeq: 0, entries: [])
-            manager.log?.open(group: group, members: new, campaign: false, join: true)
+            manager.log?.open(group: group, members: new, campaign: false, join: true, initial: nil)
             manager.broker.logger.info("\(queue.resourceDescription): this node joins its group", metadata: ["members": "\(new)"])
         } else if was && !isMember {
             failAll()
@@ -149,6 +157,21 @@ public final class ReplicatedQueue: QueueContents {
             manager.broker.logger.info("\(queue.resourceDescription): this node left its group", metadata: ["members": "\(new)"])
         }
         if isMember { manager.log?.setMembers(group: group, members: new) }
+    }
+
+    /// A mirroring policy in force now asks for other members (ha-mode or ha-params changed):
+    /// members still allowed stay, the leader first, up to the new size; nodes holding the
+    /// fewest replicas fill the rest. Every node computes the same list from the metadata.
+    func placementChanged(_ p: ReplicaPlacement) {
+        placement = p
+        let nodes = Set(manager.broker.clusterNodes.keys)
+        let target = p.target(in: nodes)
+        let allowed = members.filter { p.allows($0) }
+        var new = Array((allowed.filter { $0 == queue.homeNode } + allowed.filter { $0 != queue.homeNode }).prefix(target))
+        if new.count < target {
+            new += manager.fewestReplicas(among: nodes.filter { !new.contains($0) && p.allows($0) }).prefix(target - new.count)
+        }
+        if !new.isEmpty && Set(new) != Set(members) { membersChanged(new) }
     }
 
     /// Raft's state of this member, as the group reported it.
@@ -345,6 +368,12 @@ public final class ReplicatedQueue: QueueContents {
     func apply(_ e: ReplicaEntry) {
         guard e.index > appliedIndex else { return }
         appliedIndex = e.index
+        if storeToRelease {
+            // An entry applied here was synced to the WAL after the group's first snapshot was
+            // written: the messages are on disk in the group now, and the store's copy goes.
+            storeToRelease = false
+            queue.releaseStore()
+        }
         if let data = e.data {
             applyBatch(data)
             bytesSinceSnapshot += data.count

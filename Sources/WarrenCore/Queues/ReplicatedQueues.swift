@@ -7,8 +7,10 @@ public protocol ReplicaLog: AnyObject {
     /// Creates this node's member of a group (or reopens it after a restart). `campaign`: the
     /// member that should lead first (the queue's declaring home) stands at once. `join`: a
     /// member added later, which starts empty and gets the state from the leader (the founding
-    /// members start the group together from one empty state).
-    func open(group: UInt64, members: [String], campaign: Bool, join: Bool)
+    /// members start the group together from one empty state). `initial`: a queue that exists
+    /// already (a policy made it mirrored): this node, its home, founds the group alone with
+    /// that state, and the others join as `join` members do.
+    func open(group: UInt64, members: [String], campaign: Bool, join: Bool, initial: [UInt8]?)
     /// The members the group should have: its leader changes the Raft membership towards them.
     func setMembers(group: UInt64, members: [String])
     /// Hands the group's leadership to `node` if this node leads it.

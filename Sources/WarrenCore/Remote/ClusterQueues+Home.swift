@@ -202,6 +202,21 @@ extension ClusterQueues {
         }
     }
 
+    /// A queue of this node became replicated: the messages other nodes' consumers hold are
+    /// taken back (they go into its group's first state, to be delivered again; their acks
+    /// are ignored from now on).
+    func takeDeliveries(of q: MessageQueue) -> [QueueEntry] {
+        var taken: [QueueEntry] = []
+        for p in peers.values where !p.unacked.isEmpty {
+            for (key, held) in p.unacked where key.queue == q.serial {
+                p.unacked[key] = nil
+                held.consumer?.unacked -= 1
+                taken.append(held.entry)
+            }
+        }
+        return taken
+    }
+
     /// Other nodes' consumers a replicated queue let go (its leader moved).
     func forgetProxies(_ gone: [Consumer]) {
         for c in gone {
