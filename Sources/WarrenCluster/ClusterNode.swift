@@ -255,8 +255,10 @@ public final class ClusterNode: @unchecked Sendable {
         }
     }
 
-    private func peerIDs(_ nodes: [String: String]) -> Set<NodeID> {
-        Set(nodes.keys.filter { $0 != settings.nodeName }.map { ClusterNodeID.of($0) })
+    private func peerIDs(_ nodes: [String: String]) -> [NodeID: String] {
+        var out: [NodeID: String] = [:]
+        for name in nodes.keys where name != settings.nodeName { out[ClusterNodeID.of(name)] = name }
+        return out
     }
 
     // MARK: periodic

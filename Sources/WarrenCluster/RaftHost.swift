@@ -78,11 +78,11 @@ public final class RaftHost {
     /// send no heartbeats, so this is how their members notice a paused or cut-off node: a
     /// paused process keeps its sockets open, so a dropped link alone does not say it.
     public var me: NodeID = 0
-    public var peers: Set<NodeID> = [] {
+    public var peers: [NodeID: String] = [:] {
         didSet {
             let now = NIODeadline.now()
-            for p in peers where lastHeard[p] == nil { lastHeard[p] = now }
-            for p in lastHeard.keys where !peers.contains(p) {
+            for p in peers.keys where lastHeard[p] == nil { lastHeard[p] = now }
+            for p in lastHeard.keys where peers[p] == nil {
                 lastHeard[p] = nil
                 silent.remove(p)
             }
@@ -103,24 +103,24 @@ public final class RaftHost {
         if now - lastTick > .nanoseconds(silenceLimit.nanoseconds / 2) {
             // This loop itself stalled (or the process was paused): what arrived meanwhile is
             // still unread, so nobody can be judged silent on this round.
-            for p in peers { lastHeard[p] = now }
+            for p in peers.keys { lastHeard[p] = now }
             return
         }
         if now - lastPing >= Self.pingInterval {
             lastPing = now
-            sender?.send(peers.sorted().map { (Self.livenessGroup, Message(from: me, to: $0, term: 0, kind: .heartbeatResponse(context: 0))) })
+            sender?.send(peers.keys.sorted().map { (Self.livenessGroup, Message(from: me, to: $0, term: 0, kind: .heartbeatResponse(context: 0))) })
         }
-        for p in peers {
+        for (p, name) in peers {
             let quiet = now - (lastHeard[p] ?? now) > silenceLimit
             if quiet && !silent.contains(p) {
                 silent.insert(p)
                 logger.warning(
-                    "cluster: node silent: its replicated queues elect new leaders where it led",
-                    metadata: ["node": "\(p)", "for": "\(silenceLimit.nanoseconds / 1_000_000) ms"])
-                peerUnreachable(p)
+                    "cluster: node silent: its idle replicated queues elect new leaders where it led",
+                    metadata: ["node": "\(name)", "for": "\(silenceLimit.nanoseconds / 1_000_000) ms"])
+                peerUnreachable(p, quietOnly: true)
             } else if !quiet && silent.contains(p) {
                 silent.remove(p)
-                logger.notice("cluster: node heard from again", metadata: ["node": "\(p)"])
+                logger.notice("cluster: node heard from again", metadata: ["node": "\(name)"])
             }
         }
     }
@@ -212,8 +212,14 @@ public final class RaftHost {
     /// The link to `peer` dropped, or it went silent: followers of groups it leads stand for
     /// election at once, quiet leaders of groups it is in heartbeat again
     /// (`RaftNode.peerUnreachable`).
-    public func peerUnreachable(_ peer: NodeID) {
-        for g in groups.values where g.node.leader == peer || (g.node.role == .leader && g.node.membership.members.contains(peer)) {
+    ///
+    /// `quietOnly` (a silence, not a dropped link): only quiet groups, which hear nothing else.
+    /// A busy group's own timers and check-quorum judge its leader; a whole node's silence under
+    /// load (its loop behind, a slow fsync) must not unseat every leader it has at once.
+    public func peerUnreachable(_ peer: NodeID, quietOnly: Bool = false) {
+        for g in groups.values where (!quietOnly || g.node.quiesced)
+            && (g.node.leader == peer || (g.node.role == .leader && g.node.membership.members.contains(peer)))
+        {
             g.node.peerUnreachable(peer)
             markDirty(g)
         }

@@ -157,6 +157,34 @@ def test_leader_paused_then_resumed_confirms_nothing_it_lost(cluster):
     assert r["cancels"] == 0, r
 
 
+def test_an_idle_queue_whose_leader_is_paused_elects_another(cluster):
+    """An idle queue's group is quiet (no heartbeats); its leader's node paused (SIGSTOP keeps
+    its sockets open): the other nodes notice the silence (node pings) and elect a leader, and
+    a publish with confirms on node 2 is confirmed and delivered. Without the node-level
+    liveness a quiet group would never elect."""
+    declare_everywhere(cluster, 1, "rq.quiet")
+    leader = leader_of(cluster, "rq.quiet", (1, 2, 3))
+    others = [i for i in (1, 2, 3) if i != leader]
+    # Quiet after 3 heartbeat rounds of 100 ms with nothing to send: wait until the log has
+    # not moved for a second (bounded).
+    def settled():
+        a = quorum_status(cluster, others[0], "rq.quiet")
+        time.sleep(1.0)
+        return a == quorum_status(cluster, others[0], "rq.quiet")
+    eventually(settled, timeout=20, what="the group idle")
+    cluster.run("pause", str(leader))
+    try:
+        eventually(lambda: leader_of(cluster, "rq.quiet", others) not in (None, leader), timeout=20, what="a new leader")
+        assert any("node silent" in cluster.log_text(i) for i in others), "noticed by the node pings"
+        ch = cluster.connect(others[0]).channel()
+        ch.confirm_delivery()
+        ch.basic_publish("", "rq.quiet", b"q", properties=pika.BasicProperties(delivery_mode=2))
+        assert eventually(lambda: ch.basic_get("rq.quiet", auto_ack=True)[2], timeout=10) == b"q"
+    finally:
+        cluster.run("resume", str(leader))
+    cluster.run("wait-healthy", "--timeout", "30")
+
+
 def test_leader_partitioned_away_minority_side_confirms_nothing(cluster):
     """The leader's node cut off from the other two: a publisher connected to it gets nothing
     confirmed that is not then delivered (it is nacked once the timeout passes), the majority
