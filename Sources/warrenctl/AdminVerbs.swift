@@ -131,6 +131,35 @@ struct ClearPolicy: CtlVerb {
     }
 }
 
+struct SetParameter: CtlVerb {
+    static let configuration = CommandConfiguration(
+        commandName: "set_parameter", abstract: "Sets a runtime parameter of a vhost (-p): federation-upstream, federation-upstream-set...")
+    @OptionGroup var node: NodeOptions
+    @Argument var component: String
+    @Argument var name: String
+    @Argument(help: "The value, JSON.") var value: String
+    func execute() throws {
+        guard let v = try? JSONSerialization.jsonObject(with: Data(value.utf8), options: [.fragmentsAllowed]) else {
+            throw CtlError.usage("the value must be JSON, got \(value)")
+        }
+        node.say("Setting runtime parameter \"\(name)\" for component \"\(component)\" to \"\(value)\" in vhost \"\(node.vhost)\" ...")
+        _ = try node.client.call(
+            "PUT", "/api/parameters/\(ManagementClient.segment(component))/\(node.v)/\(ManagementClient.segment(name))",
+            body: ["vhost": node.vhost, "component": component, "name": name, "value": v])
+    }
+}
+
+struct ClearParameter: CtlVerb {
+    static let configuration = CommandConfiguration(commandName: "clear_parameter", abstract: "Clears a runtime parameter of a vhost (-p).")
+    @OptionGroup var node: NodeOptions
+    @Argument var component: String
+    @Argument var name: String
+    func execute() throws {
+        node.say("Clearing runtime parameter \"\(name)\" for component \"\(component)\" on vhost \"\(node.vhost)\" ...")
+        _ = try node.client.call("DELETE", "/api/parameters/\(ManagementClient.segment(component))/\(node.v)/\(ManagementClient.segment(name))")
+    }
+}
+
 struct SetGlobalParameter: CtlVerb {
     static let configuration = CommandConfiguration(
         commandName: "set_global_parameter", abstract: "Sets a global runtime parameter (e.g. warren-leader-spreading, warren-replica-healing).")

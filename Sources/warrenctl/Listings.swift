@@ -12,6 +12,8 @@ struct Listing: Sendable {
     let defaults: [String]
     let columns: [(String, @Sendable ([String: Any]) -> Any?)]
     let info: @Sendable (NodeOptions) -> String
+    /// Which of the API's items are listed (all when nil).
+    var keep: (@Sendable (NodeOptions, [String: Any]) -> Bool)? = nil
 
     static func field(_ key: String) -> @Sendable ([String: Any]) -> Any? { { $0[key] } }
     static func nested(_ a: String, _ b: String) -> @Sendable ([String: Any]) -> Any? { { ($0[a] as? [String: Any])?[b] } }
@@ -25,7 +27,7 @@ struct Listing: Sendable {
         guard unknown.isEmpty else {
             throw CtlError.usage("Invalid \(noun) info item(s): \(unknown.joined(separator: ", ")). Valid items: \(columnNames.joined(separator: ", "))")
         }
-        let items = try node.client.list(path(node))
+        let items = try node.client.list(path(node)).filter { keep?(node, $0) ?? true }
         let rows = items.map { item -> [String: Any] in
             var row: [String: Any] = [:]
             for (name, read) in columns where chosen.contains(name) { row[name] = read(item) ?? NSNull() }
@@ -115,6 +117,13 @@ struct Listing: Sendable {
         columns: fields(["vhost", "name", "pattern", "apply-to", "definition", "priority"]),
         info: { "Listing policies for vhost \"\($0.vhost)\" ..." })
 
+    static let parameters = Listing(
+        verb: "list_parameters", abstract: "Lists the runtime parameters of a vhost (-p): federation upstreams and upstream sets, shovels...",
+        noun: "parameter", path: { _ in "/api/parameters" }, defaults: ["component", "name", "value"],
+        columns: fields(["component", "name", "value"]),
+        info: { "Listing runtime parameters for vhost \"\($0.vhost)\" ..." },
+        keep: { node, item in item["vhost"] as? String == node.vhost && item["component"] as? String != "operator_policy" })
+
     static let globalParameters = Listing(
         verb: "list_global_parameters", abstract: "Lists the global runtime parameters.",
         noun: "global parameter", path: { _ in "/api/global-parameters" }, defaults: ["name", "value"],
@@ -150,4 +159,5 @@ enum UsersList: ListKind { static let listing = Listing.users }
 enum VHostsList: ListKind { static let listing = Listing.vhosts }
 enum PermissionsList: ListKind { static let listing = Listing.permissions }
 enum PoliciesList: ListKind { static let listing = Listing.policies }
+enum ParametersList: ListKind { static let listing = Listing.parameters }
 enum GlobalParametersList: ListKind { static let listing = Listing.globalParameters }

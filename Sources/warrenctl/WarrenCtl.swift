@@ -14,9 +14,9 @@ struct WarrenCtl: ParsableCommand {
         subcommands: [
             ListVerb<QueuesList>.self, ListVerb<ExchangesList>.self, ListVerb<BindingsList>.self, ListVerb<ConnectionsList>.self,
             ListVerb<ChannelsList>.self, ListVerb<ConsumersList>.self, ListVerb<UsersList>.self, ListVerb<VHostsList>.self,
-            ListVerb<PermissionsList>.self, ListVerb<PoliciesList>.self, ListVerb<GlobalParametersList>.self, AddUser.self, DeleteUser.self,
+            ListVerb<PermissionsList>.self, ListVerb<PoliciesList>.self, ListVerb<ParametersList>.self, ListVerb<GlobalParametersList>.self, AddUser.self, DeleteUser.self,
             ChangePassword.self, SetUserTags.self, AddVHost.self, DeleteVHost.self, SetPermissions.self, ClearPermissions.self,
-            SetPolicy.self, ClearPolicy.self, SetGlobalParameter.self, ClearGlobalParameter.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
+            SetPolicy.self, ClearPolicy.self, SetParameter.self, ClearParameter.self, SetGlobalParameter.self, ClearGlobalParameter.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
             ImportDefinitions.self, Status.self, ClusterStatus.self, JoinCluster.self, ForgetClusterNode.self, Reset.self,
             StopApp.self, StartApp.self, SetClusterName.self, QuorumStatus.self, AddMember.self, DeleteMember.self, Grow.self, Shrink.self,
             TransferLeadership.self, Rebalance.self,

@@ -163,6 +163,30 @@ def test_errors_and_exit_codes(node):
     assert r.returncode == 64
 
 
+def test_runtime_and_global_parameters(node):
+    """set_parameter / list_parameters / clear_parameter (vhost-scoped: federation upstreams and
+    the like) and their global counterparts, as rabbitmqctl's: JSON values, one row per
+    parameter, gone once cleared."""
+    up = '{"uri": "amqp://u:secret@upstream.example:5672", "expires": 3600000}'
+    ctl(node, "set_parameter", "-p", "shop", "federation-upstream", "up-1", up)
+    out = ctl(node, "list_parameters", "-p", "shop", "-q", "--formatter", "json").stdout
+    rows = json.loads(out)
+    assert [(r["component"], r["name"]) for r in rows] == [("federation-upstream", "up-1")], rows
+    assert rows[0]["value"]["expires"] == 3600000
+    assert json.loads(ctl(node, "list_parameters", "-q", "--formatter", "json").stdout) == [], "vhost / has none"
+    ctl(node, "clear_parameter", "-p", "shop", "federation-upstream", "up-1")
+    assert json.loads(ctl(node, "list_parameters", "-p", "shop", "-q", "--formatter", "json").stdout) == []
+    r = ctl(node, "set_parameter", "federation-upstream", "bad", "{not json", check=False)
+    assert r.returncode == 64 and "JSON" in r.stderr
+
+    ctl(node, "set_global_parameter", "warren-test-knob", '"off"')
+    rows = json.loads(ctl(node, "list_global_parameters", "-q", "--formatter", "json").stdout)
+    assert {"name": "warren-test-knob", "value": "off"} in rows, rows
+    ctl(node, "clear_global_parameter", "warren-test-knob")
+    rows = json.loads(ctl(node, "list_global_parameters", "-q", "--formatter", "json").stdout)
+    assert all(r["name"] != "warren-test-knob" for r in rows)
+
+
 def test_help_for_each_verb():
     out = subprocess.run([WARRENCTL, "--help"], capture_output=True, text=True, timeout=30).stdout
     section = out.split("SUBCOMMANDS:")[1].split("\n")
