@@ -28,13 +28,15 @@ final class TwoReplicas {
     var index: UInt64 = 1
     var term: UInt64 = 1
 
-    init() {
+    init(arguments: FieldTable = [:]) {
         var ca = BrokerConfiguration()
         ca.nodeName = "a@test"
         var cb = BrokerConfiguration()
         cb.nodeName = "b@test"
         a = Broker(configuration: ca, clock: clock)
         b = Broker(configuration: cb, clock: clock)
+        var arguments = arguments
+        arguments["x-queue-type"] = "quorum"
         for (broker, log) in [(a, logA), (b, logB)] {
             broker.setClusterNodes(["a@test": "a:1", "b@test": "b:1"])
             broker.enableClusterQueues().serving = true
@@ -42,12 +44,19 @@ final class TwoReplicas {
             rq.log = log
             broker.metadataLog.propose(.setGlobalParameter(name: Broker.replicationFeature, value: .bool(true))) { _ in }
             broker.metadataLog.propose(
-                .declareQueue(QueueDeclaration(vhost: "/", name: "q", durable: true, arguments: ["x-queue-type": "quorum"], node: "a@test"))
+                .declareQueue(
+                    QueueDeclaration(
+                        vhost: "/", name: "q", durable: true, arguments: arguments, node: "a@test"))
             ) { _ in }
         }
     }
 
-    func queue(_ broker: Broker) -> MessageQueue { broker.vhosts["/"]!.queues["q"]! }
+    func queue(_ broker: Broker, _ name: String = "q") -> MessageQueue { broker.vhosts["/"]!.queues[name]! }
+
+    /// A metadata change applied by both nodes.
+    func both(_ command: MetadataCommand) {
+        for broker in [a, b] { broker.metadataLog.propose(command) { _ in } }
+    }
     var group: UInt64 { queue(a).replicated!.group }
 
     /// `leader` wins an election in a new term: it serves once the term's first entry is applied
@@ -167,5 +176,71 @@ struct ReplicatedQueueTests {
         let (_, entries) = fresh.queue(fresh.b).replicaContents
         #expect(entries.count == 1)
         #expect(entries.first?.deliveryCount == 1 && entries.first?.redelivered == true)
+    }
+}
+
+@Suite("Replicated queues: at-least-once dead-lettering")
+struct AtLeastOnceDeadLetteringTests {
+    static let arguments: FieldTable = [
+        "x-dead-letter-exchange": "dlx", "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+    ]
+
+    /// A queue "q" led by a with one message, rejected on a while "dlx" routes nowhere.
+    func rejectedWhileUnroutable() -> (TwoReplicas, TestClient) {
+        let r = TwoReplicas(arguments: Self.arguments)
+        r.both(.declareExchange(vhost: "/", name: "dlx", type: "fanout", durable: true, autoDelete: false, internal: false, arguments: [:]))
+        r.elect(r.a)
+        let client = TestClient.ready(r.a)
+        client.publish(routingKey: "q", body: "m1")
+        r.commitProposals(of: r.a)
+        client.send(channel: 1, .basicGet(BasicGet(queue: "q", noAck: false)))
+        client.send(channel: 1, .basicReject(BasicReject(deliveryTag: 1, requeue: false)))
+        r.commitProposals(of: r.a)
+        return (r, client)
+    }
+
+    @Test("kept (its removal not logged) until a target has it; then removed everywhere and in the target with x-death")
+    func keptUntilRoutable() throws {
+        let (r, _) = rejectedWhileUnroutable()
+        #expect(r.queue(r.b).messageCount == 1, "the follower still has it: no removal was logged")
+        #expect(r.a.replicatedQueues!.byGroup[r.group]!.deadLettering.count == 1)
+        // A snapshot taken now holds it, once (version, next sequence number, then the count).
+        let snap = r.a.replicatedQueues!.byGroup[r.group]!.snapshotData()
+        #expect(Array(snap[9..<13]) == [0, 0, 0, 1], "the snapshot holds it once")
+        // A queue bound to the dead-letter exchange; the next attempt (2 s later) reaches it.
+        r.both(.declareQueue(QueueDeclaration(vhost: "/", name: "dead", durable: true, node: "a@test")))
+        r.both(.bind(vhost: "/", source: "dlx", destination: "dead", toExchange: false, routingKey: "", arguments: [:]))
+        r.clock.now += 2_001
+        r.a.replicatedQueues!.tick()
+        r.commitProposals(of: r.a)
+        #expect(r.queue(r.a, "dead").messageCount == 1)
+        #expect(r.queue(r.b).messageCount == 0, "the removal is logged once the target has it")
+        #expect(r.queue(r.a).messageCount == 0)
+        #expect(r.a.replicatedQueues!.byGroup[r.group]!.deadLettering.isEmpty)
+    }
+
+    @Test("a leadership that ends before the targets have it puts it back: the next leader has it, and so does the old one")
+    func backOnLeadershipLoss() throws {
+        let (r, _) = rejectedWhileUnroutable()
+        r.elect(r.b)
+        #expect(r.queue(r.b).messageCount == 1)
+        #expect(r.queue(r.a).messageCount == 1, "put back on the old leader too (the log still has it)")
+        #expect(r.a.replicatedQueues!.byGroup[r.group]!.deadLettering.isEmpty)
+    }
+
+    @Test("without reject-publish it is at-most-once, as RabbitMQ 3.10: dropped when nothing is bound")
+    func fallsBack() throws {
+        var args = Self.arguments
+        args["x-overflow"] = nil
+        let r = TwoReplicas(arguments: args)
+        r.both(.declareExchange(vhost: "/", name: "dlx", type: "fanout", durable: true, autoDelete: false, internal: false, arguments: [:]))
+        r.elect(r.a)
+        let client = TestClient.ready(r.a)
+        client.publish(routingKey: "q", body: "m1")
+        r.commitProposals(of: r.a)
+        client.send(channel: 1, .basicGet(BasicGet(queue: "q", noAck: false)))
+        client.send(channel: 1, .basicReject(BasicReject(deliveryTag: 1, requeue: false)))
+        r.commitProposals(of: r.a)
+        #expect(r.queue(r.b).messageCount == 0)
     }
 }

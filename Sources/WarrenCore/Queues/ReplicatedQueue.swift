@@ -339,6 +339,9 @@ public final class ReplicatedQueue: QueueContents {
     /// only once every target has it. Until then it stays in the log, so a leader that takes
     /// over before that has it again (and dead-letters it again, or delivers it: at least once).
     func deadLetterAtLeastOnce(_ e: QueueEntry, _ reason: DeadLetterReason) {
+        // A rejected delivery is no longer handed out (else a leadership that ends would put
+        // it back twice, and a snapshot would hold it twice).
+        handedOut[e.seq] = nil
         deadLettering[e.seq] = (e, reason, nil)
         attemptDeadLetter(e.seq)
     }
