@@ -178,6 +178,11 @@ def test_runtime_and_global_parameters(node):
     assert json.loads(ctl(node, "list_parameters", "-p", "shop", "-q", "--formatter", "json").stdout) == []
     r = ctl(node, "set_parameter", "federation-upstream", "bad", "{not json", check=False)
     assert r.returncode == 64 and "JSON" in r.stderr
+    # Federation upstreams are checked as RabbitMQ checks them, with its texts.
+    r = ctl(node, "set_parameter", "federation-upstream", "a", "{}", check=False)
+    assert r.returncode != 0 and 'Key "uri" not found in a' in r.stderr, r.stderr
+    r = ctl(node, "set_parameter", "federation-upstream", "d", '{"uri": "amqp://x", "ack-mode": "sometimes"}', check=False)
+    assert 'ack-mode should be one of [<<"no-ack">>,<<"on-publish">>,<<"on-confirm">>], actually was <<"sometimes">>' in r.stderr, r.stderr
 
     ctl(node, "set_global_parameter", "warren-test-knob", '"off"')
     rows = json.loads(ctl(node, "list_global_parameters", "-q", "--formatter", "json").stdout)

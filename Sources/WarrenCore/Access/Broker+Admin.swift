@@ -145,6 +145,7 @@ extension Broker {
 
     public func setParameter(vhost: String, component: String, name: String, value: JSONValue) throws(AdminError) {
         guard let v = vhosts[vhost] else { throw AdminError("no vhost '\(vhost)'") }
+        try FederationParameters.validate(component: component, name: name, value: value)
         if component == "vhost-limits" {
             v.limits = VirtualHostLimits(
                 maxConnections: value["max-connections"]?.intValue.map(Int.init), maxQueues: value["max-queues"]?.intValue.map(Int.init))

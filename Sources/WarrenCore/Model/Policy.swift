@@ -53,6 +53,9 @@ public struct Policy: Sendable, Hashable {
             }
             try Self.validate(key: key, value: value, policy: name)
         }
+        if definition["federation-upstream"] != nil && definition["federation-upstream-set"] != nil {
+            throw AdminError("Validation failed\n\ncannot specify federation-upstream, federation-upstream-set or federation-upstream-pattern together\n")
+        }
         if let mode = definition["ha-mode"]?.stringValue {
             let params = definition["ha-params"]
             switch mode {
@@ -93,9 +96,15 @@ public struct Policy: Sendable, Hashable {
         case "ha-sync-mode": try oneOf(["manual", "automatic"])
         case "ha-promote-on-shutdown", "ha-promote-on-failure": try oneOf(["when-synced", "always"])
         case "ha-params": break  // checked with ha-mode
-        case "dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange", "federation-upstream",
-            "federation-upstream-set", "queue-master-locator", "queue-leader-locator":
+        case "dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange", "queue-master-locator", "queue-leader-locator":
             try string()
+        case "dead-letter-strategy": try oneOf(["at-most-once", "at-least-once"])
+        case "federation-upstream", "federation-upstream-set":
+            // RabbitMQ's text.
+            guard value.stringValue != nil else {
+                let what = key == "federation-upstream" ? "federation upstream" : "federation upstream set"
+                throw AdminError("Validation failed\n\n\(FederationParameters.erlang(value)) is not a valid \(what) name\n")
+            }
         default:
             throw fail("is not a recognised policy key")
         }
