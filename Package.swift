@@ -150,6 +150,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Federation links: AMQP clients of an upstream broker and of their own node, started and
+        // fed by a supervisor on the broker loop (docs/federation.md).
+        .target(
+            name: "WarrenFederation",
+            dependencies: [
+                "WarrenCore", "AMQPClient", "AMQPProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The management API's core: requests in, JSON out, run on the broker's loop. No HTTP
         // server, no sockets (the node's Hummingbird shell feeds it).
         .target(
@@ -185,7 +199,7 @@ let package = Package(
             name: "WarrenNode",
             dependencies: [
                 "WarrenTLS",
-                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenManagement", "WarrenCluster",
+                "AMQPServer", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenManagement", "WarrenCluster", "WarrenFederation",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

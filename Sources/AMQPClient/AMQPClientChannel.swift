@@ -156,6 +156,14 @@ public final class AMQPClientChannel: Sendable {
         try await eventLoop.submit { handler.value.channels[n]?.confirmListener = listener }.get()
     }
 
+    /// Calls `listener(tag)` on the event loop when the broker cancels one of this channel's
+    /// consumers (its queue was deleted, or a replica took over).
+    public func setCancelListener(_ listener: @escaping @Sendable (String) -> Void) async throws {
+        let handler = connection.handler
+        let n = number
+        try await eventLoop.submit { handler.value.channels[n]?.cancelListener = listener }.get()
+    }
+
     /// Work on this channel from its connection's event loop, without a task hop per call.
     /// Every member must be used on that event loop (it is checked).
     public var onEventLoop: AMQPLoopChannel { AMQPLoopChannel(channel: self) }

@@ -20,6 +20,9 @@ public struct AMQPClientConfiguration: Sendable {
     public var tls: NIOSSLContext?
     /// The name the server's certificate must carry (default: `host` when it is a name).
     public var tlsServerName: String?
+    /// Sent as the SASL response as is, with `mechanism`, even when the server does not offer
+    /// that mechanism (a node's own clients use one it never offers).
+    public var saslResponse: [UInt8]?
 
     public init(
         host: String = "127.0.0.1", port: Int = 5672, username: String = "guest", password: String = "guest",

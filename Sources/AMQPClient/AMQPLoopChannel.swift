@@ -32,6 +32,20 @@ public struct AMQPLoopChannel {
         try handler.publish(channel: channel.number, template: template, writeBody: writeBody)
     }
 
+    /// Publishes a message with any properties. Returns the confirm sequence number, or 0
+    /// outside confirm mode.
+    @discardableResult
+    public func publish(exchange: String, routingKey: String, properties: BasicProperties, body: ByteBuffer, mandatory: Bool = false) throws -> UInt64 {
+        try handler.publish(channel: channel.number, BasicPublish(exchange: exchange, routingKey: routingKey, mandatory: mandatory), properties: properties, body: body)
+    }
+
+    public func nack(_ deliveryTag: UInt64, multiple: Bool = false, requeue: Bool = true) {
+        _ = handler.cast(channel: channel.number, .basicNack(BasicNack(deliveryTag: deliveryTag, multiple: multiple, requeue: requeue)))
+    }
+
+    /// True while the connection is open.
+    public var isOpen: Bool { handler.phase == .open }
+
     public func ack(_ deliveryTag: UInt64, multiple: Bool = false) {
         _ = handler.cast(channel: channel.number, .basicAck(BasicAck(deliveryTag: deliveryTag, multiple: multiple)))
     }

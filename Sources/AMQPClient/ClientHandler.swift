@@ -36,6 +36,8 @@ final class ClientChannelState {
 
     let number: UInt16
     var rpcs = Deque<RPC>()
+    /// Called with the tag of a consumer the broker cancelled (basic.cancel from the server).
+    var cancelListener: (@Sendable (String) -> Void)?
     var assembler = CommandAssembler(maxBodySize: .max)
     var consumers: [String: ConsumerSink] = [:]
     let returns: AsyncStream<AMQPReturnedMessage>.Continuation
@@ -113,6 +115,9 @@ final class ClientHandler: ChannelInboundHandler {
     private(set) var heartbeat: UInt16 = 0
     private var heartbeatTask: Scheduled<Void>?
     private var sentSinceTick = false
+    /// Heartbeat ticks (half the interval each) since the server last sent anything: at 4 (two
+    /// whole intervals, as RabbitMQ's clients count) the connection is taken as dead.
+    private var silentTicks = 0
     var channels: [UInt16: ClientChannelState] = [:]
     /// Why each closed channel closed, so calls made after the close report the broker's reason.
     private var closedChannels: [UInt16: AMQPClientError] = [:]
@@ -138,6 +143,7 @@ final class ClientHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
+        silentTicks = 0
         if phase == .handshaking && reader.bufferedBytes == 0 && bytes.getInteger(at: bytes.readerIndex, as: UInt8.self) == 0x41 {
             // "AMQP…": the server rejected our protocol version.
             shutdown(.protocolVersionMismatch)
@@ -221,7 +227,7 @@ final class ClientHandler: ChannelInboundHandler {
         case .connectionStart(let start):
             serverProperties = start.serverProperties
             let mechanisms = start.mechanisms.split(separator: " ").map(String.init)
-            guard mechanisms.contains(configuration.mechanism) else {
+            guard mechanisms.contains(configuration.mechanism) || configuration.saslResponse != nil else {
                 shutdown(.protocolViolation("server does not offer \(configuration.mechanism) (offers \(start.mechanisms))"))
                 return
             }
@@ -271,6 +277,7 @@ final class ClientHandler: ChannelInboundHandler {
         case .basicCancel(let c):
             // The broker cancelled a consumer (its queue went away).
             ch.consumers.removeValue(forKey: c.consumerTag)?.finish()
+            ch.cancelListener?(c.consumerTag)
         case .channelClose(let c):
             let error = AMQPError(code: AMQPReplyCode(rawValue: c.replyCode), text: c.replyText, classID: c.classID, methodID: c.methodID)
             send(ch.number, .channelCloseOk(ChannelCloseOk()))
@@ -498,6 +505,11 @@ final class ClientHandler: ChannelInboundHandler {
                 self.flushNow()
             }
             self.sentSinceTick = false
+            self.silentTicks += 1
+            if self.silentTicks >= 4 {
+                self.shutdown(.connectionClosed(AMQPError(.connectionForced, "missed heartbeats from server, timeout: \(self.heartbeat)s")))
+                return
+            }
             self.scheduleHeartbeat()
         }
     }
@@ -516,6 +528,7 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     private func saslResponse() -> [UInt8] {
+        if let raw = configuration.saslResponse { return raw }
         if configuration.mechanism == "AMQPLAIN" {
             var b = ByteBuffer()
             b.amqpWriteFieldTable(["LOGIN": .string(configuration.username), "PASSWORD": .string(configuration.password)])

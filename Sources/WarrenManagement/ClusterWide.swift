@@ -33,6 +33,9 @@ extension ManagementRequest {
         // Each node lists the consumers of its own queues (another node's as a stand-in that
         // names its node), so the merged list has every consumer once.
         case ("GET", 1, "consumers"), ("GET", 2, "consumers"): return .list
+        // Each node lists the federation links it runs; a restart goes to the node running it.
+        case ("GET", _, "federation-links"): return .list
+        case ("DELETE", 6, "federation-links"): return .find
         case ("GET", 3, "vhosts") where p[2] == "connections" || p[2] == "channels": return .list
         case ("GET", 3, "connections") where p[2] == "channels": return .list
         case ("GET", 2, "connections"), ("DELETE", 2, "connections"), ("GET", 2, "channels"): return .find

@@ -57,6 +57,7 @@ extension ManagementAPI {
             ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
             ("headers", "AMQP headers exchange, as per the AMQP specification"),
             ("topic", "AMQP topic exchange, as per the AMQP specification"),
+            ("x-federation-upstream", "Federation upstream helper exchange"),
         ].map { .object(["name": .string($0.0), "description": .string($0.1), "enabled": .bool(true)]) })
 
     /// Every member of the cluster: this node as it measures itself, the others as they last

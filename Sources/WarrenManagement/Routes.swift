@@ -60,6 +60,7 @@ extension ManagementAPI {
         case (_, _, "parameters"): return try parameters(p, r, caller, list)
         case (_, _, "global-parameters"): return try globalParameters(p, r, caller, list)
         case (_, _, "definitions"): return try definitions(p, r, caller)
+        case (_, _, "federation-links"): return try federationLinks(p, r, caller, list)
         case ("GET", 3, "health") where p[1] == "checks" && (p[2] == "alarms" || p[2] == "local-alarms"):
             return alarmsCheck(local: p[2] == "local-alarms")
         case ("GET", 2, "aliveness-test"): return try aliveness(p[1], caller)

@@ -11,6 +11,7 @@ public import WarrenCore
 public import WarrenStore
 import WarrenLog
 public import WarrenCluster
+import WarrenFederation
 public import WarrenTLS
 
 /// The composition root of a node: one event loop for the broker and its store, the services,
@@ -21,6 +22,9 @@ public final class WarrenNode: Sendable {
     public let dataDirectory: DataDirectory
     let group: MultiThreadedEventLoopGroup
     let clusterGroup: MultiThreadedEventLoopGroup
+    /// Federation links' connections (their own loop: the broker's serves clients).
+    let federationGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let federation = NIOLockedValueBox<NIOLoopBound<FederationSupervisor>?>(nil)
     /// This node's part of the cluster (its own loop).
     public let cluster: ClusterNode
     public let broker: NIOLoopBound<Broker>
@@ -256,7 +260,10 @@ public final class WarrenNode: Sendable {
         }
         if configuration.plainListener {
             list.append(
-                AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, appSwitch: appSwitch, onListening: noting("amqp", onAMQPListening)))
+                AMQPService(configuration: amqp, broker: broker, shutdownTimeout: shutdown, logger: logger, appSwitch: appSwitch, onListening: noting("amqp") { [self] address in
+                    startFederation(localPort: address.port ?? configuration.amqpPort)
+                    onAMQPListening(address)
+                }))
         }
         if let tls = tlsContexts {
             var amqps = amqp
@@ -304,12 +311,14 @@ public final class WarrenNode: Sendable {
         rateTask.cancel()
         lagTask.cancel()
         let cluster = self.cluster
+        if let f = federation.withLockedValue({ $0 }) { try await f.eventLoop.submit { f.value.stop() }.get() }
         try await broker.eventLoop.submit { cluster.metadata.stop() }.get()
         try await cluster.loop.submit { cluster.stop() }.get()
         let store = self.store
         try await store.eventLoop.submit { store.value.close() }.get()
         try await group.shutdownGracefully()
         try await clusterGroup.shutdownGracefully()
+        try await federationGroup.shutdownGracefully()
         dataDirectory.release()
     }
 

@@ -22,13 +22,15 @@ def test_work_queue_fair_dispatch(progs):
     b = progs.start("pika/worker.py", env=env)
     a.wait_for("Waiting for messages")
     b.wait_for("Waiting for messages")
-    progs.run("pika/new_task.py", "heavy........")  # 1.6 s of work
+    # 10 s of work: the four light tasks below (a process start each, slow on a loaded machine)
+    # must all be published while the heavy one is still being worked on.
+    progs.run("pika/new_task.py", "heavy" + "." * 50)
     heavy_worker = first_to_print([a, b], "Received 'heavy")
     other = b if heavy_worker is a else a
     for i in range(4):
         progs.run("pika/new_task.py", f"light{i}.")
     other.wait_for(r"Done 'light", count=4, timeout=15)
-    heavy_worker.wait_for(r"Done 'heavy", timeout=15)
+    heavy_worker.wait_for(r"Done 'heavy", timeout=30)
     heavy_worker.settle(0.3)
     assert heavy_worker.matching("light") == [], "the busy worker got more than its prefetch allows"
 

@@ -45,11 +45,12 @@ public enum Resource: Sendable, Hashable {
 extension Broker {
     /// Whether a user has any permissions in a vhost (what connection.open requires).
     public func canAccess(vhost: String, user: String) -> Bool {
-        permissions[vhost]?[user] != nil
+        permissions[vhost]?[user] != nil || isInternal(user: user)
     }
 
     /// Throws 403 with RabbitMQ's text unless the user's permission of `kind` matches.
     public func checkAccess(_ kind: AccessKind, _ resource: Resource, user: String, vhost: String) throws(AMQPError) {
+        if isInternal(user: user) { return }
         guard let p = compiledPermissions[vhost]?[user], p.allows(kind, resource.checkedName) else {
             throw .accessRefused("access to \(resource.kindName) '\(resource.checkedName)' in vhost '\(vhost)' refused for user '\(user)'")
         }

@@ -88,7 +88,7 @@ public struct ConnectionStateMachine: Sendable {
         case (.awaitingStartOk, .connectionStartOk(let m)):
             let caps = m.clientProperties["capabilities"]?.tableValue
             clientWantsAuthFailureClose = caps?["authentication_failure_close"]?.boolValue ?? false
-            guard mechanisms.split(separator: " ").contains(Substring(m.mechanism)) else {
+            guard mechanisms.split(separator: " ").contains(Substring(m.mechanism)) || m.mechanism == SASL.internalMechanism else {
                 return closeWith(.commandInvalid("unknown authentication mechanism '\(m.mechanism)'"))
             }
             state = .authenticating

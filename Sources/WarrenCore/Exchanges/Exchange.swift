@@ -23,8 +23,11 @@ public final class Exchange {
     /// Where unroutable messages go: the `alternate-exchange` argument, else a policy's.
     public internal(set) var alternateExchange: String?
     public internal(set) var policyName: String?
-    /// The federation upstream (or set) a policy names, for the federation issue.
-    public internal(set) var federationUpstream: String?
+    /// The federation upstream (or set) its policy names.
+    public internal(set) var federation: FederationSelection?
+    /// Bumped by every binding added or removed here: federation links poll it to know when to
+    /// send the bindings upstream again.
+    public private(set) var bindingsVersion: UInt64 = 0
 
     init(
         name: String, type: String, router: any ExchangeRouter, durable: Bool, autoDelete: Bool,
@@ -46,12 +49,14 @@ public final class Exchange {
 
     func addBinding(_ binding: Binding) -> Bool {
         guard bindings.insert(binding).inserted else { return false }
+        bindingsVersion &+= 1
         router.add(binding)
         return true
     }
 
     func removeBinding(_ binding: Binding) -> Bool {
         guard bindings.remove(binding) != nil else { return false }
+        bindingsVersion &+= 1
         router.remove(binding)
         return true
     }

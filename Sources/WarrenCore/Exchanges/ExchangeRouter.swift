@@ -18,13 +18,16 @@ public enum ExchangeKind: String, Sendable, CaseIterable {
     case fanout
     case topic
     case headers
+    /// Federation's internal exchanges (FederationUpstreamRouter.swift).
+    case federationUpstream = "x-federation-upstream"
 
-    func makeRouter() -> any ExchangeRouter {
+    func makeRouter(arguments: FieldTable = [:]) -> any ExchangeRouter {
         switch self {
         case .direct: return DirectRouter()
         case .fanout: return FanoutRouter()
         case .topic: return TopicRouter()
         case .headers: return HeadersRouter()
+        case .federationUpstream: return FederationUpstreamRouter(arguments: arguments)
         }
     }
 }

@@ -133,6 +133,14 @@ public final class Broker {
     /// Called after a committed change of `clusterNodes` or `clusterName` (the cluster layer
     /// dials new members).
     public var onClusterChange: (() -> Void)?
+    /// The secret the node's own clients (federation links) log in with over loopback (see
+    /// Broker+InternalLogin.swift); nil: no internal login.
+    public var internalLoginSecret: [UInt8]?
+    /// Federation links' states as their node's link supervisor last reported them (the
+    /// management API lists them); keyed by link id.
+    public var federationLinks: [String: FederationLinkStatus] = [:]
+    /// Restarts a link this node runs (set by the node's federation supervisor).
+    public var restartFederationLink: ((String) -> Bool)?
     /// Queues of other nodes used from here and this node's queues used from there; nil for a
     /// broker that is no cluster's member (`enableClusterQueues`).
     public private(set) var clusterQueues: ClusterQueues?

@@ -75,7 +75,7 @@ public final class VirtualHost {
             throw .accessRefused("exchange name '\(name)' contains reserved prefix 'amq.*'")
         }
         let x = Exchange(
-            name: name, type: kind.rawValue, router: kind.makeRouter(), durable: durable, autoDelete: autoDelete,
+            name: name, type: kind.rawValue, router: kind.makeRouter(arguments: arguments), durable: durable, autoDelete: autoDelete,
             internal: isInternal, arguments: arguments)
         exchanges[name] = x
         applyPolicy(to: x)
@@ -331,7 +331,7 @@ public final class VirtualHost {
         let policy = broker.matchingPolicy(in: broker.policies, vhost: self.name, name: x.name, queueType: nil)
         x.policyName = policy?.name
         x.alternateExchange = x.arguments["alternate-exchange"]?.stringValue ?? policy?.definition["alternate-exchange"]?.stringValue
-        x.federationUpstream = policy?.definition["federation-upstream"]?.stringValue ?? policy?.definition["federation-upstream-set"]?.stringValue
+        x.federation = policy.flatMap { FederationSelection(policyDefinition: $0.definition) }
     }
 
     /// Re-resolves every queue's and exchange's settings after a policy change.
