@@ -19,6 +19,6 @@ struct WarrenCtl: ParsableCommand {
             SetPolicy.self, ClearPolicy.self, SetParameter.self, ClearParameter.self, SetGlobalParameter.self, ClearGlobalParameter.self, PurgeQueue.self, DeleteQueue.self, CloseConnection.self, ExportDefinitions.self,
             ImportDefinitions.self, Status.self, ClusterStatus.self, JoinCluster.self, ForgetClusterNode.self, Reset.self,
             StopApp.self, StartApp.self, SetClusterName.self, QuorumStatus.self, AddMember.self, DeleteMember.self, Grow.self, Shrink.self,
-            TransferLeadership.self, Rebalance.self,
+            TransferLeadership.self, Rebalance.self, FederationStatus.self, RestartFederationLink.self,
         ])
 }
