@@ -107,6 +107,19 @@ final class FederationLink: Sendable {
         return "\(error)"
     }
 
+    /// What went wrong with a socket, in a few words (NIO's errors say it at length).
+    static func socketProblem(_ error: any Error) -> String {
+        let text = "\(error)"
+        for (needle, said) in [
+            ("Connection refused", "connection refused"), ("timed out", "timed out"), ("No route to host", "no route to host"),
+            ("Network is unreachable", "network unreachable"), ("Name or service not known", "unknown host"),
+            ("certificate", "TLS: \(text)"), ("handshake", "TLS: \(text)"),
+        ] where text.contains(needle) {
+            return said
+        }
+        return text
+    }
+
     struct SessionEnded: Error {
         let reason: String
     }
@@ -122,13 +135,20 @@ final class FederationLink: Sendable {
         localConfig.mechanism = SASL.internalMechanism
         localConfig.saslResponse = env.secret
 
-        let up = try await AMQPClientConnection.connect(upstreamConfig, eventLoopGroup: loop)
+        let up: AMQPClientConnection
+        do {
+            up = try await AMQPClientConnection.connect(upstreamConfig, eventLoopGroup: loop)
+        } catch let e as AMQPClientError {
+            throw SessionEnded(reason: "upstream \(shown): \(e.description)")
+        } catch {
+            throw SessionEnded(reason: "cannot connect to \(upstreamConfig.host):\(upstreamConfig.port): \(Self.socketProblem(error))")
+        }
         let local: AMQPClientConnection
         do {
             local = try await AMQPClientConnection.connect(localConfig, eventLoopGroup: loop)
         } catch {
             try? await up.close()
-            throw error
+            throw SessionEnded(reason: "cannot connect to this node's own AMQP listener on 127.0.0.1:\(env.localPort): \(Self.socketProblem(error))")
         }
         do {
             try await run(up: up, local: local, uri: uri, shown: shown, upstreamVhost: upstreamConfig.virtualHost)
@@ -161,7 +181,12 @@ final class FederationLink: Sendable {
             ch = try await ensureUpstreamExchange(up, ch)
             queue = Federation.upstreamQueueName(exchange: target, downstreamCluster: cluster)
             try await ch.queueDeclare(queue, durable: true, arguments: Federation.upstreamQueueArguments(u))
-            let old = suffix.withLockedValue { $0 }
+            // The suffix not in use upstream: what exists there says which one is (another node
+            // may have run this link until now); this process's memory decides otherwise.
+            let existsA = await exists(up, Federation.internalExchangeName(exchange: target, downstreamCluster: cluster, suffix: "A"))
+            let existsB = await exists(up, Federation.internalExchangeName(exchange: target, downstreamCluster: cluster, suffix: "B"))
+            let remembered = suffix.withLockedValue { $0 }
+            let old = existsA != existsB ? (existsA ? "A" : "B") : remembered
             let new = old == "A" ? "B" : "A"
             internalExchange = Federation.internalExchangeName(exchange: target, downstreamCluster: cluster, suffix: new)
             // A fresh internal exchange each session: bindings that changed while the link was
@@ -292,6 +317,19 @@ final class FederationLink: Sendable {
             let fresh = try await up.openChannel()
             try await fresh.queueDeclare(spec.upstreamName, durable: spec.durable, autoDelete: spec.autoDelete, arguments: spec.arguments)
             return fresh
+        }
+    }
+
+    /// Whether an exchange exists upstream (a passive declare on a channel of its own, since a
+    /// 404 closes the channel).
+    private func exists(_ up: AMQPClientConnection, _ exchange: String) async -> Bool {
+        guard let ch = try? await up.openChannel() else { return false }
+        do {
+            try await ch.exchangeDeclare(exchange, type: FederationUpstreamRouter.typeName, passive: true)
+            try? await ch.close()
+            return true
+        } catch {
+            return false
         }
     }
 

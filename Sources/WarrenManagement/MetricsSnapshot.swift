@@ -24,6 +24,8 @@ public struct MetricsSnapshot: Sendable {
     public var unacked = 0
     public var stats = BrokerStats()
     public var alarms: Set<String> = []
+    /// This node's federation links by state ("starting", "running", "error").
+    public var federationLinks: [String: Int] = [:]
     /// Filled only for `/metrics/per-object`.
     public var perQueue: [Queue] = []
 
@@ -50,6 +52,7 @@ public final class MetricsSnapshotTaker {
         snapshot.channels = broker.connections.values.reduce(0) { $0 + $1.channelCount }
         snapshot.stats = broker.stats
         snapshot.alarms = broker.localAlarms
+        for l in broker.federationLinks.values { snapshot.federationLinks[l.state.rawValue, default: 0] += 1 }
         pending = broker.vhosts.values.flatMap { Array($0.queues.values) }
         if perObject { snapshot.perQueue.reserveCapacity(pending.count) }
     }

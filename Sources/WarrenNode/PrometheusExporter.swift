@@ -83,6 +83,11 @@ final class PrometheusExporter: Sendable {
             gauge("rabbitmq_alarms_memory_used_watermark", s.alarms.contains("memory") ? 1 : 0)
             gauge("rabbitmq_alarms_free_disk_space_watermark", s.alarms.contains("disk") ? 1 : 0)
             gauge("rabbitmq_alarms_file_descriptor_limit", 0)
+            // Federation links this node runs, by state (every state present, 0 included, so
+            // an alert on "error" > 0 has a series to watch).
+            for state in ["starting", "running", "error"] {
+                gauge("warren_federation_links", Double(s.federationLinks[state] ?? 0), [("state", state)])
+            }
             guard perObjectSeries else { return aggregated.emitToString() + totals.emitToString() }
             return aggregated.emitToString() + Self.perQueueText(s.perQueue)
         }

@@ -345,6 +345,11 @@ def test_status_restart_and_warrenctl(pair):
     assert "nowhere" in out.stdout and "up1" in out.stdout and "running" in out.stdout and PASSWORD not in out.stdout
     out = subprocess.run([tool, "federation_status", "--only-down", "--port", str(down.node.management_port)], capture_output=True, text=True, timeout=30)
     assert "nowhere" in out.stdout and "up1" not in out.stdout, out.stdout
+    # Prometheus: links by state.
+    import urllib.request
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{down.node.prometheus_port}/metrics", timeout=10).read().decode()
+    assert 'warren_federation_links{state="error"} 1' in metrics and 'warren_federation_links{state="running"} 1' in metrics, \
+        [l for l in metrics.splitlines() if "federation" in l]
     # Restart: the running link reconnects at once (new timestamp, running again).
     out = subprocess.run([tool, "restart_federation_link", running["id"], "--port", str(down.node.management_port)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -355,3 +360,64 @@ def test_status_restart_and_warrenctl(pair):
     down.api.call("DELETE", "/api/parameters/federation-upstream/%2F/nowhere")
     eventually(lambda: down.links() == [], what="links stopped")
     c.close()
+
+
+def test_in_a_cluster_each_link_runs_on_one_node_spread_and_moves_when_its_node_dies(pair):
+    """A 3-node Warren cluster federating six exchanges from one upstream: each link runs on
+    exactly one node, the links are spread over the nodes (rendezvous hashing), and when a node
+    is killed its links start again on the others and messages flow again."""
+    from cluster import Cluster
+    up, _ = pair
+    cl = Cluster(3, name="test_federation_cluster")
+    try:
+        api = cl.api(1)
+        s, b, _ = api.call("PUT", "/api/parameters/federation-upstream/%2F/up1",
+                           {"value": {"uri": f"amqp://guest:guest@127.0.0.1:{up.port}", "reconnect-delay": 1}})
+        assert s in (201, 204), b
+        s, b, _ = api.call("PUT", "/api/policies/%2F/fed-c", {"pattern": "^fc\\.", "definition": {"federation-upstream": "up1"}, "apply-to": "exchanges"})
+        assert s in (201, 204), b
+        conn = cl.connect(1)
+        ch = conn.channel()
+        names = [f"fc.{k}" for k in range(6)]
+        for n in names:
+            ch.exchange_declare(n, "fanout", durable=True)
+            ch.queue_declare(f"sink.{n}", durable=True, arguments={"x-queue-type": "quorum"})
+            ch.queue_bind(f"sink.{n}", n)
+        conn.close()
+
+        def links():
+            s, b, _ = cl.api(1).call("GET", "/api/federation-links")
+            return b if s == 200 else []
+
+        def all_running():
+            ls = links()
+            return ls if len(ls) == 6 and all(l["status"] == "running" for l in ls) else None
+        ls = eventually(all_running, timeout=60, what="six links running in the cluster")
+        assert len({l["id"] for l in ls}) == 6, "each link on one node only"
+        nodes = {l["node"] for l in ls}
+        assert len(nodes) >= 2, f"links spread over the nodes: {nodes}"
+        # Kill a node (not node 1, whose API this test reads) that runs a link.
+        victim_name = next(l["node"] for l in ls if l["node"] != cl.node_name(1))
+        victim = next(i for i in (2, 3) if cl.node_name(i) == victim_name)
+        moved = [l["exchange"] for l in ls if l["node"] == victim_name]
+        cl.run("kill", str(victim))
+        ls = eventually(lambda: (lambda x: x if x and victim_name not in {l["node"] for l in x} else None)(all_running()), timeout=60,
+                        what="the dead node's links running elsewhere")
+        assert len({l["id"] for l in ls}) == 6
+        uc = up.connect()
+        uch = uc.channel()
+        uch.confirm_delivery()
+        for n in moved:
+            for k in range(3):
+                uch.basic_publish(n, "", f"{n}-{k}".encode())
+        uc.close()
+        conn = cl.connect(1)
+        ch = conn.channel()
+        for n in moved:
+            got = sorted(b.decode() for _, b in drain(ch, f"sink.{n}", 3, timeout=30))
+            assert got == [f"{n}-{k}" for k in range(3)], (n, got)
+        conn.close()
+        cl.run("start", str(victim))
+    finally:
+        cl.down()
+        # The upstream keeps what the cluster's links declared; the pair's later tests do not mind.

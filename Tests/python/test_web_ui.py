@@ -141,3 +141,32 @@ def test_forms_create_objects(setup):
     form.find_element("css selector", "button").click()
     wait_text(d, "User ui-user added.")
     assert api.get("/api/users/ui-user")[1]["tags"] == ["monitoring"]
+
+
+def test_federation_page(setup):
+    """The Federation page lists links with their state and error, and upstreams with their
+    credentials masked."""
+    node, api, d = setup
+    s, b, _ = api.call("PUT", "/api/parameters/federation-upstream/%2F/nowhere",
+                       {"value": {"uri": "amqp://fed:hidden-pw@127.0.0.1:1", "reconnect-delay": 30}})
+    assert s in (201, 204), b
+    s, b, _ = api.call("PUT", "/api/policies/%2F/ui-fed", {"pattern": "^ui-fed$", "definition": {"federation-upstream": "nowhere"}, "apply-to": "exchanges"})
+    assert s in (201, 204), b
+    s, b, _ = api.call("PUT", "/api/exchanges/%2F/ui-fed", {"type": "fanout", "durable": True})
+    assert s in (201, 204), b
+    base = f"http://127.0.0.1:{node.management_port}/"
+    d.get(base + "#/login/guest/guest")
+    wait_for(d, "#node-name")
+    deadline = time.time() + 15
+    d.get(base + "#/federation")
+    while time.time() < deadline:
+        d.refresh()  # (the same hash again would not render the page again)
+        body = wait_text(d, "Upstreams")
+        if "error" in body:
+            break
+        time.sleep(0.5)
+    assert "ui-fed" in body and "nowhere" in body and "error" in body, body
+    assert "hidden-pw" not in body and "fed:" not in body, body
+    shot(d, "10-federation")
+    api.call("DELETE", "/api/policies/%2F/ui-fed")
+    api.call("DELETE", "/api/parameters/federation-upstream/%2F/nowhere")

@@ -280,13 +280,35 @@ async function vhosts() {
       <label>Description</label><input name="description"><div class="full"><button type="submit">Add virtual host</button></div></form>`;
 }
 
+async function federation() {
+  const [links, params] = await Promise.all([api("GET", "/federation-links"), api("GET", "/parameters/federation-upstream")]);
+  setTimeout(() => document.querySelectorAll("[data-restart]").forEach((b) => b.onclick = async () => {
+    const [vhost, id, node] = JSON.parse(b.dataset.restart);
+    await api("DELETE", `/federation-links/vhost/${enc(vhost)}/${enc(id)}/${enc(node)}/restart`); flash("ok", "Link restarting."); render();
+  }));
+  // URIs are shown as the API gives them: links' without credentials; upstream parameters'
+  // with their user name and password masked here.
+  const masked = (u) => String(u).replace(/\/\/[^@/?]*@/, "//***@");
+  return `<h1>Federation</h1><h2>Links</h2>` + table([
+    { t: "Virtual host", f: (l) => esc(l.vhost) }, { t: "Type", f: (l) => esc(l.type) },
+    { t: "Exchange / queue", f: (l) => esc(l.exchange || l.queue) }, { t: "Upstream", f: (l) => esc(l.upstream) },
+    { t: "URI", f: (l) => esc(l.uri) }, { t: "Node", f: (l) => esc(l.node) },
+    { t: "State", f: (l) => `<span class="state-${esc(l.status)}">${esc(l.status)}</span>` + (l.error ? `<br><small>${esc(l.error)}</small>` : "") },
+    { t: "Since", f: (l) => esc(l.timestamp) },
+    { t: "", f: (l) => `<button data-restart="${esc(JSON.stringify([l.vhost, l.id, l.node]))}">Restart</button>` }], links, "No federation links.") +
+    `<h2>Upstreams</h2>` + table([{ t: "Virtual host", f: (p) => esc(p.vhost) }, { t: "Name", f: (p) => esc(p.name) },
+      { t: "URI", f: (p) => esc([].concat(p.value.uri).map(masked).join(", ")) },
+      { t: "Settings", f: (p) => esc(Object.entries(p.value).filter(([k]) => k !== "uri").map(([k, v]) => `${k}: ${v}`).join(", ")) }],
+      params, "No upstreams: set federation-upstream parameters (warrenctl set_parameter) and a policy.");
+}
+
 // --- routing -------------------------------------------------------------------------------
 
 const routes = [
   [/^#?\/?$/, overview], [/^#\/connections$/, connections], [/^#\/channels$/, channels],
   [/^#\/exchanges$/, exchanges], [/^#\/exchanges\/([^/]+)\/([^/]+)$/, exchange],
   [/^#\/queues$/, queues], [/^#\/queues\/([^/]+)\/([^/]+)$/, queue],
-  [/^#\/users$/, users], [/^#\/vhosts$/, vhosts],
+  [/^#\/users$/, users], [/^#\/vhosts$/, vhosts], [/^#\/federation$/, federation],
 ];
 
 async function render() {
