@@ -111,6 +111,8 @@ public enum AMQPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case invalidURL(String)
     /// No channel number is free.
     case tooManyChannels
+    /// The socket failed (TLS handshake, reset), with the transport's error.
+    case transportFailed(String)
 
     public var description: String {
         switch self {
@@ -121,6 +123,7 @@ public enum AMQPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .nacked(let tags): return "publishes nacked by the broker: \(tags)"
         case .invalidURL(let u): return "invalid AMQP URL '\(u)'"
         case .tooManyChannels: return "no free channel number"
+        case .transportFailed(let why): return "connection failed: \(why)"
         }
     }
 

@@ -177,7 +177,8 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        shutdown(closeError ?? .connectionClosed(nil))
+        // Kept: a TLS handshake that failed, or a reset, says why the connection is gone.
+        shutdown(closeError ?? .transportFailed("\(error)"))
         context.close(promise: nil)
     }
 

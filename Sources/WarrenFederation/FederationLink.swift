@@ -139,6 +139,9 @@ final class FederationLink: Sendable {
         do {
             up = try await AMQPClientConnection.connect(upstreamConfig, eventLoopGroup: loop)
         } catch let e as AMQPClientError {
+            if case .transportFailed(let why) = e, upstreamConfig.tls != nil {
+                throw SessionEnded(reason: "upstream \(shown): TLS connection failed: \(why)")
+            }
             throw SessionEnded(reason: "upstream \(shown): \(e.description)")
         } catch {
             throw SessionEnded(reason: "cannot connect to \(upstreamConfig.host):\(upstreamConfig.port): \(Self.socketProblem(error))")

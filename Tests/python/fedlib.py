@@ -24,10 +24,11 @@ class Broker:
     """A Warren node named `name` (its cluster name too: loop detection compares them), on a
     fixed AMQP port so that a restart keeps the upstream URI valid."""
 
-    def __init__(self, name, port=None, data_dir=None):
+    def __init__(self, name, port=None, data_dir=None, extra=()):
         self.name = name
+        self.extra = tuple(extra)
         self.fixed_port = port or free_port()
-        self.node = Node(f"federation-{name}", extra_args=("--node-name", f"{name}@localhost", "--amqp-port", str(self.fixed_port)),
+        self.node = Node(f"federation-{name}", extra_args=("--node-name", f"{name}@localhost", "--amqp-port", str(self.fixed_port), *self.extra),
                          data_dir=data_dir, append_log=data_dir is not None)
         self.port = self.node.port
         self.api = API(self.node.management_port)
@@ -44,7 +45,7 @@ class Broker:
             self.node.kill()
         else:
             self.node.stop()
-        self.__init__(self.name, self.fixed_port, self.node.data_dir)
+        self.__init__(self.name, self.fixed_port, self.node.data_dir, self.extra)
 
     def set_upstream(self, name, uri, **settings):
         s, b, _ = self.api.call("PUT", f"/api/parameters/federation-upstream/%2F/{name}", {"value": dict(uri=uri, **settings)})

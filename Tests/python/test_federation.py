@@ -421,3 +421,49 @@ def test_in_a_cluster_each_link_runs_on_one_node_spread_and_moves_when_its_node_
     finally:
         cl.down()
         # The upstream keeps what the cluster's links declared; the pair's later tests do not mind.
+
+
+def test_an_amqps_upstream_with_rabbitmqs_uri_parameters(pair):
+    """An upstream over TLS that requires a client certificate: the URI's cacertfile, certfile,
+    keyfile, verify and server_name_indication are used; a URI that trusts another CA gives a
+    link in error that says TLS."""
+    import tempfile
+    from conftest import ROOT
+    pki = tempfile.mkdtemp(prefix="warren-fed-pki-")
+    subprocess.run([os.path.join(ROOT, "Scripts", "make-test-certs"), pki], check=True, capture_output=True)
+    p = lambda n: os.path.join(pki, n)  # noqa: E731
+    tls_up = Broker("fed-tls-up", extra=("--amqps-port", "0", "--tls-cert", p("server.pem"), "--tls-key", p("server.key"),
+                                         "--tls-ca-cert", p("ca.pem"), "--tls-verify-peer", "on"))
+    _, down = pair
+    try:
+        port = tls_up.node.amqps_port
+        down.set_upstream("tls", f"amqps://guest:guest@localhost:{port}?cacertfile={p('ca.pem')}&certfile={p('client.pem')}"
+                          f"&keyfile={p('client.key')}&verify=verify_peer&server_name_indication=localhost", **{"reconnect-delay": 1})
+        down.set_upstream("tls-wrong-ca", f"amqps://guest:guest@localhost:{port}?cacertfile={p('other-ca.pem')}&certfile={p('client.pem')}"
+                          f"&keyfile={p('client.key')}&verify=verify_peer", **{"reconnect-delay": 30})
+        down.set_policy("fed-t", "^ft\\.", {"federation-upstream-set": "tlsset"}, apply_to="exchanges")
+        s, b, _ = down.api.call("PUT", "/api/parameters/federation-upstream-set/%2F/tlsset", {"value": [{"upstream": "tls"}, {"upstream": "tls-wrong-ca"}]})
+        assert s in (201, 204), b
+        c = down.connect()
+        ch = c.channel()
+        ch.exchange_declare("ft.x", "fanout", durable=True)
+        ch.queue_declare("sink.ft", durable=True)
+        ch.queue_bind("sink.ft", "ft.x")
+        ok = eventually(lambda: [l for l in down.links() if l["upstream"] == "tls" and l["status"] == "running"], what="the TLS link running")[0]
+        assert ok["uri"].startswith(f"amqps://localhost:{port}?cacertfile="), ok
+        bad = eventually(lambda: [l for l in down.links() if l["upstream"] == "tls-wrong-ca" and l["status"] == "error"], what="the wrong-CA link in error")[0]
+        assert "TLS" in bad["error"], bad
+        eventually(lambda: tls_up.bindings("ft.x") != [], what="binding upstream over TLS")
+        uc = tls_up.connect()
+        uch = uc.channel()
+        uch.confirm_delivery()
+        uch.basic_publish("ft.x", "", b"over tls")
+        assert [b for _, b in drain(ch, "sink.ft", 1)] == [b"over tls"]
+        uc.close()
+        down.api.call("DELETE", "/api/policies/%2F/fed-t")
+        for n in ("tls", "tls-wrong-ca"):
+            down.api.call("DELETE", f"/api/parameters/federation-upstream/%2F/{n}")
+        eventually(lambda: down.links() == [], what="links stopped")
+        c.close()
+    finally:
+        tls_up.stop()
