@@ -156,6 +156,14 @@ public final class AMQPClientChannel: Sendable {
         try await eventLoop.submit { handler.value.channels[n]?.confirmListener = listener }.get()
     }
 
+    /// Why the channel is closed (by the broker, the client, or with its connection); nil
+    /// while it is open.
+    public func closeReason() async -> AMQPClientError? {
+        let handler = connection.handler
+        let n = number
+        return try? await eventLoop.submit { handler.value.channelCloseError(n) }.get()
+    }
+
     /// Calls `listener(tag)` on the event loop when the broker cancels one of this channel's
     /// consumers (its queue was deleted, or a replica took over).
     public func setCancelListener(_ listener: @escaping @Sendable (String) -> Void) async throws {

@@ -433,6 +433,13 @@ final class ClientHandler: ChannelInboundHandler {
         flushNow()
     }
 
+    /// Why a channel is closed, or nil while it is open.
+    func channelCloseError(_ channel: UInt16) -> AMQPClientError? {
+        if phase != .open { return closeError ?? .connectionClosed(nil) }
+        if let ch = channels[channel] { return ch.closedError }
+        return closedReason(channel)
+    }
+
     private func closedReason(_ channel: UInt16) -> AMQPClientError {
         closedChannels[channel] ?? .channelClosed(AMQPError(.channelError, "channel \(channel) is closed"))
     }

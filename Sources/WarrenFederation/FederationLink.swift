@@ -271,6 +271,8 @@ final class FederationLink: Sendable {
             if c.restart { throw SessionEnded(reason: "restarted by an operator") }
             if let e = await up.closeReason() { throw SessionEnded(reason: "upstream connection closed: \(Self.describe(e))") }
             if let e = await local.closeReason() { throw SessionEnded(reason: "local connection closed: \(Self.describe(e))") }
+            if let e = await ch.closeReason() { throw SessionEnded(reason: "upstream channel closed: \(Self.describe(e))") }
+            if let e = await lch.closeReason() { throw SessionEnded(reason: "local channel closed: \(Self.describe(e))") }
             if cancelled.withLockedValue({ $0 }) { throw SessionEnded(reason: "the upstream cancelled the link's consumer on \(queue)") }
             switch kind {
             case .exchange:

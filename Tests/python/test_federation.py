@@ -467,3 +467,32 @@ def test_an_amqps_upstream_with_rabbitmqs_uri_parameters(pair):
         c.close()
     finally:
         tls_up.stop()
+
+
+def test_an_operator_deleting_the_links_upstream_queue_is_recovered_from(pair):
+    """The upstream's operator deletes the link's queue: the upstream cancels the link's
+    consumer, the link connects again after reconnect-delay, declares it again, and messages
+    flow again."""
+    up, down = pair
+    down.set_policy("fed-d", "^fd\\.", {"federation-upstream": "up1"}, apply_to="exchanges")
+    c = down.connect()
+    ch = c.channel()
+    ch.exchange_declare("fd.x", "fanout", durable=True)
+    ch.queue_declare("sink.fd", durable=True)
+    ch.queue_bind("sink.fd", "fd.x")
+    down.wait_running(1)
+    queue = "federation: fd.x -> fed-down@localhost"
+    eventually(lambda: up.bindings("fd.x") != [], what="binding upstream")
+    uc = up.connect()
+    uch = uc.channel()
+    uch.queue_delete(queue)
+    eventually(lambda: down.links(down=True) != [], timeout=10, what="the link noticing")
+    down.wait_running(1, timeout=15)
+    eventually(lambda: up.bindings("fd.x") != [], what="binding upstream again")
+    uch.confirm_delivery()
+    uch.basic_publish("fd.x", "", b"after")
+    assert [b for _, b in drain(ch, "sink.fd", 1)] == [b"after"]
+    down.api.call("DELETE", "/api/policies/%2F/fed-d")
+    eventually(lambda: down.links() == [], what="link stopped")
+    uc.close()
+    c.close()
