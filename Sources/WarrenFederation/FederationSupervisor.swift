@@ -60,14 +60,15 @@ public final class FederationSupervisor {
     }
 
     func reconcile() {
-        let wanted = broker.federationLinkSpecs().filter(runsHere)
+        let specs = broker.federationLinkSpecs()
+        guard !specs.isEmpty || !links.isEmpty else { return }
         var byId: [String: FederationLinkSpec] = [:]
-        for s in wanted { byId[s.id] = s }
+        for s in specs where runsHere(s) { byId[s.id] = s }
+        let anywhere = Set(specs.map(\.id))
         for (id, link) in links where byId[id] != link.spec {
             // Gone, or changed (a new link takes its place below). Cleanup upstream only when
             // nothing asks for the link any more anywhere (not when it moves to another node).
-            let stillWanted = broker.federationLinkSpecs().contains { $0.id == id }
-            link.stop(cleanup: !stillWanted)
+            link.stop(cleanup: !anywhere.contains(id))
             links[id] = nil
             bindingVersions[id] = nil
             broker.federationLinks[id] = nil

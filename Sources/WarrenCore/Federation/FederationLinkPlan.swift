@@ -67,7 +67,9 @@ extension Broker {
                     }
                 }
             }
-            for x in v.exchanges.values.sorted(by: { $0.name < $1.name }) {
+            // (Filtered before sorting: this runs every second on the broker loop, and a vhost
+            // may have many exchanges and queues of which few are federated.)
+            for x in v.exchanges.values.filter({ $0.federation != nil }).sorted(by: { $0.name < $1.name }) {
                 guard let sel = x.federation, !x.isBuiltIn || !x.name.isEmpty, let policy = x.policyName else { continue }
                 // The exchanges a link declares upstream are never themselves federated.
                 if x.type == FederationUpstreamRouter.typeName { continue }
@@ -78,7 +80,10 @@ extension Broker {
                             autoDelete: x.autoDelete, internal: x.internal, arguments: x.arguments))
                 }
             }
-            for q in v.queues.values.sorted(by: { $0.name < $1.name }) {
+            let federatedQueues = v.queues.values.filter {
+                $0.settings.otherPolicyKeys["federation-upstream"] != nil || $0.settings.otherPolicyKeys["federation-upstream-set"] != nil
+            }
+            for q in federatedQueues.sorted(by: { $0.name < $1.name }) {
                 guard let policy = q.settings.policyName, let sel = FederationSelection(policyDefinition: q.settings.otherPolicyKeys) else { continue }
                 // Links move messages only into queues that will keep them.
                 if q.exclusiveOwner != nil { continue }
