@@ -23,6 +23,9 @@ public struct AMQPClientConfiguration: Sendable {
     /// Sent as the SASL response as is, with `mechanism`, even when the server does not offer
     /// that mechanism (a node's own clients use one it never offers).
     public var saslResponse: [UInt8]?
+    /// Seconds the server has to complete the handshake (connection.open-ok) once the socket is
+    /// up; nil waits as long as it takes.
+    public var handshakeTimeoutSeconds: Double?
 
     public init(
         host: String = "127.0.0.1", port: Int = 5672, username: String = "guest", password: String = "guest",

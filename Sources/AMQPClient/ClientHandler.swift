@@ -138,6 +138,14 @@ final class ClientHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         out.writeAMQPProtocolHeader()
         flushNow()
+        // A server that accepts the socket but never answers must not hold the caller forever.
+        if let limit = configuration.handshakeTimeoutSeconds {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(limit * 1000))) {
+                if self.phase == .handshaking {
+                    self.shutdown(.connectionClosed(AMQPError(.connectionForced, "no answer to the AMQP handshake within \(limit) s")))
+                }
+            }
+        }
         context.fireChannelActive()
     }
 

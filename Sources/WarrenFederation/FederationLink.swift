@@ -134,6 +134,7 @@ final class FederationLink: Sendable {
         var localConfig = AMQPClientConfiguration(host: "127.0.0.1", port: env.localPort, virtualHost: spec.vhost, heartbeat: 0, connectionName: name)
         localConfig.mechanism = SASL.internalMechanism
         localConfig.saslResponse = env.secret
+        localConfig.handshakeTimeoutSeconds = 30
 
         let up: AMQPClientConnection
         do {

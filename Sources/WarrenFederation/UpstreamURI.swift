@@ -4,7 +4,7 @@ import WarrenCore
 
 /// An upstream URI as RabbitMQ's federation reads it: `amqp://user:pass@host:port/vhost` or
 /// `amqps://...`, with the query parameters of RabbitMQ's URI spec that matter here:
-/// `heartbeat`, `connection_timeout` (ms), and for amqps `cacertfile`, `certfile`, `keyfile`,
+/// `heartbeat`, `connection_timeout` (ms, for the AMQP handshake), and for amqps `cacertfile`, `certfile`, `keyfile`,
 /// `verify` (`verify_peer` / `verify_none`), `server_name_indication` (a name, or `disable`).
 enum UpstreamURI {
     struct Problem: Error, CustomStringConvertible {
@@ -33,6 +33,8 @@ enum UpstreamURI {
         }
         c.connectionName = connectionName
         c.heartbeat = query["heartbeat"].flatMap { UInt16($0) } ?? defaultHeartbeat
+        // RabbitMQ's URI parameter, in milliseconds; its clients' default is 60 s.
+        c.handshakeTimeoutSeconds = (query["connection_timeout"].flatMap { Double($0) } ?? 60_000) / 1000
         if base.hasPrefix("amqps://") {
             var tls = TLSConfiguration.makeClientConfiguration()
             do {
