@@ -211,14 +211,13 @@ final class FederationLink: Sendable {
         }
 
         try await ch.basicQos(prefetchCount: UInt16(u.prefetchCount))
-        let loopUp = ch.onEventLoop
-        let loopLocal = lch.onEventLoop
         let kind = spec.kind
+        let upstreamChannel = ch
         let localName = spec.name
         let pipe = try await loop.submit {
             NIOLoopBound(
                 LinkPipe(
-                    upstream: loopUp, local: loopLocal, upstreamSettings: u, exchange: kind == .exchange ? localName : "",
+                    upstream: upstreamChannel.onEventLoop, local: lch.onEventLoop, upstreamSettings: u, exchange: kind == .exchange ? localName : "",
                     routingKey: kind == .queue ? localName : nil,
                     rewrite: { d in
                         switch kind {
@@ -263,9 +262,9 @@ final class FederationLink: Sendable {
             let c = control.withLockedValue { $0 }
             if c.stopped {
                 if c.cleanup && !u.cleanupNever && kind == .exchange {
-                    if let tag = consumerTag { try? await ch.basicCancel(tag) }
+                    if let tag = consumerTag { _ = try? await ch.basicCancel(tag) }
                     try? await ch.exchangeDelete(internalExchange)
-                    try? await ch.queueDelete(queue)
+                    _ = try? await ch.queueDelete(queue)
                 }
                 return
             }

@@ -40,8 +40,9 @@ public final class FederationSupervisor {
 
     /// Starts the timers (on the broker loop).
     public func start() {
-        reconcileTask = brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .seconds(1)) { [self] _ in reconcile() }
-        pollTask = brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(300), delay: .milliseconds(200)) { [self] _ in poll() }
+        let me = NIOLoopBound(self, eventLoop: brokerLoop)
+        reconcileTask = brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(200), delay: .seconds(1)) { _ in me.value.reconcile() }
+        pollTask = brokerLoop.scheduleRepeatedTask(initialDelay: .milliseconds(300), delay: .milliseconds(200)) { _ in me.value.poll() }
     }
 
     /// Stops every link (the node is shutting down: nothing is cleaned up upstream).
