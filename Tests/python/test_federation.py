@@ -240,11 +240,14 @@ class Publisher(threading.Thread):
                 time.sleep(0.2)
 
 
-def count_downstream(conn, ch, queue, confirmed, timeout, attempted=None):
-    """Consumes `queue` until every confirmed number has come and nothing more comes for 1 s (or
-    the timeout); returns (lost: confirmed, never delivered; duplicated; unexpected: delivered,
-    never sent)."""
+def count_downstream(broker, queue, confirmed, timeout, attempted=None):
+    """Consumes `queue` (on a connection of its own: the test's may have sat idle past its
+    heartbeats in the long mode) until every confirmed number has come and nothing more comes
+    for 1 s (or the timeout); returns (lost: confirmed, never delivered; duplicated; unexpected:
+    delivered, never sent)."""
     seen = {}
+    conn = broker.connect()
+    ch = conn.channel()
 
     def on(_c, _m, _p, body):
         k = int(body)
@@ -261,6 +264,7 @@ def count_downstream(conn, ch, queue, confirmed, timeout, attempted=None):
         elif confirmed <= set(seen) and time.time() - last[1] > 1.0:
             break
     ch.basic_cancel(tag)
+    conn.close()
     lost = confirmed - set(seen)
     dup = sum(v - 1 for v in seen.values())
     return lost, dup, set(seen) - (attempted if attempted is not None else confirmed)
@@ -276,6 +280,7 @@ def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
     ch.queue_bind("fk.q", "fk.x", "k")
     down.wait_running(1)
     eventually(lambda: up.bindings("fk.x") != [], what="binding upstream")
+    c.close()
     pub = Publisher(up, "fk.x")
     pub.start()
     time.sleep(1.5)
@@ -288,7 +293,7 @@ def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
     time.sleep(1.5)
     pub.stopped = True
     pub.join(10)
-    lost, dup, unexpected = count_downstream(c, ch, "fk.q", pub.confirmed, timeout=30, attempted=pub.attempted)
+    lost, dup, unexpected = count_downstream(down, "fk.q", pub.confirmed, timeout=30, attempted=pub.attempted)
     print(f"upstream kill: confirmed {len(pub.confirmed)}, lost {len(lost)}, duplicated {dup}, unexpected {len(unexpected)}, "
           f"link resumed {resumed:.2f} s after the upstream listened again ({restarted_at - killed_at:.2f} s restart)")
     assert not lost, sorted(lost)[:20]
@@ -296,7 +301,6 @@ def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
     assert resumed < 1 * 1.1 + 1 + 1.0, resumed  # reconnect-delay + jitter + 1 s, + polling of this test
     s, _, _ = down.api.call("DELETE", "/api/policies/%2F/fed-k")
     eventually(lambda: down.links() == [], what="link stopped")
-    c.close()
 
 
 def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(pair):
@@ -312,6 +316,7 @@ def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(
         ch.queue_bind("fp.q", "fp.x", "k")
         down.wait_running(1)
         eventually(lambda: up.bindings("fp.x") != [], what="binding upstream")
+        c.close()
         pub = Publisher(up, "fp.x")
         pub.start()
         downs = 0
@@ -325,7 +330,7 @@ def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(
             down.wait_running(1, timeout=15)
         pub.stopped = True
         pub.join(10)
-        lost, dup, unexpected = count_downstream(c, ch, "fp.q", pub.confirmed, timeout=120, attempted=pub.attempted)
+        lost, dup, unexpected = count_downstream(down, "fp.q", pub.confirmed, timeout=120, attempted=pub.attempted)
         print(f"link cuts: {CUTS} x {CUT_SECONDS} s: confirmed {len(pub.confirmed)}, lost {len(lost)}, duplicated {dup}, unexpected {len(unexpected)}")
         assert not lost, sorted(lost)[:20]
         assert not unexpected
@@ -333,7 +338,6 @@ def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(
         down.api.call("DELETE", "/api/policies/%2F/fed-p")
         down.api.call("DELETE", "/api/parameters/federation-upstream/%2F/via-proxy")
         eventually(lambda: down.links() == [], what="link stopped")
-        c.close()
     finally:
         proxy.close()
 
