@@ -25,7 +25,6 @@ final class LinkPipe {
     let rewrite: (AMQPDelivery) -> FieldTable?
     /// Local confirm sequence number and upstream delivery tag of every message in flight.
     private var inFlight = Deque<(seq: UInt64, tag: UInt64)>()
-    private(set) var moved: UInt64 = 0
 
     init(
         upstream: AMQPLoopChannel, local: AMQPLoopChannel, upstreamSettings u: FederationUpstream, exchange: String, routingKey: String?,
@@ -58,7 +57,6 @@ final class LinkPipe {
             // back when its connection closes.
             return
         }
-        moved &+= 1
         switch ackMode {
         case .onConfirm: inFlight.append((seq, d.deliveryTag))
         case .onPublish: upstream.ack(d.deliveryTag)
@@ -87,6 +85,4 @@ final class LinkPipe {
             if ack { upstream.ack(entry.tag) } else { upstream.nack(entry.tag, requeue: true) }
         }
     }
-
-    var inFlightCount: Int { inFlight.count }
 }

@@ -20,8 +20,6 @@ public struct FederationLinkStatus: Sendable, Equatable {
     public var since: Int64
     /// The node running the link.
     public var node: String
-    /// Messages the link has moved downstream since it started.
-    public var moved: UInt64 = 0
 
     public init(spec: FederationLinkSpec, state: State, error: String? = nil, uri: String? = nil, localConnection: String? = nil, since: Int64, node: String) {
         self.spec = spec
