@@ -183,11 +183,15 @@ let package = Package(
         ),
         // The management API over HTTP, for the command-line tools.
         .target(name: "ManagementClient", swiftSettings: strict),
-        // The cluster test driver: starts, breaks and heals local clusters (docs/cluster-driver.md).
+        // The failure tests' checker: a history of what clients did and saw in, lost /
+        // unexpected / duplicated / recovered and availability out. Pure (docs/failure-testing.md).
+        .target(name: "WarrenChecker", swiftSettings: strict),
+        // The cluster test driver: starts, breaks and heals local clusters, runs fault scenarios
+        // with a workload and checks them (docs/cluster-driver.md, docs/failure-testing.md).
         .executableTarget(
             name: "warren-cluster",
             dependencies: [
-                "ManagementClient",
+                "ManagementClient", "WarrenChecker", "AMQPClient", "AMQPProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -255,6 +259,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "WarrenCheckerTests", dependencies: ["WarrenChecker"], swiftSettings: strict),
         .testTarget(
             name: "WarrenCoreTests",
             dependencies: ["WarrenCore", "AMQPProtocol", .product(name: "NIOCore", package: "swift-nio")],

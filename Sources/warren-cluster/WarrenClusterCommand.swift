@@ -15,13 +15,17 @@ struct WarrenClusterCommand: ParsableCommand {
         abstract: "Start, break and heal a local Warren cluster (for failover tests).",
         subcommands: [
             Up.self, Status.self, Kill.self, Stop.self, Start.self, Pause.self, Resume.self, Partition.self, Drop.self,
-            Delay.self, Heal.self, WaitHealthy.self, Down.self, Proxy.self,
+            Delay.self, Heal.self, WaitHealthy.self, Down.self, Proxy.self, Run.self, Check.self,
         ])
 
-    static func main() {
+    static func main() async {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
         } catch let error as DriverError {
             FileHandle.standardError.write(Data("warren-cluster: \(error.description)\n".utf8))
             Foundation.exit(1)

@@ -1,0 +1,80 @@
+"""The failure scenarios users run (`warren-cluster run`), short: each scenario for a few
+seconds at a fast pace on a cluster the driver started, checked by `warren-cluster check`'s
+rules: nothing confirmed lost, nothing unexpected. The long mode (every scenario x 10 seeds x 3
+minutes at the issue's pace) is documented in docs/failure-testing.md with its results.
+
+    WARREN_SCENARIO_SECONDS=15 WARREN_SCENARIO_PACE=0.2 WARREN_SCENARIO_SEEDS=1  (the defaults here)
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+from cluster import Cluster, driver_binary
+
+SECONDS = os.environ.get("WARREN_SCENARIO_SECONDS", "15")
+PACE = os.environ.get("WARREN_SCENARIO_PACE", "0.2")
+SEEDS = [int(s) for s in os.environ.get("WARREN_SCENARIO_SEEDS", "1").split(",")]
+
+
+def run(cluster, scenario, seed):
+    out = os.path.join(cluster.dir, f"run-{scenario}-{seed}")
+    p = subprocess.run([driver_binary(), "run", scenario, "--dir", cluster.dir, "--duration", SECONDS, "--pace", PACE, "--seed", str(seed),
+                        "--out", out], capture_output=True, text=True, timeout=float(SECONDS) + 400)
+    print(p.stdout)
+    assert p.returncode == 0, f"{scenario} seed {seed}:\n{p.stdout}\n{p.stderr}"
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    assert report["lost"] == [] and report["unexpected"] == []
+    assert report["confirmed"] > 0 and report["delivered"] > 0
+    # `check` on the recorded history gives the same answer.
+    again = subprocess.run([driver_binary(), "check", os.path.join(out, "history.jsonl"), "--json"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and json.loads(again.stdout) == report
+    return report
+
+
+@pytest.fixture(scope="module")
+def three():
+    c = Cluster(3, name="test_failure_scenarios_3")
+    yield c
+    c.down()
+
+
+@pytest.fixture(scope="module")
+def five():
+    c = Cluster(5, name="test_failure_scenarios_5")
+    yield c
+    c.down()
+
+
+@pytest.mark.parametrize("scenario", ["kill-leader", "kill-random", "pause-leader", "partition-halves", "partition-single"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scenario_on_three_nodes(three, scenario, seed):
+    report = run(three, scenario, seed)
+    assert report["faults"], "the schedule broke something"
+
+
+@pytest.mark.parametrize("scenario", ["partition-majorities-ring", "partition-bridge"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_scenario_on_five_nodes(five, scenario, seed):
+    report = run(five, scenario, seed)
+    assert report["faults"]
+
+
+def test_the_checker_names_a_lost_an_unexpected_and_a_duplicated_message(tmp_path):
+    events = [
+        {"t": 0.0, "op": "send", "id": 1}, {"t": 0.1, "op": "ok", "id": 1},
+        {"t": 0.2, "op": "send", "id": 2}, {"t": 0.3, "op": "ok", "id": 2}, {"t": 0.4, "op": "recv", "id": 2},
+        {"t": 0.5, "op": "recv", "id": 2, "redelivered": True}, {"t": 0.6, "op": "recv", "id": 77},
+    ]
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    p = subprocess.run([driver_binary(), "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stdout
+    assert "lost (confirmed, never delivered): 1 1" in p.stdout
+    assert "unexpected (delivered, never sent): 1 77" in p.stdout
+    assert "duplicated: 1 messages (1 extra deliveries)" in p.stdout
+    path.write_text("not json\n")
+    p = subprocess.run([driver_binary(), "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "not a history event" in p.stderr
