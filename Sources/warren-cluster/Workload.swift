@@ -119,7 +119,9 @@ struct Workload: Sendable {
                     try await ch.waitForConfirms(upTo: seq)
                     return .ok
                 } catch let e as AMQPClientError {
-                    if case .nacked = e { return .nack }
+                    // (The client reports every nack of the channel so far: only this
+                    // message's own nack counts.)
+                    if case .nacked(let tags) = e { return tags.contains(seq) ? .nack : .ok }
                     return .failed
                 } catch {
                     return .failed

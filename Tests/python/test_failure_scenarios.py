@@ -78,3 +78,46 @@ def test_the_checker_names_a_lost_an_unexpected_and_a_duplicated_message(tmp_pat
     path.write_text("not json\n")
     p = subprocess.run([driver_binary(), "check", str(path)], capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "not a history event" in p.stderr
+
+
+def test_a_publish_in_flight_to_a_paused_leader_is_answered_once_another_leads(three):
+    """Found by pause-leader: a publish passed on to the queue's leader when that node froze
+    (SIGSTOP keeps its sockets open) waited for the queue link's 10 s timeout, though another
+    member led within about a second. Now it is nacked as soon as the new leader is recorded,
+    and the next publish is confirmed."""
+    import time
+    import pika
+    from cluster import eventually
+    c = three
+    subprocess.run([driver_binary(), "wait-healthy", "--dir", c.dir, "--timeout", "60"], check=True, capture_output=True)
+    conn = c.connect(1)
+    conn.channel().queue_declare("paused.q", durable=True, arguments={"x-queue-type": "quorum"})
+    conn.close()
+
+    def leader():
+        for i in (1, 2, 3):
+            s, b, _ = c.api(i).call("GET", "/api/queues/%2F/paused.q")
+            if s == 200 and b.get("leader"):
+                return b["leader"]
+        return None
+    name = eventually(leader, timeout=30, what="paused.q's leader")
+    target = next(i for i in (1, 2, 3) if c.node_name(i) == name)
+    via = next(i for i in (1, 2, 3) if i != target)
+    pub = c.connect(via, heartbeat=0)
+    ch = pub.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", "paused.q", b"warm-up", pika.BasicProperties(delivery_mode=2))
+    c.run("pause", str(target))
+    try:
+        t0 = time.time()
+        try:
+            ch.basic_publish("", "paused.q", b"in flight", pika.BasicProperties(delivery_mode=2))
+            answered = "confirmed"
+        except pika.exceptions.NackError:
+            answered = "nacked"
+        waited = time.time() - t0
+        assert waited < 5, f"the publish in flight was {answered} after {waited:.1f} s"
+        ch.basic_publish("", "paused.q", b"after", pika.BasicProperties(delivery_mode=2))
+    finally:
+        c.run("resume", str(target))
+    pub.close()

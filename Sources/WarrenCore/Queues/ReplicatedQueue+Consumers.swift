@@ -20,6 +20,7 @@ extension ReplicatedQueue {
             }
             queue.homeNode = node
             queue.isLocal = node == me
+            if old != me { manager.broker.clusterQueues?.abandonForwards(to: old, vhost: queue.vhost.name, queue: queue.name) }
             // Requests that waited here for this node to serve go where the queue is now.
             if old == me && !waiters.isEmpty {
                 let w = waiters

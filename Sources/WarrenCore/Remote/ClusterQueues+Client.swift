@@ -1,3 +1,4 @@
+import Logging
 import AMQPProtocol
 import DequeModule
 import NIOCore
@@ -29,7 +30,7 @@ extension ClusterQueues {
         if let confirm {
             id = nextID
             nextID &+= 1
-            p.confirmWaits[id] = confirm
+            p.confirmWaits[id] = (confirm.channel, confirm.seq, vhost, queues)
         }
         send(.publish(confirm: id, vhost: vhost, queues: queues, message: message), to: p)
         p.credit -= Self.cost(message)
@@ -41,7 +42,7 @@ extension ClusterQueues {
 
     func confirmed(_ id: UInt64, ok: Bool, by p: QueuePeer) {
         guard let w = p.confirmWaits.removeValue(forKey: id) else {
-            p.forwardWaits.removeValue(forKey: id)?(ok)
+            p.forwardWaits.removeValue(forKey: id)?.completion(ok)
             return
         }
         w.channel.remoteConfirm(w.seq, ok: ok)
@@ -59,11 +60,30 @@ extension ClusterQueues {
         if let completion {
             id = nextID
             nextID &+= 1
-            p.forwardWaits[id] = completion
+            p.forwardWaits[id] = QueuePeer.ForwardWait(vhost: vhost, queues: queues, completion: completion)
         }
         send(.publish(confirm: id, vhost: vhost, queues: queues, message: message), to: p)
         p.credit -= Self.cost(message)
         return true
+    }
+
+    /// A replicated queue's leader moved away from `node`: publishes passed on to it for that
+    /// queue and not answered yet are nacked now, not when the session with `node` ends (a
+    /// paused node keeps its sockets open, so that takes the whole queue-link timeout). A nack
+    /// says "maybe": the old leader may have committed it before it stopped, in which case it is
+    /// delivered too; the publisher resends.
+    func abandonForwards(to node: String, vhost: String, queue: String) {
+        guard let p = peers[node] else { return }
+        let gone = p.forwardWaits.filter { $0.value.vhost == vhost && $0.value.queues.contains(queue) }.sorted { $0.key < $1.key }
+        let waits = p.confirmWaits.filter { $0.value.vhost == vhost && $0.value.queues.contains(queue) }.sorted { $0.key < $1.key }
+        guard !gone.isEmpty || !waits.isEmpty else { return }
+        for (id, _) in gone { p.forwardWaits[id] = nil }
+        for (id, _) in waits { p.confirmWaits[id] = nil }
+        broker.logger.info(
+            "replicated queue: leader moved; publishes sent to the old leader and not confirmed are nacked",
+            metadata: ["queue": "\(vhost)/\(queue)", "old": "\(node)", "count": "\(gone.count + waits.count)"])
+        for (_, w) in gone { w.completion(false) }
+        for (_, w) in waits { w.channel.remoteConfirm(w.seq, ok: false) }
     }
 
     /// Confirms settled while a batch was read go out together (as `multiple` where they can).
@@ -172,7 +192,7 @@ extension ClusterQueues {
         for (_, w) in waits { w.channel.remoteConfirm(w.seq, ok: false) }
         let forwarded = p.forwardWaits.sorted { $0.key < $1.key }
         p.forwardWaits.removeAll()
-        for (_, f) in forwarded { f(false) }
+        for (_, f) in forwarded { f.completion(false) }
         let requests = p.requests.sorted { $0.key < $1.key }
         p.requests.removeAll()
         for (_, r) in requests { r.answer(.failure(homeDown(r.queue))) }

@@ -267,9 +267,11 @@ final class QueuePeer {
     // This node using the peer's queues.
     @exclusivity(unchecked) var credit = ClusterQueues.publishWindow
     var pausedConnections: [ObjectIdentifier: any PausablePublisher] = [:]
-    @exclusivity(unchecked) var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64)] = [:]
+    /// Publishes sent to the peer's queues, waiting for its confirm (the queues are kept so that
+    /// a replicated queue whose leader moves elsewhere can nack its share at once).
+    @exclusivity(unchecked) var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64, vhost: String, queues: [String])] = [:]
     /// Publishes a replicated queue passed on to its leader here, by id: told how they ended.
-    var forwardWaits: [UInt64: (Bool) -> Void] = [:]
+    var forwardWaits: [UInt64: ForwardWait] = [:]
     var requests: [UInt64: PendingRequest] = [:]
     var consumers: [UInt64: Consumer] = [:]
     /// Deliveries that came while their channel had no room, by consumer.
@@ -309,6 +311,12 @@ final class QueuePeer {
         self.name = name
         self.generation = generation
         self.since = since
+    }
+
+    struct ForwardWait {
+        var vhost: String
+        var queues: [String]
+        var completion: (Bool) -> Void
     }
 
     var isIdle: Bool { confirmWaits.isEmpty && forwardWaits.isEmpty && requests.isEmpty && consumers.isEmpty && proxies.isEmpty && unacked.isEmpty }
