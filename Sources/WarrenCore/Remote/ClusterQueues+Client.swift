@@ -67,23 +67,41 @@ extension ClusterQueues {
         return true
     }
 
-    /// A replicated queue's leader moved away from `node`: publishes passed on to it for that
-    /// queue and not answered yet are nacked now, not when the session with `node` ends (a
-    /// paused node keeps its sockets open, so that takes the whole queue-link timeout). A nack
-    /// says "maybe": the old leader may have committed it before it stopped, in which case it is
-    /// delivered too; the publisher resends.
+    /// A replicated queue's leader moved away from `node`: publishes sent to it for that queue
+    /// and not answered yet get `abandonGrace` more to be answered (a node that is up passes
+    /// them on to the new leader and confirms them), then are nacked; not left until the session
+    /// with `node` ends, which for a paused node (its sockets stay open) is the whole queue-link
+    /// timeout. A nack says "maybe": the old leader may have committed it before it stopped,
+    /// and then it is delivered too; the publisher resends.
     func abandonForwards(to node: String, vhost: String, queue: String) {
         guard let p = peers[node] else { return }
-        let gone = p.forwardWaits.filter { $0.value.vhost == vhost && $0.value.queues.contains(queue) }.sorted { $0.key < $1.key }
-        let waits = p.confirmWaits.filter { $0.value.vhost == vhost && $0.value.queues.contains(queue) }.sorted { $0.key < $1.key }
-        guard !gone.isEmpty || !waits.isEmpty else { return }
-        for (id, _) in gone { p.forwardWaits[id] = nil }
-        for (id, _) in waits { p.confirmWaits[id] = nil }
-        broker.logger.info(
-            "replicated queue: leader moved; publishes sent to the old leader and not confirmed are nacked",
-            metadata: ["queue": "\(vhost)/\(queue)", "old": "\(node)", "count": "\(gone.count + waits.count)"])
-        for (_, w) in gone { w.completion(false) }
-        for (_, w) in waits { w.channel.remoteConfirm(w.seq, ok: false) }
+        let deadline = now + Self.abandonGrace
+        for (id, w) in p.forwardWaits where w.vhost == vhost && w.queues.contains(queue) { p.abandonAt[id] = p.abandonAt[id] ?? deadline }
+        for (id, w) in p.confirmWaits where w.vhost == vhost && w.queues.contains(queue) { p.abandonAt[id] = p.abandonAt[id] ?? deadline }
+    }
+
+    static let abandonGrace: Int64 = 2000
+
+    /// Nacks the abandoned waits whose grace is over (from `tick`).
+    func expireAbandoned(_ p: QueuePeer, now t: Int64) {
+        guard !p.abandonAt.isEmpty else { return }
+        let due = p.abandonAt.filter { $0.value <= t }.keys.sorted()
+        var nacked = 0
+        for id in due {
+            p.abandonAt[id] = nil
+            if let f = p.forwardWaits.removeValue(forKey: id) {
+                nacked += 1
+                f.completion(false)
+            } else if let w = p.confirmWaits.removeValue(forKey: id) {
+                nacked += 1
+                w.channel.remoteConfirm(w.seq, ok: false)
+            }
+        }
+        if nacked > 0 {
+            broker.logger.info(
+                "replicated queue: publishes sent to a node that no longer leads their queue were not answered in time: nacked",
+                metadata: ["node": "\(p.name)", "count": "\(nacked)"])
+        }
     }
 
     /// Confirms settled while a batch was read go out together (as `multiple` where they can).
@@ -187,6 +205,7 @@ extension ClusterQueues {
     /// with 404 (home node down), consumers of its queues are cancelled (the client hears
     /// basic.cancel), paused publishers go on.
     func endAsClient(_ p: QueuePeer) {
+        p.abandonAt.removeAll()
         let waits = p.confirmWaits.sorted { $0.key < $1.key }
         p.confirmWaits.removeAll()
         for (_, w) in waits { w.channel.remoteConfirm(w.seq, ok: false) }

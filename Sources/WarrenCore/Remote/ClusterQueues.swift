@@ -112,6 +112,7 @@ public final class ClusterQueues {
             // (After the checks: a new generation reaches the peer at once.)
             heartbeat(p)
             p.expireRequests(now: t, in: self)
+            expireAbandoned(p, now: t)
         }
     }
 
@@ -272,6 +273,9 @@ final class QueuePeer {
     @exclusivity(unchecked) var confirmWaits: [UInt64: (channel: ChannelSession, seq: UInt64, vhost: String, queues: [String])] = [:]
     /// Publishes a replicated queue passed on to its leader here, by id: told how they ended.
     var forwardWaits: [UInt64: ForwardWait] = [:]
+    /// Waits (of either kind) for a replicated queue whose leader moved away from this peer:
+    /// nacked if still unanswered at their deadline (`ClusterQueues.abandonForwards`).
+    var abandonAt: [UInt64: Int64] = [:]
     var requests: [UInt64: PendingRequest] = [:]
     var consumers: [UInt64: Consumer] = [:]
     /// Deliveries that came while their channel had no room, by consumer.
