@@ -339,18 +339,24 @@ final class FederationLink: Sendable {
     }
 
     private func bind(_ ch: AMQPClientChannel, _ b: FederationBindingKey, internalExchange: String, suffix: String) async throws {
-        guard
-            let args = Federation.upstreamBindingArguments(
-                b.arguments, downstreamCluster: env.clusterName, downstreamVhost: spec.vhost, exchange: spec.name, suffix: suffix, maxHops: spec.upstream.maxHops)
-        else { return }
-        try await ch.exchangeBind(destination: internalExchange, source: spec.upstreamName, routingKey: b.routingKey, arguments: args)
+        try await rebind(ch, b, internalExchange: internalExchange, suffix: suffix, add: true)
     }
 
     private func unbind(_ ch: AMQPClientChannel, _ b: FederationBindingKey, internalExchange: String, suffix: String) async throws {
+        try await rebind(ch, b, internalExchange: internalExchange, suffix: suffix, add: false)
+    }
+
+    /// A downstream binding made (or taken off) upstream, from the upstream exchange to the
+    /// internal one, with its `x-bound-from` (none when it has no hops left).
+    private func rebind(_ ch: AMQPClientChannel, _ b: FederationBindingKey, internalExchange: String, suffix: String, add: Bool) async throws {
         guard
             let args = Federation.upstreamBindingArguments(
                 b.arguments, downstreamCluster: env.clusterName, downstreamVhost: spec.vhost, exchange: spec.name, suffix: suffix, maxHops: spec.upstream.maxHops)
         else { return }
-        try await ch.exchangeUnbind(destination: internalExchange, source: spec.upstreamName, routingKey: b.routingKey, arguments: args)
+        if add {
+            try await ch.exchangeBind(destination: internalExchange, source: spec.upstreamName, routingKey: b.routingKey, arguments: args)
+        } else {
+            try await ch.exchangeUnbind(destination: internalExchange, source: spec.upstreamName, routingKey: b.routingKey, arguments: args)
+        }
     }
 }

@@ -7,17 +7,11 @@ import time
 
 import pika
 
+import brokers  # noqa: F401 - puts Scripts/lib on the path
 from cluster import eventually
 from conftest import Node
 from management_scenario import API
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from scratch_rabbitmq import free_port
 
 
 class Broker:

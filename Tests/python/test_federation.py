@@ -271,17 +271,23 @@ def count_downstream(broker, queue, confirmed, timeout, attempted=None):
     return lost, dup, set(seen) - (attempted if attempted is not None else confirmed)
 
 
-def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
-    up, down = pair
-    down.set_policy("fed-k", "^fk\\.", {"federation-upstream": "up1"}, apply_to="exchanges")
+def federate_one_exchange(up, down, prefix, upstream):
+    """PREFIX.x on the downstream, federated from `upstream` by a policy PREFIX-fed, with
+    PREFIX.q bound to it by "k"; returns once the link runs and the binding is upstream."""
+    down.set_policy(f"{prefix}-fed", f"^{prefix}\\.", {"federation-upstream": upstream}, apply_to="exchanges")
     c = down.connect()
     ch = c.channel()
-    ch.exchange_declare("fk.x", "direct", durable=True)
-    ch.queue_declare("fk.q", durable=True)
-    ch.queue_bind("fk.q", "fk.x", "k")
+    ch.exchange_declare(f"{prefix}.x", "direct", durable=True)
+    ch.queue_declare(f"{prefix}.q", durable=True)
+    ch.queue_bind(f"{prefix}.q", f"{prefix}.x", "k")
     down.wait_running(1)
-    eventually(lambda: up.bindings("fk.x") != [], what="binding upstream")
+    eventually(lambda: up.bindings(f"{prefix}.x") != [], what="binding upstream")
     c.close()
+
+
+def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
+    up, down = pair
+    federate_one_exchange(up, down, "fk", "up1")
     pub = Publisher(up, "fk.x")
     pub.start()
     time.sleep(1.5)
@@ -300,7 +306,7 @@ def test_upstream_killed_and_restarted_with_on_confirm_loses_nothing(pair):
     assert not lost, sorted(lost)[:20]
     assert not unexpected
     assert resumed < 1 * 1.1 + 1 + 1.0, resumed  # reconnect-delay + jitter + 1 s, + polling of this test
-    s, _, _ = down.api.call("DELETE", "/api/policies/%2F/fed-k")
+    s, _, _ = down.api.call("DELETE", "/api/policies/%2F/fk-fed")
     eventually(lambda: down.links() == [], what="link stopped")
 
 
@@ -309,15 +315,7 @@ def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(
     proxy = CuttableProxy(up.port)
     try:
         down.set_upstream("via-proxy", f"amqp://guest:guest@127.0.0.1:{proxy.port}", **{"reconnect-delay": 1, "ack-mode": "on-confirm"})
-        down.set_policy("fed-p", "^fp\\.", {"federation-upstream": "via-proxy"}, apply_to="exchanges")
-        c = down.connect()
-        ch = c.channel()
-        ch.exchange_declare("fp.x", "direct", durable=True)
-        ch.queue_declare("fp.q", durable=True)
-        ch.queue_bind("fp.q", "fp.x", "k")
-        down.wait_running(1)
-        eventually(lambda: up.bindings("fp.x") != [], what="binding upstream")
-        c.close()
+        federate_one_exchange(up, down, "fp", "via-proxy")
         pub = Publisher(up, "fp.x")
         pub.start()
         downs = 0
@@ -336,7 +334,7 @@ def test_link_cut_through_a_proxy_again_and_again_with_on_confirm_loses_nothing(
         assert not lost, sorted(lost)[:20]
         assert not unexpected
         assert downs == CUTS
-        down.api.call("DELETE", "/api/policies/%2F/fed-p")
+        down.api.call("DELETE", "/api/policies/%2F/fp-fed")
         down.api.call("DELETE", "/api/parameters/federation-upstream/%2F/via-proxy")
         eventually(lambda: down.links() == [], what="link stopped")
     finally:
