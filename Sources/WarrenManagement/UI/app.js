@@ -281,7 +281,8 @@ async function vhosts() {
 }
 
 async function federation() {
-  const [links, params] = await Promise.all([api("GET", "/federation-links"), api("GET", "/parameters/federation-upstream")]);
+  // (Upstreams are parameters, which only policymakers and administrators may read.)
+  const [links, params] = await Promise.all([api("GET", "/federation-links"), api("GET", "/parameters/federation-upstream").catch(() => null)]);
   setTimeout(() => document.querySelectorAll("[data-restart]").forEach((b) => b.onclick = async () => {
     const [vhost, id, node] = JSON.parse(b.dataset.restart);
     await api("DELETE", `/federation-links/vhost/${enc(vhost)}/${enc(id)}/${enc(node)}/restart`); flash("ok", "Link restarting."); render();
@@ -296,10 +297,10 @@ async function federation() {
     { t: "State", f: (l) => `<span class="state-${esc(l.status)}">${esc(l.status)}</span>` + (l.error ? `<br><small>${esc(l.error)}</small>` : "") },
     { t: "Since", f: (l) => esc(l.timestamp) },
     { t: "", f: (l) => `<button data-restart="${esc(JSON.stringify([l.vhost, l.id, l.node]))}">Restart</button>` }], links, "No federation links.") +
-    `<h2>Upstreams</h2>` + table([{ t: "Virtual host", f: (p) => esc(p.vhost) }, { t: "Name", f: (p) => esc(p.name) },
+    `<h2>Upstreams</h2>` + (params === null ? "<p>Only policymakers and administrators see the upstreams.</p>" : table([{ t: "Virtual host", f: (p) => esc(p.vhost) }, { t: "Name", f: (p) => esc(p.name) },
       { t: "URI", f: (p) => esc([].concat(p.value.uri).map(masked).join(", ")) },
       { t: "Settings", f: (p) => esc(Object.entries(p.value).filter(([k]) => k !== "uri").map(([k, v]) => `${k}: ${v}`).join(", ")) }],
-      params, "No upstreams: set federation-upstream parameters (warrenctl set_parameter) and a policy.");
+      params, "No upstreams: set federation-upstream parameters (warrenctl set_parameter) and a policy."));
 }
 
 // --- routing -------------------------------------------------------------------------------
