@@ -31,6 +31,7 @@ enum Scenario: String, CaseIterable {
     case partitionSingle = "partition-single"
     case partitionRing = "partition-majorities-ring"
     case partitionBridge = "partition-bridge"
+    case rollingRestart = "rolling-restart"
 
     var summary: String {
         switch self {
@@ -42,6 +43,7 @@ enum Scenario: String, CaseIterable {
         case .partitionSingle: return "isolate one random node for 10 or 30 s"
         case .partitionRing: return "every node sees a majority, each a different one (ring) for 10 or 30 s"
         case .partitionBridge: return "two halves and one node that sees both, for 10 or 30 s"
+        case .rollingRestart: return "every 10-30 s, the next node in turn stopped gracefully (SIGTERM) and started again, as an upgrade does"
         }
     }
 }
@@ -58,6 +60,8 @@ final class FaultRunner: @unchecked Sendable {
     let stop = StopFlag()
     let done = StopFlag()
     var errors: [String] = []
+    /// rolling-restart: how many nodes it has restarted.
+    var rolled = 0
 
     init(dir: String, scenario: Scenario, queue: String, history: HistoryRecorder, seed: UInt64, pace: Double) {
         self.dir = dir
@@ -124,6 +128,16 @@ final class FaultRunner: @unchecked Sendable {
                 history.record(.heal, info: "SIGCONT \(layout.nodes[leader].name)")
                 _ = try NodeControl.signal(&layout, leader, SIGCONT, state: "running")
                 try layout.save(dir)
+            case .rollingRestart:
+                let i = rolled % layout.nodes.count
+                rolled += 1
+                history.record(.fault, info: "stop \(layout.nodes[i].name)")
+                _ = NodeControl.stop(&layout, i, timeout: 30)
+                try layout.save(dir)
+                history.record(.heal, info: "start \(layout.nodes[i].name)")
+                try NodeControl.start(&layout, i, dir: dir, timeout: 60)
+                // The next one only once the cluster is whole again (as an operator would).
+                try Health.wait(try ClusterLayout.load(dir), timeout: 120)
             case .partitionHalves, .partitionSingle, .partitionRing, .partitionBridge:
                 let cut = partition(layout.nodes.count)
                 history.record(.fault, info: "\(scenario.rawValue): cut \(cut.sorted().joined(separator: " "))")
