@@ -32,6 +32,8 @@ enum Scenario: String, CaseIterable {
     case partitionRing = "partition-majorities-ring"
     case partitionBridge = "partition-bridge"
     case rollingRestart = "rolling-restart"
+    case linkDelay = "link-delay"
+    case linkDrop = "link-drop"
 
     var summary: String {
         switch self {
@@ -43,6 +45,8 @@ enum Scenario: String, CaseIterable {
         case .partitionSingle: return "isolate one random node for 10 or 30 s"
         case .partitionRing: return "every node sees a majority, each a different one (ring) for 10 or 30 s"
         case .partitionBridge: return "two halves and one node that sees both, for 10 or 30 s"
+        case .linkDelay: return "100-500 ms of latency on every cluster link of a random node for 10-30 s, then 5-10 s without"
+        case .linkDrop: return "everything between a random node and the others silently dropped (connections stay open) for 10 or 30 s"
         case .rollingRestart: return "every 10-30 s, the next node in turn stopped gracefully (SIGTERM) and started again, as an upgrade does"
         }
     }
@@ -138,6 +142,29 @@ final class FaultRunner: @unchecked Sendable {
                 try NodeControl.start(&layout, i, dir: dir, timeout: 60)
                 // The next one only once the cluster is whole again (as an operator would).
                 try Health.wait(try ClusterLayout.load(dir), timeout: 120)
+            case .linkDelay:
+                let node = Int.random(in: 1...layout.nodes.count, using: &rng)
+                let ms = Int.random(in: 100...500, using: &rng)
+                let links = layout.links.keys.filter { $0.split(separator: "-").compactMap { Int($0) }.contains(node) }
+                history.record(.fault, info: "delay \(ms) ms on the links of \(layout.nodes[node - 1].name)")
+                try applyFaults(dir) { f in for l in links { f.delay[l] = ms } }
+                _ = wait(uniform(10, 30))
+                history.record(.heal, info: "no delay")
+                try applyFaults(dir) { $0.delay = [:] }
+                _ = wait(uniform(5, 10))
+            case .linkDrop:
+                let node = Int.random(in: 1...layout.nodes.count, using: &rng)
+                var dropped: Set<String> = []
+                for other in 1...layout.nodes.count where other != node {
+                    dropped.insert(Faults.link(node, other))
+                    dropped.insert(Faults.link(other, node))
+                }
+                history.record(.fault, info: "drop everything to and from \(layout.nodes[node - 1].name)")
+                try applyFaults(dir) { $0.drop = dropped }
+                _ = wait(Bool.random(using: &rng) ? 10 : 30)
+                history.record(.heal, info: "heal")
+                try applyFaults(dir) { $0.drop = [] }
+                _ = wait(uniform(5, 10))
             case .partitionHalves, .partitionSingle, .partitionRing, .partitionBridge:
                 let cut = partition(layout.nodes.count)
                 history.record(.fault, info: "\(scenario.rawValue): cut \(cut.sorted().joined(separator: " "))")

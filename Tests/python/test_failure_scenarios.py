@@ -48,7 +48,7 @@ def five():
     c.down()
 
 
-@pytest.mark.parametrize("scenario", ["kill-leader", "kill-random", "pause-leader", "partition-halves", "partition-single", "rolling-restart"])
+@pytest.mark.parametrize("scenario", ["kill-leader", "kill-random", "pause-leader", "partition-halves", "partition-single", "rolling-restart", "link-delay", "link-drop"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_scenario_on_three_nodes(three, scenario, seed):
     report = run(three, scenario, seed)
