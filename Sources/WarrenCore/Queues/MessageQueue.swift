@@ -264,18 +264,25 @@ public final class MessageQueue {
 
     /// Reads the next batch of the head level's paged tail into its window.
     private func pageIn() {
-        guard let level = ready.headLevel, let store = vhost.broker.messageStore, let handle = storeQueue else {
+        guard let level = ready.headLevel, vhost.broker.messageStore != nil, storeQueue != nil else {
             if let level = ready.headLevel { ready.forgetPaged(level: level) }
             return
         }
         let window = settings.lazy ? vhost.broker.configuration.lazyWindowMessages : vhost.broker.configuration.queueWindowMessages
-        let batch = store.pageIn(handle, level: UInt8(level), max: max(1, min(ready.paged[level], window / 2)))
+        _ = pageIn(level: level, max: max(1, min(ready.paged[level], window / 2)))
+    }
+
+    /// Reads up to `max` paged messages of `level` back into memory. False when the store had
+    /// none left to give (the count is forgotten, and the log says so).
+    private func pageIn(level: Int, max: Int) -> Bool {
+        guard let store = vhost.broker.messageStore, let handle = storeQueue else { return false }
+        let batch = store.pageIn(handle, level: UInt8(level), max: max)
         if batch.isEmpty {
             vhost.broker.logger.error(
                 "store has fewer messages than counted; forgetting them",
                 metadata: ["queue": "\(name)", "vhost": "\(vhost.name)", "missing": "\(ready.paged[level])"])
             ready.forgetPaged(level: level)
-            return
+            return false
         }
         ready.pagedIn(
             batch.map {
@@ -283,6 +290,7 @@ public final class MessageQueue {
                     message: $0.message, redelivered: $0.redelivered, seq: $0.seq, expiresAt: $0.expiresAt, priority: UInt8(level),
                     stored: $0.stored)
             }, level: level)
+        return true
     }
 
     /// A message leaves the queue for good: the store forgets its copy.
@@ -716,21 +724,9 @@ extension MessageQueue {
 
     /// Every paged message back in memory (a replicated queue keeps its messages there).
     private func pageInAll() {
-        guard ready.pagedTotal > 0, let store = vhost.broker.messageStore, let handle = storeQueue else { return }
+        guard ready.pagedTotal > 0, vhost.broker.messageStore != nil, storeQueue != nil else { return }
         for level in ready.paged.indices {
-            while ready.paged[level] > 0 {
-                let batch = store.pageIn(handle, level: UInt8(level), max: ready.paged[level])
-                if batch.isEmpty {
-                    ready.forgetPaged(level: level)
-                    break
-                }
-                ready.pagedIn(
-                    batch.map {
-                        QueueEntry(
-                            message: $0.message, redelivered: $0.redelivered, seq: $0.seq, expiresAt: $0.expiresAt, priority: UInt8(level),
-                            stored: $0.stored)
-                    }, level: level)
-            }
+            while ready.paged[level] > 0, pageIn(level: level, max: ready.paged[level]) {}
         }
     }
 
