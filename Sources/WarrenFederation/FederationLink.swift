@@ -129,7 +129,7 @@ final class FederationLink: Sendable {
     private func session() async throws {
         let uri = spec.upstream.uris.randomElement()!
         let shown = Federation.redacted(uri: uri)
-        let name = "Federation link (upstream: \(spec.upstream.name), policy: \(spec.policy))"
+        let name = connectionName
         let upstreamConfig = try UpstreamURI.configuration(uri, connectionName: name)
         var localConfig = AMQPClientConfiguration(host: "127.0.0.1", port: env.localPort, virtualHost: spec.vhost, heartbeat: 0, connectionName: name)
         localConfig.mechanism = SASL.internalMechanism
@@ -252,7 +252,7 @@ final class FederationLink: Sendable {
                 onDelivery: { d in pipe.value.deliver(d) })
         }
         if kind == .exchange { try await consume() }
-        env.report(.running, nil, shown, name(of: local))
+        env.report(.running, nil, shown, connectionName)
         env.logger.info(
             "federation link running",
             metadata: ["link": "\(spec.id)", "vhost": "\(spec.vhost)", "\(kind.rawValue)": "\(spec.name)", "upstream": "\(u.name)", "uri": "\(shown)"])
@@ -294,9 +294,8 @@ final class FederationLink: Sendable {
         }
     }
 
-    private func name(of c: AMQPClientConnection) -> String {
-        "Federation link (upstream: \(spec.upstream.name), policy: \(spec.policy))"
-    }
+    /// What both of a link's connections are called (RabbitMQ's name for them).
+    private var connectionName: String { "Federation link (upstream: \(spec.upstream.name), policy: \(spec.policy))" }
 
     /// The upstream exchange: used as it is when it exists; otherwise declared like the
     /// downstream one.
