@@ -542,12 +542,19 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
                 new.append(e)
             }
             guard let first = new.first else { return }
-            var s = states[group, default: GroupState()]
+            // Taken out of the dictionary while it changes: changing a copy would copy the
+            // group's whole entry array at every record (a restart after 16,000 one-entry
+            // records took seconds in a release build and over a minute in a debug one).
+            var s = states.removeValue(forKey: group) ?? GroupState()
+            defer { states[group] = s }
             let base = (s.snapshot?.index ?? 0) + 1
-            let kept = new.filter { $0.index >= base }
+            let kept = new.drop(while: { $0.index < base })
             if let firstKept = kept.first {
                 // Later entries at an index replace what was there (a new leader overwrote them).
-                if let i = s.entries.firstIndex(where: { $0.index >= firstKept.index }) { s.entries.removeSubrange(i...) }
+                // The entries held are consecutive, so the position is found by arithmetic.
+                if let head = s.entries.first, firstKept.index <= s.entries[s.entries.count - 1].index {
+                    s.entries.removeSubrange(Int(firstKept.index >= head.index ? firstKept.index - head.index : 0)...)
+                }
                 if let last = s.entries.last, last.index + 1 != firstKept.index {
                     // Entries after a snapshot that was being installed: its marker follows them
                     // (it is written once the snapshot's file is on disk).
@@ -555,20 +562,21 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
                 }
                 s.entries.append(contentsOf: kept)
             }
-            states[group] = s
             segment.maxIndex[group] = max(segment.maxIndex[group] ?? 0, new.last?.index ?? first.index)
         case .snapshot:
             guard let index = b.readInteger(as: UInt64.self), let term = b.readInteger(as: UInt64.self), let membership = readMembership(&b)
             else { throw bad() }
             let file = snapshotPath(snapshotsDirectory, group, index)
-            var s = states[group, default: GroupState()]
+            var s = states.removeValue(forKey: group) ?? GroupState()  // changed in place, as above
+            defer { states[group] = s }
+            // Each segment repeats every marker: only a newer one is worth reading the file for.
+            if let held = s.snapshot, index <= held.index { return }
             guard let data = FileManager.default.contents(atPath: file) else {
                 if index > (s.snapshot?.index ?? 0) {
                     s.missingSnapshot = (
                         index,
                         "raft log: the snapshot file '\(file)' named at \(path):\(offset) is missing. \(repairHint((snapshotsDirectory as NSString).deletingLastPathComponent))"
                     )
-                    states[group] = s
                 }
                 return
             }
@@ -578,7 +586,6 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
                 s.entries.removeAll { $0.index <= index }
                 s.hardState.commit = max(s.hardState.commit, index)
             }
-            states[group] = s
         case .groupRemoved:
             states[group] = nil
         }
