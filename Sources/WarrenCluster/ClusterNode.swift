@@ -122,7 +122,9 @@ public final class ClusterNode: @unchecked Sendable {
             throw ClusterError("\(error.description)")
         }
         wal.onFatal = { [logger] error in
-            logger.critical("raft log failed, stopping the node: \(error.description)")
+            logger.critical(
+                "raft log failed, stopping the node: \(error.description). Free space or mend the disk, then start the node again: what it acknowledged is recovered from its log, and the other members send it what it missed"
+            )
             exit(70)
         }
         self.wal = wal

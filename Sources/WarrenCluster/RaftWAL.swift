@@ -207,6 +207,7 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
     /// A snapshot the host took (after `RaftNode.compact`) or received: its file is written
     /// first (by the sync thread), then its marker; entries up to it are no longer needed.
     public func saveSnapshot(_ group: GroupID, _ snapshot: Snapshot) {
+        guard worker != nil else { return }  // closed: the node is stopping
         let path = Self.snapshotPath(snapshotsDirectory, group, snapshot.index)
         let data = Data(snapshot.data)
         pendingSnapshotWrites += 1
@@ -302,7 +303,7 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
     private var lastSlowSyncLog = NIODeadline.uptimeNanoseconds(0)
 
     private func startSync() {
-        guard failed == nil, !syncInFlight, !waiters.isEmpty else { return }
+        guard failed == nil, worker != nil, !syncInFlight, !waiters.isEmpty else { return }
         if durablePosition >= appendedPosition {
             let ready = waiters
             waiters.removeAll()
@@ -320,6 +321,10 @@ public final class RaftWAL: @unchecked Sendable {  // confined to its loop; the 
     }
 
     private func finished(_ job: SyncWorker.Job, _ error: StoreError?) {
+        // A job that was running when the log closed answers after it (stop() waits for the
+        // job, its answer hops to the loop): nothing may start now. (Starting the next sync
+        // here crashed nodes at a graceful stop under load: `warren-cluster run clock-jump`.)
+        guard worker != nil else { return }
         if let error {
             fail(error)
             return

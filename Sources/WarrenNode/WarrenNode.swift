@@ -88,7 +88,9 @@ public final class WarrenNode: Sendable {
             store.onFatal = { error in
                 // Crash-only: after a failed write or fsync nothing more can be promised, and
                 // recovery at the next start is what makes the state right again.
-                storeLogger.critical("store failed, stopping the node: \(error.description)")
+                storeLogger.critical(
+                    "store failed, stopping the node: \(error.description). Free space or mend the disk, then start the node again: what it confirmed is recovered from the store"
+                )
                 exit(70)
             }
             broker.attach(store: store)

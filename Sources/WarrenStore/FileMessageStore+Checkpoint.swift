@@ -50,7 +50,7 @@ extension FileMessageStore {
     /// Writes a checkpoint through the sync thread: the log is synced first, so the manifest
     /// never describes records that are not on disk.
     func checkpoint() {
-        guard !manifestInFlight, let (manifest, position, retire) = buildManifest() else { return }
+        guard worker != nil, !manifestInFlight, let (manifest, position, retire) = buildManifest() else { return }  // (worker: not closed)
         manifestInFlight = true
         checkpointWanted = false
         bytesSinceCheckpoint = 0

@@ -427,6 +427,7 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
     }
 
     private func startSync() {
+        guard worker != nil else { return }  // closed
         guard failed == nil, writtenPosition > durablePosition else {
             syncWanted = false
             // Someone asked, and everything is durable already: tell them now rather than
@@ -444,6 +445,9 @@ public final class FileMessageStore: MessageStore, @unchecked Sendable {
 
     /// A job of the sync thread finished (on the loop).
     private func finished(_ job: SyncWorker.Job, _ error: StoreError?) {
+        // A job running when the store closed answers after close(): the final checkpoint has
+        // been written by then, and nothing may start any more.
+        guard worker != nil else { return }
         if let error {
             fail(error)
             return

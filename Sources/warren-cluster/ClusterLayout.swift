@@ -16,6 +16,8 @@ struct ClusterLayout: Codable {
         var log: String
         /// The command line `start` runs again.
         var argv: [String]
+        /// Environment added to the driver's at each start (a scenario's fault: a faked clock).
+        var env: [String: String]?
         var pid: Int32?
         /// running, stopped (stop/kill) or paused (SIGSTOP).
         var state: String
@@ -90,7 +92,20 @@ struct Faults: Codable, Equatable {
     var drop: Set<String> = []
     /// Directed links → added latency in milliseconds.
     var delay: [String: Int] = [:]
+    /// Directed links → share of packets lost (0-1), as TCP shows loss to the nodes: a lost
+    /// packet arrives one retransmission timeout late and holds up everything behind it.
+    var loss: [String: Double] = [:]
     var generation: Int = 0
+
+    init() {}
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        cut = try c.decodeIfPresent(Set<String>.self, forKey: .cut) ?? []
+        drop = try c.decodeIfPresent(Set<String>.self, forKey: .drop) ?? []
+        delay = try c.decodeIfPresent([String: Int].self, forKey: .delay) ?? [:]
+        loss = try c.decodeIfPresent([String: Double].self, forKey: .loss) ?? [:]
+        generation = try c.decodeIfPresent(Int.self, forKey: .generation) ?? 0
+    }
 
     static func path(_ dir: String) -> String { (dir as NSString).appendingPathComponent("faults.json") }
     static func appliedPath(_ dir: String) -> String { (dir as NSString).appendingPathComponent("faults.applied") }

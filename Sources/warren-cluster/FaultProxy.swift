@@ -6,7 +6,8 @@ import NIOPosix
 /// dials node j at 127.0.0.1:links["i-j"], told so by `--cluster-dial`), forwarding to j's
 /// cluster port. It reads DIR/faults.json every 50 ms and applies it: a cut link closes its
 /// connections (both directions' links are cut together by the verbs) and refuses new ones;
-/// a dropping link swallows bytes; a delayed link holds them. Partitions need no root.
+/// a dropping link holds its bytes until it heals; a delayed link holds them for the delay; a
+/// lossy link holds some for a retransmission timeout. Partitions need no root.
 ///
 /// Everything runs on one event loop and all state is touched only there.
 final class FaultProxy: @unchecked Sendable {
@@ -95,6 +96,7 @@ final class FaultProxy: @unchecked Sendable {
 
     func delay(_ link: String) -> Int { faults.delay[link] ?? 0 }
     func drops(_ link: String) -> Bool { faults.drop.contains(link) }
+    func loss(_ link: String) -> Double { faults.loss[link] ?? 0 }
 }
 
 /// One forwarded connection: the node's inbound side and the proxy's connection to the target.
@@ -108,6 +110,8 @@ final class ProxyPair: @unchecked Sendable {
     private var closed = false
     /// Bytes held back by a delay, per direction, with the time they may go.
     private var held: [Bool: [(NIODeadline, ByteBuffer)]] = [true: [], false: []]
+    /// Consecutive lost packets per direction (each doubles the retransmission timeout).
+    private var lostInARow: [Bool: Int] = [true: 0, false: 0]
 
     init(proxy: FaultProxy, inbound: any Channel, forward: String, backward: String) {
         self.proxy = proxy
@@ -139,12 +143,22 @@ final class ProxyPair: @unchecked Sendable {
             held[forwardDirection]!.append((.distantFuture, data))
             return
         }
-        let delay = proxy.delay(link)
+        var delay = Int64(proxy.delay(link))
+        let loss = proxy.loss(link)
+        if loss > 0, Double.random(in: 0..<1) < loss {
+            // TCP resends a lost packet after its retransmission timeout (200 ms at least on
+            // Linux, doubling while the resends are lost too), and the bytes behind it wait:
+            // that, and not a gap, is what loss looks like above TCP.
+            lostInARow[forwardDirection]! += 1
+            delay += 200 << min(4, lostInARow[forwardDirection]! - 1)
+        } else {
+            lostInARow[forwardDirection] = 0
+        }
         if delay <= 0 && held[forwardDirection]!.isEmpty {
             write(data, forwardDirection: forwardDirection)
             return
         }
-        held[forwardDirection]!.append((.now() + .milliseconds(Int64(delay)), data))
+        held[forwardDirection]!.append((.now() + .milliseconds(delay), data))
         if held[forwardDirection]!.count == 1 { schedule(forwardDirection) }
     }
 
@@ -164,7 +178,7 @@ final class ProxyPair: @unchecked Sendable {
         // A delay or a drop taken off lets what is held go now, in order.
         for direction in [true, false] where !held[direction]!.isEmpty {
             let link = direction ? forward : backward
-            guard proxy.delay(link) == 0, !proxy.drops(link) else { continue }
+            guard proxy.delay(link) == 0, !proxy.drops(link), proxy.loss(link) == 0 else { continue }
             for (_, data) in held[direction]! { write(data, forwardDirection: direction) }
             held[direction] = []
         }

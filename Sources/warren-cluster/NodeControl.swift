@@ -12,7 +12,7 @@ enum NodeControl {
         if let pid = n.pid, Processes.runs(pid, program: layout.binary) {
             throw DriverError("\(n.name) already runs (pid \(pid))")
         }
-        let pid = try Processes.spawn(n.argv + extra, log: n.log)
+        let pid = try Processes.spawn(n.argv + extra, log: n.log, env: n.env ?? [:])
         n.pid = pid
         n.state = "running"
         layout.nodes[i] = n

@@ -7,8 +7,9 @@ import Foundation
 /// that exits, so nodes and the proxy are started in a session of their own (they outlive the
 /// verb and a Ctrl-C of the shell that ran it) and are found again by pid.
 enum Processes {
-    /// Starts `argv` detached, stdout and stderr appended to `log`.
-    static func spawn(_ argv: [String], log: String) throws -> pid_t {
+    /// Starts `argv` detached, stdout and stderr appended to `log`, with `env` added to the
+    /// driver's environment.
+    static func spawn(_ argv: [String], log: String, env: [String: String] = [:]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -21,9 +22,19 @@ enum Processes {
         // A new session: no controlling terminal, no signals meant for the shell's job.
         posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc 2.26+), not imported into Swift
         var pid: pid_t = 0
+        // A preloaded libfaketime that starts in the node itself sets a variable in its
+        // environment, which moves `environ` and leaves a Swift program's CommandLine.arguments
+        // empty (it finds argv next to the environment): the node came up with no flags, on the
+        // default ports. Started from /usr/bin/env, the library starts there first, sets it
+        // there, and the node (the same pid, exec'd) finds its arguments.
+        let argv = env["LD_PRELOAD"] == nil ? argv : ["/usr/bin/env"] + argv
         let cargs = argv.map { strdup($0) } + [nil]
         defer { for p in cargs { free(p) } }
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, environ)
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge(env) { $1 }
+        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in cenv { free(p) } }
+        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
         guard rc == 0 else { throw DriverError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
         return pid
     }

@@ -53,6 +53,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Publishers (each with confirms, one message in flight).") var publishers = 2
     @Option(help: "Push consumers (manual ack); a basic.get poller runs too.") var consumers = 2
     @Option(help: "The queue (a quorum queue of 3 members, declared if missing).") var queue = "jepsen"
+    @Option(
+        help: ArgumentHelp(
+            "queue: publish to the queue and consume it. dead-letter: publish to QUEUE-source (at-least-once dead-lettering into QUEUE through the exchange QUEUE.dlx), where consumers reject everything; consume QUEUE. federation: publish to QUEUE in vhost /, consume QUEUE in vhost federated, a queue federated from it (ack-mode on-confirm, the upstream URIs every node).",
+            valueName: "queue|dead-letter|federation")) var workload = "queue"
     @Option(help: "Where the history (history.jsonl) and report (report.json) go (default: DIR/run-SCENARIO-SEED).") var out: String?
 
     func run() async throws {
@@ -64,20 +68,27 @@ struct Run: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let history = HistoryRecorder()
-        try await declare(layout, group: group)
-        var workload = Workload(ports: layout.nodes.map(\.amqp), names: layout.nodes.map(\.name), queue: queue, history: history, group: group)
-        workload.publishers = publishers
-        workload.consumers = consumers
+        guard ["queue", "dead-letter", "federation"].contains(workload) else { throw ValidationError("--workload: queue, dead-letter or federation") }
+        let queues = try await declare(layout, group: group)
+        var w = Workload(ports: layout.nodes.map(\.amqp), names: layout.nodes.map(\.name), queue: queue, history: history, group: group)
+        w.publishers = publishers
+        w.consumers = consumers
+        if workload == "dead-letter" { w.deadLetterFrom = queue + "-source" }
+        if workload == "federation" { w.consumeVhost = Self.federatedVhost }
         let stopPublishing = StopFlag()
         let stopConsuming = StopFlag()
-        let w = workload
+        let clients = w
         var tasks: [Task<Void, Never>] = []
-        for p in 0..<publishers { tasks.append(Task { await w.publish(p, stop: stopPublishing) }) }
+        for p in 0..<publishers { tasks.append(Task { await clients.publish(p, stop: stopPublishing) }) }
         var consumerTasks: [Task<Void, Never>] = []
-        for c in 0..<consumers { consumerTasks.append(Task { await w.consume(c, stop: stopConsuming) }) }
-        consumerTasks.append(Task { await w.poll(stop: stopConsuming) })
+        for c in 0..<consumers { consumerTasks.append(Task { await clients.consume(c, stop: stopConsuming) }) }
+        consumerTasks.append(Task { await clients.poll(stop: stopConsuming) })
+        if clients.deadLetterFrom != nil {
+            for r in 0..<clients.rejecters { consumerTasks.append(Task { await clients.reject(r, stop: stopConsuming) }) }
+        }
         FileHandle.standardError.write(Data("running \(sc.rawValue) (seed \(seed)) for \(Int(duration)) s on \(layout.nodes.count) nodes ...\n".utf8))
         let faults = FaultRunner(dir: dir, scenario: sc, queue: queue, history: history, seed: seed, pace: pace)
+        if sc == .federationCut && workload != "federation" { throw ValidationError("federation-cut needs --workload federation") }
         faults.start()
         try await Task.sleep(for: .milliseconds(Int64(duration * 1000)))
         faults.stop.set()
@@ -86,14 +97,16 @@ struct Run: AsyncParsableCommand {
         history.record(.heal, info: "mend everything")
         try faults.mend()
         try Health.wait(try ClusterLayout.load(dir), timeout: 120)
-        try await Task.sleep(for: .seconds(3))
+        try await Task.sleep(for: .seconds(2))
         stopPublishing.set()
         for t in tasks { await t.value }
         let drainedBy = Date().addingTimeInterval(120)
         while Date() < drainedBy {
-            try await Task.sleep(for: .milliseconds(500))
-            let quiet = history.lastDelivery.map { Date().timeIntervalSince($0) > 5 } ?? true
-            if quiet, (try? messagesLeft(try ClusterLayout.load(dir))) == 0 { break }
+            try await Task.sleep(for: .milliseconds(250))
+            // Empty queues deliver nothing more; 2 s of quiet catches a late redelivery in flight.
+            let quiet = history.lastDelivery.map { Date().timeIntervalSince($0) > 2 } ?? true
+            let left = try? queues.reduce(0) { $0 + (try messagesLeft(try ClusterLayout.load(dir), $1.name, vhost: $1.vhost)) }
+            if quiet, left == 0 { break }
         }
         stopConsuming.set()
         for t in consumerTasks { await t.value }
@@ -107,21 +120,65 @@ struct Run: AsyncParsableCommand {
         if !report.ok || !faults.errors.isEmpty { throw ExitCode(1) }
     }
 
-    /// The quorum queue, declared through node 1 (3 members, or the cluster's size).
-    func declare(_ layout: ClusterLayout, group: MultiThreadedEventLoopGroup) async throws {
+    /// The quorum queue, declared through node 1 (3 members, or the cluster's size); for the
+    /// dead-letter workload also its source queue, dead-lettering at-least-once (which needs
+    /// reject-publish) through a direct exchange bound to it.
+    func declare(_ layout: ClusterLayout, group: MultiThreadedEventLoopGroup) async throws -> [(name: String, vhost: String)] {
         let c = try await AMQPClientConnection.connect(AMQPClientConfiguration(port: layout.nodes[0].amqp), eventLoopGroup: group)
         let ch = try await c.openChannel()
-        try await ch.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "quorum", "x-quorum-initial-group-size": .int32(3)])
+        let quorum: FieldTable = ["x-queue-type": "quorum", "x-quorum-initial-group-size": .int32(3)]
+        try await ch.queueDeclare(queue, durable: true, arguments: quorum)
+        var queues = [(name: queue, vhost: "/")]
+        if workload == "dead-letter" {
+            let dlx = queue + ".dlx"
+            try await ch.exchangeDeclare(dlx, type: "direct", durable: true)
+            try await ch.queueBind(queue, exchange: dlx, routingKey: queue)
+            var source = quorum
+            source["x-dead-letter-exchange"] = .string(dlx)
+            source["x-dead-letter-routing-key"] = .string(queue)
+            source["x-dead-letter-strategy"] = "at-least-once"
+            source["x-overflow"] = "reject-publish"
+            try await ch.queueDeclare(queue + "-source", durable: true, arguments: source)
+            queues.append((queue + "-source", "/"))
+        }
         try await c.close()
-        try waitFor("every node to know \(queue)", timeout: 30) { (try? messagesLeft(layout)) != nil }
+        if workload == "federation" {
+            try federate(layout)
+            let d = try await AMQPClientConnection.connect(
+                AMQPClientConfiguration(port: layout.nodes[0].amqp, virtualHost: Self.federatedVhost), eventLoopGroup: group)
+            try await d.openChannel().queueDeclare(queue, durable: true, arguments: quorum)
+            try await d.close()
+            queues.append((queue, Self.federatedVhost))
+        }
+        for q in queues { try waitFor("every node to know \(q.name)", timeout: 30) { (try? messagesLeft(layout, q.name, vhost: q.vhost)) != nil } }
+        return queues
     }
 
-    /// Messages in the queue (ready and unacknowledged), as its leader says.
-    func messagesLeft(_ layout: ClusterLayout) throws -> Int {
+    static let federatedVhost = "federated"
+
+    /// The federation workload's downstream: a vhost whose QUEUE is federated from QUEUE in
+    /// "/", the upstream URIs every node of the cluster (the link moves on when one goes).
+    func federate(_ layout: ClusterLayout) throws {
+        var api = ManagementClient(host: "127.0.0.1", port: layout.nodes[0].management, user: "guest", password: "guest")
+        api.timeout = 10
+        let v = ManagementClient.segment(Self.federatedVhost)
+        _ = try api.call("PUT", "/api/vhosts/\(v)", body: [String: Any]())
+        _ = try api.call("PUT", "/api/permissions/\(v)/guest", body: ["configure": ".*", "write": ".*", "read": ".*"])
+        let uris = layout.nodes.map { "amqp://guest:guest@127.0.0.1:\($0.amqp)/%2f" }
+        _ = try api.call(
+            "PUT", "/api/parameters/federation-upstream/\(v)/\(queue)-upstream",
+            body: ["value": ["uri": uris, "ack-mode": "on-confirm", "reconnect-delay": 1] as [String: Any]])
+        _ = try api.call(
+            "PUT", "/api/policies/\(v)/\(queue)-federation",
+            body: ["pattern": "^\(NSRegularExpression.escapedPattern(for: queue))$", "apply-to": "queues", "definition": ["federation-upstream": "\(queue)-upstream"]] as [String: Any])
+    }
+
+    /// Messages in a queue (ready and unacknowledged), as its leader says.
+    func messagesLeft(_ layout: ClusterLayout, _ queue: String, vhost: String) throws -> Int {
         for n in layout.nodes where n.state == "running" {
             var client = ManagementClient(host: "127.0.0.1", port: n.management, user: "guest", password: "guest")
             client.timeout = 2
-            if let q = (try? client.call("GET", "/api/queues/\(ManagementClient.segment("/"))/\(ManagementClient.segment(queue))")) as? [String: Any],
+            if let q = (try? client.call("GET", "/api/queues/\(ManagementClient.segment(vhost))/\(ManagementClient.segment(queue))")) as? [String: Any],
                 let m = q["messages"] as? Int
             {
                 return m

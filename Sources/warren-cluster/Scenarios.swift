@@ -34,6 +34,11 @@ enum Scenario: String, CaseIterable {
     case rollingRestart = "rolling-restart"
     case linkDelay = "link-delay"
     case linkDrop = "link-drop"
+    case packetLoss = "packet-loss"
+    case damagedTail = "damaged-tail"
+    case diskFull = "disk-full"
+    case clockJump = "clock-jump"
+    case federationCut = "federation-cut"
 
     var summary: String {
         switch self {
@@ -48,6 +53,14 @@ enum Scenario: String, CaseIterable {
         case .linkDelay: return "100-500 ms of latency on every cluster link of a random node for 10-30 s, then 5-10 s without"
         case .linkDrop: return "everything between a random node and the others silently dropped (connections stay open) for 10 or 30 s"
         case .rollingRestart: return "every 10-30 s, the next node in turn stopped gracefully (SIGTERM) and started again, as an upgrade does"
+        case .packetLoss:
+            return "2, 10 or 30 % of packets lost on every cluster link of a random node for 10-30 s (as TCP shows it: retransmission delays)"
+        case .damagedTail: return "kill -9 a random node, append zeros or a cut-off record to its logs' newest segments, start it 1-3 s later"
+        case .diskFull:
+            return "a node's data on a small disk of its own (tmpfs, root); every 10-30 s it is filled to 20 MB free (disk alarm) or to nothing (writes fail) for 5-20 s"
+        case .clockJump: return "a node runs under libfaketime; every 10-30 s its clocks (wall and monotonic) jump 5-60 s ahead"
+        case .federationCut:
+            return "with --workload federation: every 10-30 s the upstream queue's leader killed (-9, started 3-8 s later) or the link's upstream connection closed"
         }
     }
 }
@@ -66,6 +79,10 @@ final class FaultRunner: @unchecked Sendable {
     var errors: [String] = []
     /// rolling-restart: how many nodes it has restarted.
     var rolled = 0
+    /// disk-full and clock-jump: the node moved onto a small disk, or under a faked clock.
+    var chosen: Int?
+    /// clock-jump: how far ahead its clock is (seconds).
+    var clockOffset = 0
 
     init(dir: String, scenario: Scenario, queue: String, history: HistoryRecorder, seed: UInt64, pace: Double) {
         self.dir = dir
@@ -106,9 +123,13 @@ final class FaultRunner: @unchecked Sendable {
             var layout = try ClusterLayout.load(dir)
             switch scenario {
             case .none: return
-            case .killLeader, .killRandom:
+            case .federationCut where Bool.random(using: &rng):
+                history.record(.fault, info: "close the federation link's upstream connections")
+                let closed = closeFederationConnections(layout)
+                if closed == 0 { history.record(.heal, info: "no federation link connection was open") }
+            case .killLeader, .killRandom, .federationCut:
                 let victims: [Int]
-                if scenario == .killLeader {
+                if scenario != .killRandom {
                     guard let leader = leaderIndex(layout) else { continue }
                     victims = [leader]
                 } else {
@@ -165,6 +186,62 @@ final class FaultRunner: @unchecked Sendable {
                 history.record(.heal, info: "heal")
                 try applyFaults(dir) { $0.drop = [] }
                 _ = wait(uniform(5, 10))
+            case .packetLoss:
+                let node = Int.random(in: 1...layout.nodes.count, using: &rng)
+                let share = [0.02, 0.1, 0.3].randomElement(using: &rng)!
+                let links = layout.links.keys.filter { $0.split(separator: "-").compactMap { Int($0) }.contains(node) }
+                history.record(.fault, info: "lose \(Int(share * 100)) % of packets on the links of \(layout.nodes[node - 1].name)")
+                try applyFaults(dir) { f in for l in links { f.loss[l] = share } }
+                _ = wait(uniform(10, 30))
+                history.record(.heal, info: "no loss")
+                try applyFaults(dir) { $0.loss = [:] }
+                _ = wait(uniform(5, 10))
+            case .damagedTail:
+                let v = Int.random(in: 0..<layout.nodes.count, using: &rng)
+                let damage = NodeFaults.Damage.allCases.randomElement(using: &rng)!
+                let bytes = Int.random(in: 16...8192, using: &rng)
+                history.record(.fault, info: "kill -9 \(layout.nodes[v].name), then \(bytes) bytes of \(damage == .zeros ? "zeros" : "a cut-off record") after its logs")
+                _ = try NodeControl.kill9(&layout, v)
+                try layout.save(dir)
+                _ = try NodeFaults.damageTail(layout.nodes[v].dataDir, damage, bytes: bytes, rng: &rng)
+                _ = wait(uniform(1, 3))
+                history.record(.heal, info: "start \(layout.nodes[v].name)")
+                try NodeControl.start(&layout, v, dir: dir, timeout: 60)
+            case .diskFull:
+                guard let v = chosen else {
+                    let v = Int.random(in: 0..<layout.nodes.count, using: &rng)
+                    history.record(.fault, info: "restart \(layout.nodes[v].name) with its data on a disk of its own")
+                    _ = NodeControl.stop(&layout, v, timeout: 30)
+                    try layout.save(dir)
+                    try NodeFaults.mountSmallDisk(layout.nodes[v].dataDir, log: layout.nodes[v].log)
+                    history.record(.heal, info: "start \(layout.nodes[v].name)")
+                    try NodeControl.start(&layout, v, dir: dir, timeout: 60)
+                    chosen = v
+                    continue
+                }
+                let leaving = Bool.random(using: &rng) ? 0 : 20_000_000
+                history.record(.fault, info: "fill the disk of \(layout.nodes[v].name) to \(leaving / 1_000_000) MB free")
+                try NodeFaults.fill(layout.nodes[v].dataDir, leaving: leaving)
+                _ = wait(uniform(5, 20))
+                history.record(.heal, info: "free the disk of \(layout.nodes[v].name)")
+                NodeFaults.unfill(layout.nodes[v].dataDir)
+                try startIfExited(&layout, v)
+            case .clockJump:
+                guard let v = chosen else {
+                    let v = Int.random(in: 0..<layout.nodes.count, using: &rng)
+                    history.record(.fault, info: "restart \(layout.nodes[v].name) under libfaketime")
+                    _ = NodeControl.stop(&layout, v, timeout: 30)
+                    layout.nodes[v].env = try NodeFaults.fakedClockEnvironment(dir, v)
+                    try layout.save(dir)
+                    history.record(.heal, info: "start \(layout.nodes[v].name)")
+                    try NodeControl.start(&layout, v, dir: dir, timeout: 60)
+                    chosen = v
+                    continue
+                }
+                let jump = Int.random(in: 5...60, using: &rng)
+                clockOffset += jump
+                history.record(.fault, info: "the clocks of \(layout.nodes[v].name) jump \(jump) s ahead (\(clockOffset) s in all)")
+                try NodeFaults.setClockOffset(dir, v, seconds: clockOffset)
             case .partitionHalves, .partitionSingle, .partitionRing, .partitionBridge:
                 let cut = partition(layout.nodes.count)
                 history.record(.fault, info: "\(scenario.rawValue): cut \(cut.sorted().joined(separator: " "))")
@@ -211,6 +288,26 @@ final class FaultRunner: @unchecked Sendable {
         return cut
     }
 
+    /// Closes (as an operator would, through the API) every federation link connection into
+    /// the upstream vhost "/"; returns how many.
+    func closeFederationConnections(_ layout: ClusterLayout) -> Int {
+        guard let n = layout.nodes.first(where: { $0.state == "running" }) else { return 0 }
+        var client = ManagementClient(host: "127.0.0.1", port: n.management, user: "guest", password: "guest")
+        client.timeout = 5
+        let list = (try? client.call("GET", "/api/connections")) as? [[String: Any]] ?? []
+        var closed = 0
+        for c in list where c["vhost"] as? String == "/" && (c["user_provided_name"] as? String ?? "").hasPrefix("Federation link") {
+            guard let name = c["name"] as? String else { continue }
+            do {
+                _ = try client.call("DELETE", "/api/connections/\(ManagementClient.segment(name))", headers: ["X-Reason": "warren-cluster federation-cut"])
+                closed += 1
+            } catch {
+                history.record(.heal, info: "closing \(name) failed: \(error)")
+            }
+        }
+        return closed
+    }
+
     /// The node that leads the workload's queue now, as a running node's API says.
     func leaderIndex(_ layout: ClusterLayout) -> Int? {
         for n in layout.nodes where n.state == "running" {
@@ -226,19 +323,39 @@ final class FaultRunner: @unchecked Sendable {
         return nil
     }
 
-    /// Takes every fault off: partitions healed, paused nodes resumed, stopped nodes started.
+    /// A node that stopped by itself (a failed write on a full disk stops it: crash-only) is
+    /// started again; the history says so.
+    private func startIfExited(_ layout: inout ClusterLayout, _ i: Int) throws {
+        guard layout.nodes[i].state == "running", let pid = layout.nodes[i].pid, !Processes.runs(pid, program: layout.binary) else { return }
+        history.record(.heal, info: "\(layout.nodes[i].name) had stopped; start it")
+        layout.nodes[i].state = "stopped"
+        layout.nodes[i].pid = nil
+        try NodeControl.start(&layout, i, dir: dir, timeout: 60)
+    }
+
+    /// Takes every fault off: partitions healed, paused nodes resumed, stopped nodes started,
+    /// disks freed, a faked clock's node restarted on the true time. (A node moved onto a
+    /// small disk stays there until `down`.)
     func mend() throws {
         var layout = try ClusterLayout.load(dir)
         try applyFaults(dir) { f in
             f.cut = []
             f.drop = []
             f.delay = [:]
+            f.loss = [:]
         }
         for i in layout.nodes.indices {
+            NodeFaults.unfill(layout.nodes[i].dataDir)
             switch layout.nodes[i].state {
             case "paused": _ = try NodeControl.signal(&layout, i, SIGCONT, state: "running")
             case "stopped": try NodeControl.start(&layout, i, dir: dir, timeout: 60)
-            default: break
+            default: try startIfExited(&layout, i)
+            }
+            if layout.nodes[i].env != nil {
+                _ = NodeControl.stop(&layout, i, timeout: 30)
+                layout.nodes[i].env = nil
+                try layout.save(dir)
+                try NodeControl.start(&layout, i, dir: dir, timeout: 60)
             }
         }
         try layout.save(dir)

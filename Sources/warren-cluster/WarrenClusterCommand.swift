@@ -15,7 +15,7 @@ struct WarrenClusterCommand: ParsableCommand {
         abstract: "Start, break and heal a local Warren cluster (for failover tests).",
         subcommands: [
             Up.self, Status.self, Kill.self, Stop.self, Start.self, Pause.self, Resume.self, Partition.self, Drop.self,
-            Delay.self, Heal.self, WaitHealthy.self, Down.self, Proxy.self, Run.self, Check.self,
+            Delay.self, Loss.self, Heal.self, WaitHealthy.self, Down.self, Proxy.self, Run.self, Check.self,
         ])
 
     static func main() async {
@@ -199,6 +199,25 @@ struct Delay: ParsableCommand {
     }
 }
 
+struct Loss: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lose a share of the packets on every cluster link from and to the given nodes (as TCP shows it: retransmission delays).")
+    @OptionGroup var where_: DirOption
+    @Argument(help: "Nodes, separated by commas.") var nodes: String
+    @Argument(help: "Percent of packets lost (0 takes the loss off).") var percent: Double
+    func run() throws {
+        let layout = try ClusterLayout.load(where_.dir)
+        guard (0...100).contains(percent) else { throw ValidationError("percent: 0 to 100") }
+        let chosen = try Set(nodes.split(separator: ",").map { try layout.index(of: String($0)) + 1 })
+        try applyFaults(where_.dir) { f in
+            for link in layout.links.keys where link.split(separator: "-").compactMap({ Int($0) }).contains(where: chosen.contains) {
+                f.loss[link] = percent > 0 ? percent / 100 : nil
+            }
+        }
+        print("\(percent) % loss on the links of \(nodes)")
+    }
+}
+
 struct Heal: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Take every partition, drop and delay off.")
     @OptionGroup var where_: DirOption
@@ -207,6 +226,7 @@ struct Heal: ParsableCommand {
             f.cut = []
             f.drop = []
             f.delay = [:]
+            f.loss = [:]
         }
         print("healed")
     }
@@ -244,6 +264,7 @@ struct Down: ParsableCommand {
             }
         }
         layout.proxyPid = nil
+        for n in layout.nodes { NodeFaults.unmountSmallDisk(n.dataDir) }
         try layout.save(dir)
         if wipe { try FileManager.default.removeItem(atPath: dir) }
         print("down")

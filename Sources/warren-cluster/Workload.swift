@@ -52,10 +52,18 @@ final class StopFlag: @unchecked Sendable {
 /// awaited at most `confirmTimeout` seconds, then the connection is dropped and the message
 /// recorded as `fail`), push consumers with manual acks, and a `basic.get` poller; every one
 /// moves to the next node when its connection goes. Each message's body is its id.
+///
+/// With `deadLetterFrom`, publishers send to that queue instead, `rejecters` consumers there
+/// reject every delivery (dead-lettered into `queue`), and the consumers read `queue`: a
+/// message is delivered only once it has been dead-lettered.
 struct Workload: Sendable {
     let ports: [Int]
     let names: [String]
     let queue: String
+    var deadLetterFrom: String?
+    var rejecters = 2
+    /// The federation workload consumes `queue` in another vhost, federated from `queue` in "/".
+    var consumeVhost = "/"
     let history: HistoryRecorder
     let group: MultiThreadedEventLoopGroup
     var publishers = 2
@@ -64,8 +72,8 @@ struct Workload: Sendable {
     /// Pause between two publishes of one publisher (seconds).
     var publishInterval = 0.005
 
-    func configuration(_ k: Int) -> (AMQPClientConfiguration, String) {
-        var c = AMQPClientConfiguration(host: "127.0.0.1", port: ports[k % ports.count], heartbeat: 5)
+    func configuration(_ k: Int, vhost: String = "/") -> (AMQPClientConfiguration, String) {
+        var c = AMQPClientConfiguration(host: "127.0.0.1", port: ports[k % ports.count], virtualHost: vhost, heartbeat: 5)
         c.handshakeTimeoutSeconds = 5
         c.connectionName = "warren-cluster workload"
         return (c, names[k % names.count])
@@ -90,7 +98,7 @@ struct Workload: Sendable {
                     n += 1
                     history.record(.send, id: id, by: by)
                     let seq = try await ch.basicPublish(
-                        routingKey: queue, body: ByteBuffer(string: String(id)), properties: BasicProperties(deliveryMode: 2))
+                        routingKey: deadLetterFrom ?? queue, body: ByteBuffer(string: String(id)), properties: BasicProperties(deliveryMode: 2))
                     switch await confirm(ch, seq, conn) {
                     case .ok: history.record(.ok, id: id, by: by)
                     case .nack: history.record(.nack, id: id, by: by)
@@ -148,7 +156,7 @@ struct Workload: Sendable {
     func consume(_ c: Int, stop: StopFlag) async {
         var k = c + 1
         while !stop.isSet {
-            let (config, node) = configuration(k)
+            let (config, node) = configuration(k, vhost: consumeVhost)
             k += 1
             let by = "c\(c)@\(node)"
             guard let conn = try? await AMQPClientConnection.connect(config, eventLoopGroup: group) else {
@@ -176,10 +184,39 @@ struct Workload: Sendable {
         }
     }
 
+    /// Rejects (requeue false) everything `deadLetterFrom` delivers: the source queue
+    /// dead-letters it into `queue`.
+    func reject(_ r: Int, stop: StopFlag) async {
+        guard let source = deadLetterFrom else { return }
+        var k = r + 2
+        while !stop.isSet {
+            let (config, _) = configuration(k)
+            k += 1
+            guard let conn = try? await AMQPClientConnection.connect(config, eventLoopGroup: group) else {
+                try? await Task.sleep(for: .milliseconds(200))
+                continue
+            }
+            do {
+                let ch = try await conn.openChannel()
+                try await ch.basicQos(prefetchCount: 20)
+                let cancelled = StopFlag()
+                try await ch.setCancelListener { _ in cancelled.set() }
+                _ = try await ch.basicConsume(queue: source) { d in ch.onEventLoop.nack(d.deliveryTag, requeue: false) }
+                while !stop.isSet, !cancelled.isSet, await conn.closeReason() == nil {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                try? await conn.close()
+            } catch {
+                try? await conn.dropSocket()
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+
     func poll(stop: StopFlag) async {
         var k = 2
         while !stop.isSet {
-            let (config, node) = configuration(k)
+            let (config, node) = configuration(k, vhost: consumeVhost)
             k += 1
             let by = "get@\(node)"
             guard let conn = try? await AMQPClientConnection.connect(config, eventLoopGroup: group) else {

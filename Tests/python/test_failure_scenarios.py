@@ -3,7 +3,7 @@ seconds at a fast pace on a cluster the driver started, checked by `warren-clust
 rules: nothing confirmed lost, nothing unexpected. The long mode (every scenario x 10 seeds x 3
 minutes at the issue's pace) is documented in docs/failure-testing.md with its results.
 
-    WARREN_SCENARIO_SECONDS=15 WARREN_SCENARIO_PACE=0.2 WARREN_SCENARIO_SEEDS=1  (the defaults here)
+    WARREN_SCENARIO_SECONDS=12 WARREN_SCENARIO_PACE=0.2 WARREN_SCENARIO_SEEDS=1  (the defaults here)
 """
 import json
 import os
@@ -13,15 +13,15 @@ import pytest
 
 from cluster import Cluster, driver_binary
 
-SECONDS = os.environ.get("WARREN_SCENARIO_SECONDS", "15")
+SECONDS = os.environ.get("WARREN_SCENARIO_SECONDS", "12")
 PACE = os.environ.get("WARREN_SCENARIO_PACE", "0.2")
 SEEDS = [int(s) for s in os.environ.get("WARREN_SCENARIO_SEEDS", "1").split(",")]
 
 
-def run(cluster, scenario, seed):
-    out = os.path.join(cluster.dir, f"run-{scenario}-{seed}")
+def run(cluster, scenario, seed, *extra):
+    out = os.path.join(cluster.dir, f"run-{scenario}-{seed}{''.join(extra)}")
     p = subprocess.run([driver_binary(), "run", scenario, "--dir", cluster.dir, "--duration", SECONDS, "--pace", PACE, "--seed", str(seed),
-                        "--out", out], capture_output=True, text=True, timeout=float(SECONDS) + 400)
+                        "--out", out, *extra], capture_output=True, text=True, timeout=float(SECONDS) + 400)
     print(p.stdout)
     assert p.returncode == 0, f"{scenario} seed {seed}:\n{p.stdout}\n{p.stderr}"
     with open(os.path.join(out, "report.json")) as f:
@@ -48,12 +48,39 @@ def five():
     c.down()
 
 
+def ensure_faketime():
+    """clock-jump runs a node under Debian's libfaketime: installed here if missing."""
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"):
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "faketime"], check=True, env=env, capture_output=True)
+
+
 @pytest.mark.parametrize("scenario", ["kill-leader", "kill-random", "pause-leader", "partition-halves", "partition-single", "link-delay", "link-drop",
-                                      "rolling-restart"])
+                                      "rolling-restart", "packet-loss", "damaged-tail", "disk-full", "clock-jump"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_scenario_on_three_nodes(three, scenario, seed):
+    if scenario == "clock-jump":
+        ensure_faketime()
     report = run(three, scenario, seed)
     assert report["faults"], "the schedule broke something"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_dead_lettering_at_least_once_under_partitions(three, seed):
+    """Publishers confirm into a source queue whose consumers reject everything; the source
+    dead-letters at-least-once into the checked queue: every confirmed message comes out there."""
+    report = run(three, "partition-halves", seed, "--workload", "dead-letter", "--queue", "jepsen-dlx")
+    assert report["faults"]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_federation_link_cuts_with_the_upstream_leader_killed(three, seed):
+    """Publishers confirm into a quorum queue in "/"; consumers read a queue in another vhost
+    federated from it (on-confirm); the upstream queue's leader is killed and the link's
+    connection closed: every confirmed message comes out downstream."""
+    report = run(three, "federation-cut", seed, "--workload", "federation", "--queue", "jepsen-fed")
+    assert report["faults"]
 
 
 @pytest.mark.parametrize("scenario", ["partition-majorities-ring", "partition-bridge"])
