@@ -57,13 +57,14 @@ final class StopFlag: @unchecked Sendable {
 /// reject every delivery (dead-lettered into `queue`), and the consumers read `queue`: a
 /// message is delivered only once it has been dead-lettered.
 struct Workload: Sendable {
-    let ports: [Int]
+    /// Where each client connects (the k-th client starts at endpoint k and moves on).
+    let endpoints: [AMQPClientConfiguration]
     let names: [String]
     let queue: String
     var deadLetterFrom: String?
     var rejecters = 2
     /// The federation workload consumes `queue` in another vhost, federated from `queue` in "/".
-    var consumeVhost = "/"
+    var consumeVhost: String?
     let history: HistoryRecorder
     let group: MultiThreadedEventLoopGroup
     var publishers = 2
@@ -72,8 +73,10 @@ struct Workload: Sendable {
     /// Pause between two publishes of one publisher (seconds).
     var publishInterval = 0.005
 
-    func configuration(_ k: Int, vhost: String = "/") -> (AMQPClientConfiguration, String) {
-        var c = AMQPClientConfiguration(host: "127.0.0.1", port: ports[k % ports.count], virtualHost: vhost, heartbeat: 5)
+    func configuration(_ k: Int, vhost: String? = nil) -> (AMQPClientConfiguration, String) {
+        var c = endpoints[k % endpoints.count]
+        if let vhost { c.virtualHost = vhost }
+        c.heartbeat = 5
         c.handshakeTimeoutSeconds = 5
         c.connectionName = "warren-cluster workload"
         return (c, names[k % names.count])

@@ -149,3 +149,23 @@ def test_a_publish_in_flight_to_a_paused_leader_is_answered_once_another_leads(t
     finally:
         c.run("resume", str(target))
     pub.close()
+
+
+def test_the_workload_runs_against_any_cluster_by_uri_rabbitmq_too(tmp_path):
+    """`run none --uris ...`: the same workload and checker against a cluster the driver did
+    not start (here a scratch RabbitMQ 3.10); the scenario must be `none` there."""
+    from brokers import RabbitMQ
+    rabbit = RabbitMQ(plugins=())
+    try:
+        uri = f"amqp://guest:guest@127.0.0.1:{rabbit.port}/%2f"
+        out = str(tmp_path / "run")
+        p = subprocess.run([driver_binary(), "run", "none", "--uris", uri, "--duration", "4", "--out", out],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+        assert report["confirmed"] > 50 and report["lost"] == [] and report["unexpected"] == []
+        refused = subprocess.run([driver_binary(), "run", "kill-leader", "--uris", uri], capture_output=True, text=True, timeout=30)
+        assert refused.returncode != 0 and "scenario is `none`" in refused.stderr
+    finally:
+        rabbit.stop()
