@@ -104,9 +104,29 @@ extension NodeStatus {
 /// the shell carries it out and answers.
 public enum NodeAction: Sendable, Equatable {
     case clusterStatus
+    /// `GET /api/health/checks/node-is-quorum-critical`: the replicated queues that would lose
+    /// their majority if this node stopped (the broker's part); the node adds the metadata's.
+    case quorumCritical([QuorumCriticalQueue])
     case forgetNode(String)
     case joinCluster(String)
     case reset
     case stopApp
     case startApp
+}
+
+/// A replicated queue with a member on this node whose other online members are fewer than a
+/// majority of its members: stopping this node would leave it unavailable.
+public struct QuorumCriticalQueue: Sendable, Equatable {
+    public var name: String
+    public var vhost: String
+    public var type: String
+    public var members: [String]
+    public var online: [String]
+    public init(name: String, vhost: String, type: String, members: [String], online: [String]) {
+        self.name = name
+        self.vhost = vhost
+        self.type = type
+        self.members = members
+        self.online = online
+    }
 }

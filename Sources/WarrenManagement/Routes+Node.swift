@@ -129,6 +129,24 @@ extension ManagementAPI {
         }
     }
 
+    /// Replicated queues with more than one member, one of them this node, whose members
+    /// online other than this node are fewer than a majority (as RabbitMQ's check: a queue of
+    /// one member is not counted, it has no quorum to lose).
+    func quorumCriticalQueues() -> [QuorumCriticalQueue] {
+        let cq = broker.clusterQueues
+        var critical: [QuorumCriticalQueue] = []
+        for v in broker.vhosts.values.sorted(by: { $0.name < $1.name }) {
+            for q in v.queues.values.sorted(by: { $0.name < $1.name }) {
+                guard let r = q.replicated, r.members.count > 1, r.members.contains(nodeName) else { continue }
+                let online = r.members.filter { $0 == nodeName || cq?.isUp($0) == true }
+                if online.count - 1 < r.members.count / 2 + 1 {
+                    critical.append(QuorumCriticalQueue(name: q.name, vhost: v.name, type: q.type == .quorum ? "quorum" : "classic", members: r.members, online: online))
+                }
+            }
+        }
+        return critical
+    }
+
     /// 200 {"status":"ok"}, or 503 naming the alarms in force (one node: the same for both).
     func alarmsCheck(local: Bool) -> ManagementResponse {
         var alarms = broker.localAlarms.sorted().map { JSONValue.object(["node": .string(nodeName), "resource": .string($0)]) }

@@ -63,6 +63,11 @@ extension ManagementAPI {
         case (_, _, "federation-links"): return try federationLinks(p, r, caller, list)
         case ("GET", 3, "health") where p[1] == "checks" && (p[2] == "alarms" || p[2] == "local-alarms"):
             return alarmsCheck(local: p[2] == "local-alarms")
+        case ("GET", 3, "health") where p[1] == "checks" && p[2] == "node-is-quorum-critical":
+            try require(.monitoring, caller)
+            var response = ManagementResponse(status: 202)
+            response.nodeAction = .quorumCritical(quorumCriticalQueues())
+            return response
         case ("GET", 2, "aliveness-test"): return try aliveness(p[1], caller)
         case ("GET", _, "healthchecks") where p.count >= 2 && p[1] == "node":
             // RabbitMQ 3.x's deprecated node health check, still used by clients' suites

@@ -192,6 +192,8 @@ extension WarrenNode {
         switch action {
         case .clusterStatus:
             return .json(clusterStatusJSON(status)).finish()
+        case .quorumCritical(let queues):
+            return quorumCriticalAnswer(queues, status: status).finish()
         case .forgetNode(let node):
             guard node != me else { return error(400, "a node cannot forget itself: run forget_cluster_node on another member, or reset this one") }
             guard let cluster = status.cluster, cluster.members.contains(where: { $0.name == node }) else {
@@ -276,6 +278,35 @@ extension WarrenNode {
             exit(75)
         }
         return ManagementResponse(status: 204).finish()
+    }
+
+    /// RabbitMQ's answer to `node-is-quorum-critical` (200 ok, or 503 with the queues), with
+    /// the cluster's metadata as one more group: stopping a voter that leaves the others
+    /// online short of a majority of voters stops every definition change and every join.
+    func quorumCriticalAnswer(_ queues: [QuorumCriticalQueue], status: NodeStatus) -> ManagementResponse {
+        let me = configuration.nodeName
+        var metadataCritical = false
+        if let c = status.cluster {
+            let voters = c.members.filter(\.voter)
+            if voters.count > 1, voters.contains(where: { $0.name == me }) {
+                let othersOnline = voters.filter { $0.running && $0.name != me }.count
+                metadataCritical = othersOnline < voters.count / 2 + 1
+            }
+        }
+        guard !queues.isEmpty || metadataCritical else { return .json(.object(["status": .string("ok")])) }
+        var reason = queues.isEmpty ? "" : "There are quorum queues that would lose their quorum if the target node is shut down"
+        if metadataCritical {
+            reason += (reason.isEmpty ? "" : "; ") + "the cluster's metadata would lose its majority if the target node is shut down"
+        }
+        let list = queues.map { q in
+            JSONValue.object([
+                "name": .string(q.name), "readable_name": .string("queue '\(q.name)' in vhost '\(q.vhost)'"), "node": .string(me),
+                "virtual_host": .string(q.vhost), "type": .string(q.type), "members": .array(q.members.map(JSONValue.string)),
+                "online": .array(q.online.map(JSONValue.string)),
+            ])
+        }
+        return .json(
+            .object(["status": .string("failed"), "reason": .string(reason), "queues": .array(list), "metadata": .bool(metadataCritical)]), status: 503)
     }
 
     /// `cluster_status` in RabbitMQ's JSON layout (`rabbitmqctl cluster_status --formatter json`).

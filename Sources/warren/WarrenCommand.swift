@@ -12,7 +12,7 @@ struct WarrenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren",
         abstract: "Warren: an AMQP 0-9-1 message broker that RabbitMQ clients use unchanged.",
-        subcommands: [Serve.self, Repair.self],
+        subcommands: [Serve.self, Repair.self, Health.self],
         defaultSubcommand: Serve.self)
 }
 
