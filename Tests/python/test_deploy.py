@@ -174,3 +174,71 @@ def test_health_verbs_alive_ready_and_quorum_critical(unit_cluster):
     c.start(n3)
     c.wait_ready(n3)
     eventually(lambda: health("quorum-critical", n1, check=False).returncode == 0, timeout=30, what="node 1 no longer critical")
+
+
+K8S = os.path.join(ROOT, "Deploy", "kubernetes")
+
+
+@pytest.mark.parametrize("version", ["1.28.0", "1.33.0"])
+def test_the_kubernetes_manifests_validate_against_the_schemas(version):
+    files = sorted(os.path.join(K8S, f) for f in os.listdir(K8S) if f.endswith(".yaml") and f != "kustomization.yaml")
+    tool = os.path.join(ROOT, ".venv", "bin", "kubernetes-validate")
+    p = subprocess.run([tool, "--strict", "-k", version, *files], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("passed") == 6, p.stdout  # secret, config, two services, PDB, StatefulSet
+
+
+def test_the_kubernetes_manifests_say_what_the_deployment_needs():
+    import yaml  # kubernetes-validate's dependency
+    docs = {}
+    for f in os.listdir(K8S):
+        if f == "kustomization.yaml":
+            continue
+        with open(os.path.join(K8S, f)) as fh:
+            for d in yaml.safe_load_all(fh):
+                docs[(d["kind"], d["metadata"]["name"])] = d
+    sts = docs[("StatefulSet", "warren")]["spec"]
+    assert sts["podManagementPolicy"] == "Parallel" and sts["serviceName"] == "warren-headless"
+    headless = docs[("Service", "warren-headless")]["spec"]
+    assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+    assert docs[("PodDisruptionBudget", "warren")]["spec"]["maxUnavailable"] == 1
+    c = sts["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["exec"]["command"] == ["warren", "health", "ready"]
+    assert c["livenessProbe"]["exec"]["command"] == ["warren", "health", "alive"]
+    assert sts["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert sts["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    # The ConfigMap's warren.conf is a config the node accepts, with the pod's environment:
+    # pod 0 founds (its address is the first seed), and it serves.
+    conf = docs[("ConfigMap", "warren-config")]["data"]["warren.conf"]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert env["WARREN_CLUSTER_ADDRESS"] == "$(POD_NAME).warren-headless:25672"
+    seeds = re.search(r"^cluster_seeds = (.*)$", conf, re.M).group(1).split(",")
+    assert seeds[0] == env["WARREN_CLUSTER_ADDRESS"].replace("$(POD_NAME)", "warren-0")
+    d = tempfile.mkdtemp(prefix="warren-k8s-")
+    try:
+        secret = os.path.join(d, "cluster-secret")
+        with open(secret, "w") as f:
+            f.write("s3cret\n")
+        amqp, mgmt = free_port(), free_port()
+        conf = (conf.replace("/var/lib/warren", os.path.join(d, "data")).replace("/etc/warren-secret/cluster-secret", secret)
+                .replace("bind = 0.0.0.0", "bind = 127.0.0.1").replace("amqp_port = 5672", f"amqp_port = {amqp}")
+                .replace("management_port = 15672", f"management_port = {mgmt}").replace("prometheus_port = 15692", f"prometheus_port = {free_port()}")
+                .replace("cluster_port = 25672", f"cluster_port = {free_port()}"))
+        path = os.path.join(d, "warren.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        node_env = dict(os.environ, WARREN_CONFIG=path, WARREN_NODE_NAME=env["WARREN_NODE_NAME"].replace("$(POD_NAME)", "warren-0"),
+                        WARREN_CLUSTER_ADDRESS="warren-0.warren-headless:25672")
+        log = open(os.path.join(d, "log"), "w")
+        proc = subprocess.Popen([warren_binary(), *c["args"][:1], "--config", path], env=node_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            probe = ["--config", path]
+            eventually(lambda: subprocess.run([warren_binary(), "health", "ready", *probe], capture_output=True).returncode == 0,
+                       timeout=60, what="pod 0 ready")
+            text = open(os.path.join(d, "log")).read()
+            assert "founded a new cluster" in text, text[-2000:]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=sts["template"]["spec"]["terminationGracePeriodSeconds"]) == 0
+    finally:
+        subprocess.run(["rm", "-rf", d])
