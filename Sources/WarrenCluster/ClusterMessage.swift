@@ -23,6 +23,8 @@ public enum ClusterMessage: Sendable {
         /// Not now (no leader yet, a membership change under way): ask again.
         case retry(String)
         case refused(String)
+        /// The asked node is in no cluster either (it is looking for one): discovery counts it.
+        case notMember
     }
 
     public func encode() -> ByteBuffer {
@@ -55,6 +57,8 @@ public enum ClusterMessage: Sendable {
             case .refused(let why):
                 b.writeInteger(UInt8(4))
                 str(why)
+            case .notMember:
+                b.writeInteger(UInt8(5))
             }
         case .forward(let term, let envelopes):
             b.writeInteger(UInt8(3))
@@ -98,6 +102,7 @@ public enum ClusterMessage: Sendable {
                 return .joinReply(id: id, .redirect(leaderName: n, leaderAddress: a))
             case 3: return str().map { .joinReply(id: id, .retry($0)) }
             case 4: return str().map { .joinReply(id: id, .refused($0)) }
+            case 5: return .joinReply(id: id, .notMember)
             default: return nil
             }
         case 3:

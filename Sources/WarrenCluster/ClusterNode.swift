@@ -23,6 +23,11 @@ public struct ClusterSettings: Sendable {
     public var seeds: [String] = []
     /// Found a new cluster even if this node is not the first seed (nil: by the seed rule).
     public var bootstrap: Bool?
+    /// Peers found by DNS instead of seeds (a StatefulSet's pods: `PeerDiscovery`), and how a
+    /// pod name resolves to an address to dial (nil: not at all). The node resolves off its
+    /// loop, every 2 s, while it is not in a cluster.
+    public var discovery: PeerDiscovery?
+    public var resolve: (@Sendable (String) -> String?)?
     public var secret: String
     /// Dial these addresses instead of the advertised ones, by node name.
     public var dialOverrides: [String: String] = [:]
@@ -190,7 +195,13 @@ public final class ClusterNode: @unchecked Sendable {
         let start: Start
         let recovered = wal.state(of: MetadataGroup.groupID)
         if !wal.groups.contains(MetadataGroup.groupID) {
-            if let initialState {
+            if let initialState, settings.discovery != nil {
+                // Pod 0 founds only once no peer is in a cluster: it asks them first.
+                host.addGroup(MetadataGroup.groupID, configuration: config, delegate: metadata)
+                pendingFoundation = (initialState, config)
+                start = .joining
+                logger.notice("cluster: discovering peers by DNS before founding", metadata: ["service": "\(settings.discovery!.service)"])
+            } else if let initialState {
                 metadata.startLastIndex = 1
                 host.bootstrap(MetadataGroup.groupID, voters: [me], data: initialState, configuration: config, delegate: metadata)
                 start = .founded
@@ -224,9 +235,11 @@ public final class ClusterNode: @unchecked Sendable {
         return node.commitIndex
     }
 
-    /// The first seed founds the cluster, unless told otherwise.
+    /// The first seed founds the cluster, unless told otherwise; with discovery, pod 0 may
+    /// found (once its peers said they are in no cluster: `PeerDiscovery.decide`).
     public var isFounder: Bool {
         if let b = settings.bootstrap { return b }
+        if let d = settings.discovery { return d.ordinal == 0 }
         guard let first = settings.seeds.first else { return true }
         if first == address { return true }
         guard let (host, port) = ClusterTransport.split(first), let (_, myPort) = ClusterTransport.split(address), port == myPort else { return false }
@@ -270,6 +283,8 @@ public final class ClusterNode: @unchecked Sendable {
         if !node.membership.members.contains(me) && !wasRemoved {
             askToJoin()
         }
+        // A cluster reached this node first (its leader knew it as a member): nothing to found.
+        if pendingFoundation != nil && !node.membership.members.isEmpty { pendingFoundation = nil }
         if node.role == .leader {
             reconcileMembership(node)
             noticeDownMembers()
@@ -350,6 +365,7 @@ public final class ClusterNode: @unchecked Sendable {
     // MARK: joining
 
     private func askToJoin() {
+        if settings.discovery != nil { return askDiscoveredPeers() }
         let seeds = settings.seeds.filter { $0 != address }
         guard !seeds.isEmpty else { return }
         // Once a second.
@@ -366,7 +382,76 @@ public final class ClusterNode: @unchecked Sendable {
         }
     }
 
+    // MARK: discovery
+
+    /// Pod 0's foundation, held until its peers said they are in no cluster.
+    private var pendingFoundation: (data: [UInt8], configuration: RaftConfiguration)?
+    /// The peers DNS lists now (pod 0 first), and what each answered this node.
+    private var discoveredPeers: [String] = []
+    private var discoveryAnswers: [String: PeerDiscovery.Answer] = [:]
+    private var joinTargets: [UInt64: String] = [:]
+    private var resolving = false
+    private var lastDiscoveryLog = NIODeadline.uptimeNanoseconds(0)
+
+    /// Once a second: every peer DNS lists is asked (every 2 s DNS is asked again, off the
+    /// loop); then pod 0 founds if `decide` says so.
+    private func askDiscoveredPeers() {
+        guard let discovery = settings.discovery else { return }
+        joinAttempt += 1
+        if joinAttempt % 8 == 1, !resolving, let resolve = settings.resolve {
+            resolving = true
+            let bound = NIOLoopBound(self, eventLoop: loop)
+            Thread.detachNewThread { [loop] in
+                let peers = discovery.peers(resolve: resolve)
+                loop.execute {
+                    bound.value.resolving = false
+                    bound.value.discoveredPeers = peers
+                }
+            }
+        }
+        guard joinAttempt % 4 == 1 else { return }
+        for peer in discoveredPeers {
+            let id = nextJoinRequest
+            nextJoinRequest += 1
+            joinTargets[id] = peer
+            transport.send(.joinRequest(id: id, name: settings.nodeName, address: address), toAddress: peer)
+        }
+        if joinTargets.count > 4096 { joinTargets.removeAll() }  // peers that never answered
+        guard let foundation = pendingFoundation, joinAttempt > 8 else { return }  // DNS asked at least once
+        switch discovery.decide(peers: discoveredPeers, answers: discoveryAnswers) {
+        case .found:
+            pendingFoundation = nil
+            found(foundation.data, configuration: foundation.configuration)
+        case .join:
+            break
+        case .wait(let why):
+            let now = NIODeadline.now()
+            if now >= lastDiscoveryLog + .seconds(10) {
+                lastDiscoveryLog = now
+                logger.notice("cluster: pod 0 waits before founding: \(why)")
+            }
+        }
+    }
+
+    /// Founds the cluster now: the joining group (it never had a member) is replaced by a
+    /// group of one holding the initial state.
+    private func found(_ data: [UInt8], configuration: RaftConfiguration) {
+        host.removeGroup(MetadataGroup.groupID)
+        metadata.startLastIndex = 1
+        host.bootstrap(MetadataGroup.groupID, voters: [me], data: data, configuration: configuration, delegate: metadata)
+        logger.notice(
+            "cluster: founded a new cluster (pod 0; every peer DNS lists is in no cluster)",
+            metadata: ["node": "\(settings.nodeName)", "address": "\(address)", "peers": "\(discoveredPeers.joined(separator: ","))"])
+    }
+
     private func received(_ message: ClusterMessage, from: String, address: String?) {
+        if case .joinReply(let id, let answer) = message, let peer = joinTargets.removeValue(forKey: id) {
+            discoveryAnswers[peer] = answer == .notMember ? .notMember : .member
+            if answer != .notMember, pendingFoundation != nil {
+                pendingFoundation = nil
+                logger.notice("cluster: a peer is in a cluster already: joining it instead of founding", metadata: ["peer": "\(peer)"])
+            }
+        }
         switch message {
         case .forward(let term, let envelopes):
             metadata.receiveForwarded(envelopes, term: term)
@@ -385,6 +470,8 @@ public final class ClusterNode: @unchecked Sendable {
                 logger.debug("cluster: join not yet", metadata: ["why": "\(why)"])
             case .refused(let why):
                 logger.error("cluster: the cluster refused this node: \(why)")
+            case .notMember:
+                break  // a peer looking for a cluster too (discovery counts it)
             }
         case .status(let json):
             peerStatus[from] = (json, .now())
@@ -423,6 +510,8 @@ public final class ClusterNode: @unchecked Sendable {
     /// What a node asking to join is told.
     private func joinAnswer(name: String, address peerAddress: String) -> ClusterMessage.JoinAnswer {
         guard let node = host.node(MetadataGroup.groupID) else { return .retry("starting") }
+        // A node that was never let into a cluster (it is asking too) has none to offer.
+        if node.membership.members.isEmpty && !wasRemoved { return .notMember }
         let id = ClusterNodeID.of(name)
         if node.role != .leader {
             if node.leader != 0, let leaderName = transport.names[node.leader], let leaderAddress = transport.addresses[node.leader] {

@@ -52,6 +52,12 @@ public struct NodeConfiguration: Sendable {
     public var clusterName: String?
     /// HOST:PORT of the seed nodes; the first founds the cluster.
     public var clusterSeeds: [String] = []
+    /// "dns:SERVICE": peers are the StatefulSet's pods behind that headless service, instead of
+    /// seeds (docs/deploy.md).
+    public var clusterDiscovery: String?
+    /// How discovery resolves a pod's host name to an address to dial (nil: DNS). Tests
+    /// replace it; not a setting.
+    public var discoveryResolver: (@Sendable (String) -> String?)?
     public var clusterSecret: String?
     public var clusterSecretFile: String?
     public var clusterTLSCertificate: String?
@@ -245,6 +251,13 @@ public struct NodeConfiguration: Sendable {
             let seeds = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             for s in seeds where !s.contains(":") { throw Error("cluster-seeds: expected HOST:PORT, got '\(s)'") }
             c.clusterSeeds = seeds
+        },
+        Setting(
+            name: "cluster-discovery",
+            help: "dns:SERVICE: the peers are the pods of this node's StatefulSet behind the headless SERVICE; pod 0 founds the cluster once no peer is in one (instead of cluster-seeds)."
+        ) { c, v in
+            guard v.hasPrefix("dns:"), v.count > 4 else { throw Error("cluster-discovery: expected dns:SERVICE (a headless service), got '\(v)'") }
+            c.clusterDiscovery = v
         },
         Setting(name: "cluster-secret", help: "The secret every node of the cluster must know (as RabbitMQ's Erlang cookie).") { c, v in
             c.clusterSecret = v

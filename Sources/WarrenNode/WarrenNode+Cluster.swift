@@ -38,6 +38,16 @@ extension NodeConfiguration {
         s.advertisedAddress = clusterAddress
         s.clusterName = clusterName
         s.seeds = clusterSeeds
+        if let setting = clusterDiscovery {
+            // The pod's host name is the node name's host part (warren@warren-2.warren-headless).
+            let host = nodeName.split(separator: "@").last.map { String($0.split(separator: ".")[0]) } ?? ""
+            guard let d = PeerDiscovery(setting: setting, hostname: host, port: clusterPort), d.ordinal != nil else {
+                throw Error("cluster-discovery: the node name '\(nodeName)' must be NAME@POD.SERVICE with POD a StatefulSet's pod (warren-0, warren-1, ...)")
+            }
+            s.discovery = d
+            s.resolve = discoveryResolver ?? { d.dnsResolve($0) }
+            if clusterAddress == nil { s.advertisedAddress = d.myAddress }
+        }
         s.dialOverrides = clusterDial
         s.metadataTimeout = .seconds(Int64(metadataTimeoutSeconds))
         s.metadataSnapshotEvery = metadataSnapshotEvery

@@ -75,6 +75,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("cluster-name"), help: "Name of a cluster this node founds (default: its node name).") var clusterName: String?
     @Option(name: .customLong("cluster-seeds"), help: "Comma-separated HOST:PORT of the seed nodes; the first founds the cluster.")
     var clusterSeeds: String?
+    @Option(name: .customLong("cluster-discovery"), help: "dns:SERVICE: peers are this StatefulSet's pods behind a headless service (instead of seeds).")
+    var clusterDiscovery: String?
     @Option(name: .customLong("cluster-secret"), help: "The secret every node of the cluster must know.") var clusterSecret: String?
     @Option(name: .customLong("cluster-secret-file"), help: "File holding the cluster secret (default DATA_DIR/cluster-secret).")
     var clusterSecretFile: String?
@@ -107,7 +109,7 @@ struct Serve: AsyncParsableCommand {
             ("prometheus", prometheus),
             ("prometheus-port", prometheusPort),
             ("node-name", nodeName), ("cluster-port", clusterPort), ("cluster-address", clusterAddress),
-            ("cluster-name", clusterName), ("cluster-seeds", clusterSeeds), ("cluster-secret", clusterSecret),
+            ("cluster-name", clusterName), ("cluster-seeds", clusterSeeds), ("cluster-discovery", clusterDiscovery), ("cluster-secret", clusterSecret),
             ("cluster-secret-file", clusterSecretFile), ("cluster-tls-cert", clusterTLSCert), ("cluster-tls-key", clusterTLSKey),
             ("cluster-tls-ca-cert", clusterTLSCACert), ("cluster-dial", clusterDial), ("metadata-timeout", metadataTimeout),
             ("metadata-snapshot-every", metadataSnapshotEvery), ("queue-link-timeout", queueLinkTimeout),

@@ -61,7 +61,16 @@ final class TestNode: Sendable {
         adjust(&config)
         let logs = CapturedLogs()
         let logger = Logger(label: "warren") { _ in CapturingLogHandler(sink: logs) }
-        let node = try WarrenNode(configuration: config, logger: logger)
+        // Off the cooperative pool: a node's start blocks until it serves (a joining node until
+        // its cluster lets it in), and nodes started together on a 2-core machine would take
+        // every pool thread while the one they wait for had none to start on.
+        let node = try await withCheckedThrowingContinuation { (c: CheckedContinuation<WarrenNode, any Error>) in
+            let box = NIOLockedValueBox((config, logger))
+            Thread.detachNewThread {
+                let (config, logger) = box.withLockedValue { $0 }
+                do { c.resume(returning: try WarrenNode(configuration: config, logger: logger)) } catch { c.resume(throwing: error) }
+            }
+        }
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let group = ServiceGroup(services: node.services { continuation.yield($0.port ?? 0) }, logger: logger)
         let task = Task { try await group.run() }

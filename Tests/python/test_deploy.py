@@ -208,12 +208,13 @@ def test_the_kubernetes_manifests_say_what_the_deployment_needs():
     assert sts["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert sts["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     # The ConfigMap's warren.conf is a config the node accepts, with the pod's environment:
-    # pod 0 founds (its address is the first seed), and it serves.
+    # pod 0 alone (no other pod's name resolves here) founds, and it serves. (Discovery among
+    # several pods is tested in process with a fake resolver: DiscoveryInProcessTests.)
     conf = docs[("ConfigMap", "warren-config")]["data"]["warren.conf"]
     env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
     assert env["WARREN_CLUSTER_ADDRESS"] == "$(POD_NAME).warren-headless:25672"
-    seeds = re.search(r"^cluster_seeds = (.*)$", conf, re.M).group(1).split(",")
-    assert seeds[0] == env["WARREN_CLUSTER_ADDRESS"].replace("$(POD_NAME)", "warren-0")
+    assert re.search(r"^cluster_discovery = dns:warren-headless$", conf, re.M)
+    assert env["WARREN_NODE_NAME"] == "warren@$(POD_NAME).warren-headless"
     d = tempfile.mkdtemp(prefix="warren-k8s-")
     try:
         secret = os.path.join(d, "cluster-secret")
