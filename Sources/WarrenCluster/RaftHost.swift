@@ -323,6 +323,13 @@ public final class RaftHost {
     }
 
     private func finish(_ round: [(Group, Ready)]) {
+        // A group removed while its round was in flight (a deleted queue; a joining metadata
+        // group replaced by the one a discovering pod 0 founds) says and applies nothing more.
+        let round = round.filter { g, _ in
+            if groups[g.id] === g { return true }
+            g.inFlight = false
+            return false
+        }
         var out: [(GroupID, Message)] = []
         for (g, ready) in round {
             for m in ready.messages { out.append((g.id, m)) }
