@@ -46,8 +46,8 @@ def unit():
     return parser["Service"]
 
 
-def health(verb, node, check=True):
-    p = subprocess.run([warren_binary(), "health", verb, "--config", node["config"]], capture_output=True, text=True, timeout=30)
+def health(verb, node, check=True, binary=None):
+    p = subprocess.run([binary or warren_binary(), "health", verb, "--config", node["config"]], capture_output=True, text=True, timeout=30)
     if check:
         assert p.returncode == 0, (verb, p.stdout, p.stderr)
     return p
@@ -57,7 +57,8 @@ class UnitCluster:
     """Three nodes, each run by the unit's ExecStart with its own copy of the example config
     (hosts become 127.0.0.1 with ports of their own)."""
 
-    def __init__(self, n=3):
+    def __init__(self, n=3, binary=None):
+        self.binary = binary or warren_binary()
         self.dir = tempfile.mkdtemp(prefix="warren-unit-")
         self.service = unit()
         secret = os.path.join(self.dir, "cluster-secret")
@@ -92,7 +93,7 @@ class UnitCluster:
 
     def command(self, line, node):
         """A unit's command line, with the installed paths replaced by the ones under test."""
-        line = line.replace("/usr/local/bin/warren", warren_binary()).replace("/etc/warren/warren.conf", node["config"])
+        line = line.replace("/usr/local/bin/warren", self.binary).replace("/etc/warren/warren.conf", node["config"])
         return shlex.split(line)
 
     def start(self, node):
