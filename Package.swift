@@ -218,7 +218,7 @@ let package = Package(
         .executableTarget(
             name: "warren",
             dependencies: [
-                "WarrenNode", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenCluster",
+                "WarrenNode", "WarrenCore", "WarrenStore", "WarrenLog", "WarrenCluster", "ManagementClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

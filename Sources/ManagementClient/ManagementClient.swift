@@ -1,7 +1,4 @@
 public import Foundation
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// The management API over HTTP, with the answers warrenctl and warren-cluster need: parsed JSON or a
 /// `CtlError` carrying the exit code.
@@ -11,7 +8,12 @@ public struct ManagementClient: Sendable {
     /// Seconds a request may take.
     public var timeout: TimeInterval = 60
 
+    let host: String
+    let port: Int
+
     public init(host: String, port: Int, user: String, password: String) {
+        self.host = host
+        self.port = port
         base = "http://\(host):\(port)"
         authorization = "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
     }
@@ -23,37 +25,34 @@ public struct ManagementClient: Sendable {
         return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
     }
 
-    public func call(_ method: String, _ path: String, body: Any? = nil, headers: [String: String] = [:]) throws -> Any? {
-        guard let url = URL(string: base + path) else { throw CtlError.usage("bad address \(base + path)") }
-        var req = URLRequest(url: url, timeoutInterval: timeout)
-        req.httpMethod = method
-        req.setValue(authorization, forHTTPHeaderField: "Authorization")
-        for (k, v) in headers { req.setValue(v, forHTTPHeaderField: k) }
+    /// The status and parsed JSON body (nil if empty or not JSON), whatever the status.
+    public func request(_ method: String, _ path: String, body: Any? = nil, headers: [String: String] = [:]) throws -> (status: Int, json: Any?) {
+        var all = [("Authorization", authorization), ("Accept", "application/json")] + headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        var payload: Data?
         if let body {
-            req.httpBody = try body as? Data ?? JSONSerialization.data(withJSONObject: body)
-            req.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            payload = try body as? Data ?? JSONSerialization.data(withJSONObject: body)
+            all.append(("Content-Type", "application/json"))
         }
-        let box = ResultBox()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: req) { data, response, error in
-            box.set(data, (response as? HTTPURLResponse)?.statusCode, error)
-            done.signal()
-        }.resume()
-        done.wait()
-        let (data, status, error) = box.get()
-        if let error {
-            throw CtlError.unavailable("cannot reach the management API at \(base): \(error.localizedDescription)")
+        let reply: (status: Int, body: Data)
+        do {
+            reply = try HTTPExchange.perform(host: host, port: port, method: method, path: path, headers: all, body: payload, timeout: timeout)
+        } catch {
+            throw CtlError.unavailable("cannot reach the management API at \(base): \(error)")
         }
-        let code = status ?? 0
-        let parsed = data.flatMap { $0.isEmpty ? nil : try? JSONSerialization.jsonObject(with: $0, options: [.fragmentsAllowed]) }
+        let parsed = reply.body.isEmpty ? nil : try? JSONSerialization.jsonObject(with: reply.body, options: [.fragmentsAllowed])
+        return (reply.status, parsed ?? (reply.body.isEmpty ? nil : String(decoding: reply.body, as: UTF8.self)))
+    }
+
+    public func call(_ method: String, _ path: String, body: Any? = nil, headers: [String: String] = [:]) throws -> Any? {
+        let (code, parsed) = try request(method, path, body: body, headers: headers)
         switch code {
-        case 200..<300: return parsed
+        case 200..<300: return parsed is String ? nil : parsed
         case 401, 403:
             let reason = (parsed as? [String: Any])?["reason"] as? String ?? "not authorised"
             throw CtlError.noPermission("\(reason) (HTTP \(code))")
         case 404: throw CtlError.notFound("not found: \(method) \(path)")
         default:
-            let reason = (parsed as? [String: Any])?["reason"] as? String ?? String(decoding: data ?? Data(), as: UTF8.self)
+            let reason = (parsed as? [String: Any])?["reason"] as? String ?? (parsed as? String ?? "")
             throw CtlError.dataError("\(reason) (HTTP \(code))")
         }
     }
@@ -61,13 +60,6 @@ public struct ManagementClient: Sendable {
     public func list(_ path: String) throws -> [[String: Any]] {
         try call("GET", path) as? [[String: Any]] ?? []
     }
-}
-
-private final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: (Data?, Int?, (any Error)?) = (nil, nil, nil)
-    func set(_ d: Data?, _ s: Int?, _ e: (any Error)?) { lock.withLock { value = (d, s, e) } }
-    func get() -> (Data?, Int?, (any Error)?) { lock.withLock { value } }
 }
 
 /// Failures with rabbitmqctl's exit codes (sysexits.h).
