@@ -32,7 +32,7 @@ public final class AMQPClientConnection: Sendable {
         let loop = eventLoopGroup.next()
         let promise = loop.makePromise(of: FieldTable.self)
         let channel = try await ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls = configuration.tls {

@@ -94,7 +94,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         let bootstrap = ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: Self.readSizes)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -223,7 +223,7 @@ public final class ClusterTransport: RaftMessageSender, @unchecked Sendable {
         let tls = clientTLS
         let handler = ClusterLinkHandler(side: .client(address: peer.address, expected: peer.expected), transport: self)
         ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: Self.readSizes)
             .connectTimeout(.seconds(2))
             .channelInitializer { channel in

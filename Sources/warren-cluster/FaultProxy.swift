@@ -33,7 +33,7 @@ final class FaultProxy: @unchecked Sendable {
             let target = layout.nodes[parts[1] - 1].cluster
             _ = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.autoRead, value: false)
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture { accepted(channel, link: link, from: parts[0], to: parts[1], target: target) }
@@ -74,7 +74,7 @@ final class FaultProxy: @unchecked Sendable {
         let pair = ProxyPair(proxy: self, inbound: inbound, forward: link, backward: Faults.link(to, from))
         pairs[link, default: []].append(pair)
         ClientBootstrap(group: loop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(ProxySide(pair: pair, outbound: true)) }
