@@ -35,6 +35,7 @@ def dist():
     tarballs = sorted(glob.glob(os.path.join(d, "warren-*-linux-*.tar.gz")), key=os.path.getmtime)
     assert tarballs, f"no tarball in {d}"
     unpacked = tempfile.mkdtemp(prefix="warren-release-")
+    os.chmod(unpacked, 0o755)  # the nodes run as an unprivileged user (test_deploy.UnitCluster)
     with tarfile.open(tarballs[-1]) as t:
         t.extractall(unpacked, filter="tar")
     top = os.path.join(unpacked, os.listdir(unpacked)[0])
