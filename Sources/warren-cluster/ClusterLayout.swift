@@ -53,6 +53,11 @@ struct ClusterLayout: Codable {
         guard rename(tmp, Self.path(dir)) == 0 else { throw DriverError("cannot write '\(Self.path(dir))'") }
     }
 
+    /// The directed links ("i-j") from or to any of these nodes (numbered from 1).
+    func links(of nodes: Set<Int>) -> [String] {
+        links.keys.filter { $0.split(separator: "-").compactMap { Int($0) }.contains(where: nodes.contains) }.sorted()
+    }
+
     /// A node by number (2), short name (warren-2) or full name (warren-2@localhost).
     func index(of ref: String) throws -> Int {
         if let n = Int(ref), nodes.indices.contains(n - 1) { return n - 1 }

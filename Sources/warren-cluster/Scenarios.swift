@@ -166,7 +166,7 @@ final class FaultRunner: @unchecked Sendable {
             case .linkDelay:
                 let node = Int.random(in: 1...layout.nodes.count, using: &rng)
                 let ms = Int.random(in: 100...500, using: &rng)
-                let links = layout.links.keys.filter { $0.split(separator: "-").compactMap { Int($0) }.contains(node) }
+                let links = layout.links(of: [node])
                 history.record(.fault, info: "delay \(ms) ms on the links of \(layout.nodes[node - 1].name)")
                 try applyFaults(dir) { f in for l in links { f.delay[l] = ms } }
                 _ = wait(uniform(10, 30))
@@ -189,7 +189,7 @@ final class FaultRunner: @unchecked Sendable {
             case .packetLoss:
                 let node = Int.random(in: 1...layout.nodes.count, using: &rng)
                 let share = [0.02, 0.1, 0.3].randomElement(using: &rng)!
-                let links = layout.links.keys.filter { $0.split(separator: "-").compactMap { Int($0) }.contains(node) }
+                let links = layout.links(of: [node])
                 history.record(.fault, info: "lose \(Int(share * 100)) % of packets on the links of \(layout.nodes[node - 1].name)")
                 try applyFaults(dir) { f in for l in links { f.loss[l] = share } }
                 _ = wait(uniform(10, 30))

@@ -189,11 +189,7 @@ struct Delay: ParsableCommand {
         let layout = try ClusterLayout.load(where_.dir)
         let chosen = try Set(nodes.split(separator: ",").map { try layout.index(of: String($0)) + 1 })
         try applyFaults(where_.dir) { f in
-            for link in layout.links.keys {
-                let ends = link.split(separator: "-").compactMap { Int($0) }
-                guard ends.contains(where: chosen.contains) else { continue }
-                f.delay[link] = milliseconds > 0 ? milliseconds : nil
-            }
+            for link in layout.links(of: chosen) { f.delay[link] = milliseconds > 0 ? milliseconds : nil }
         }
         print("delay \(milliseconds) ms on the links of \(nodes)")
     }
@@ -210,9 +206,7 @@ struct Loss: ParsableCommand {
         guard (0...100).contains(percent) else { throw ValidationError("percent: 0 to 100") }
         let chosen = try Set(nodes.split(separator: ",").map { try layout.index(of: String($0)) + 1 })
         try applyFaults(where_.dir) { f in
-            for link in layout.links.keys where link.split(separator: "-").compactMap({ Int($0) }).contains(where: chosen.contains) {
-                f.loss[link] = percent > 0 ? percent / 100 : nil
-            }
+            for link in layout.links(of: chosen) { f.loss[link] = percent > 0 ? percent / 100 : nil }
         }
         print("\(percent) % loss on the links of \(nodes)")
     }

@@ -157,33 +157,10 @@ struct Workload: Sendable {
     }
 
     func consume(_ c: Int, stop: StopFlag) async {
-        var k = c + 1
-        while !stop.isSet {
-            let (config, node) = configuration(k, vhost: consumeVhost)
-            k += 1
-            let by = "c\(c)@\(node)"
-            guard let conn = try? await AMQPClientConnection.connect(config, eventLoopGroup: group) else {
-                try? await Task.sleep(for: .milliseconds(200))
-                continue
-            }
-            do {
-                let ch = try await conn.openChannel()
-                try await ch.basicQos(prefetchCount: 20)
-                let cancelled = StopFlag()
-                try await ch.setCancelListener { _ in cancelled.set() }
-                let history = self.history
-                _ = try await ch.basicConsume(queue: queue) { d in
-                    history.record(.recv, id: Int64(d.bodyString), by: by, redelivered: d.redelivered)
-                    ch.onEventLoop.ack(d.deliveryTag)
-                }
-                while !stop.isSet, !cancelled.isSet, await conn.closeReason() == nil {
-                    try? await Task.sleep(for: .milliseconds(100))
-                }
-                try? await conn.close()
-            } catch {
-                try? await conn.dropSocket()
-                try? await Task.sleep(for: .milliseconds(200))
-            }
+        let history = self.history
+        await consumeLoop(start: c + 1, vhost: consumeVhost, queue: queue, stop: stop) { node, ch, d in
+            history.record(.recv, id: Int64(d.bodyString), by: "c\(c)@\(node)", redelivered: d.redelivered)
+            ch.onEventLoop.ack(d.deliveryTag)
         }
     }
 
@@ -191,9 +168,20 @@ struct Workload: Sendable {
     /// dead-letters it into `queue`.
     func reject(_ r: Int, stop: StopFlag) async {
         guard let source = deadLetterFrom else { return }
-        var k = r + 2
+        await consumeLoop(start: r + 2, vhost: nil, queue: source, stop: stop) { _, ch, d in
+            ch.onEventLoop.nack(d.deliveryTag, requeue: false)
+        }
+    }
+
+    /// A push consumer (manual ack, prefetch 20) that moves to the next node when its
+    /// connection goes or its consumer is cancelled, until `stop`.
+    private func consumeLoop(
+        start: Int, vhost: String?, queue: String, stop: StopFlag,
+        _ handle: @escaping @Sendable (String, AMQPClientChannel, AMQPDelivery) -> Void
+    ) async {
+        var k = start
         while !stop.isSet {
-            let (config, _) = configuration(k)
+            let (config, node) = configuration(k, vhost: vhost)
             k += 1
             guard let conn = try? await AMQPClientConnection.connect(config, eventLoopGroup: group) else {
                 try? await Task.sleep(for: .milliseconds(200))
@@ -204,7 +192,7 @@ struct Workload: Sendable {
                 try await ch.basicQos(prefetchCount: 20)
                 let cancelled = StopFlag()
                 try await ch.setCancelListener { _ in cancelled.set() }
-                _ = try await ch.basicConsume(queue: source) { d in ch.onEventLoop.nack(d.deliveryTag, requeue: false) }
+                _ = try await ch.basicConsume(queue: queue) { d in handle(node, ch, d) }
                 while !stop.isSet, !cancelled.isSet, await conn.closeReason() == nil {
                     try? await Task.sleep(for: .milliseconds(100))
                 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ManagementClient
+import WarrenNode
 
 /// `warren health alive | ready | quorum-critical`: the checks probes and operators run, as
 /// RabbitMQ's `rabbitmq-diagnostics check_running`, `check_port_connectivity` and
@@ -25,22 +26,25 @@ struct Health: ParsableCommand {
         @Option(help: "The node's config file, for its ports (default $WARREN_CONFIG).") var config: String?
 
         func env(_ name: String) -> String? { ProcessInfo.processInfo.environment[name] }
-        /// A key of the node's config file ('key = value' lines), as the node reads it.
-        func fromFile(_ key: String) -> String? {
-            guard let path = config ?? env("WARREN_CONFIG"), let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-            for line in text.split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if parts.count == 2, parts[0] == key, !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") { return parts[1] }
+        /// The node's own settings (flags, then WARREN_* variables, then its config file), read
+        /// by the node's loader; only the ports are used.
+        func node() throws -> NodeConfiguration {
+            var flags: [String: String] = [:]
+            if let config { flags["config"] = config }
+            if let amqpPort { flags["amqp-port"] = String(amqpPort) }
+            if let managementPort { flags["management-port"] = String(managementPort) }
+            do {
+                return try NodeConfiguration.load(flags: flags, environment: ProcessInfo.processInfo.environment)
+            } catch {
+                throw Health.fail("unknown: the node's configuration: \(error)")
             }
-            return nil
         }
-        // Flags, then the environment, then the file: the node's order.
-        var amqp: Int { amqpPort ?? (env("WARREN_AMQP_PORT") ?? fromFile("amqp_port")).flatMap(Int.init) ?? 5672 }
-        var management: Int { managementPort ?? (env("WARREN_MANAGEMENT_PORT") ?? fromFile("management_port")).flatMap(Int.init) ?? 15672 }
+        var amqp: Int { get throws { try node().amqpPort } }
+        var management: Int { get throws { try node().managementPort } }
 
         func get(_ path: String) throws -> (status: Int, json: [String: Any]) {
             var client = ManagementClient(
-                host: host, port: management, user: user ?? env("WARREN_HEALTH_USER") ?? "guest",
+                host: host, port: try management, user: user ?? env("WARREN_HEALTH_USER") ?? "guest",
                 password: password ?? env("WARREN_HEALTH_PASSWORD") ?? "guest")
             client.timeout = timeout
             do {
@@ -63,7 +67,7 @@ struct Health: ParsableCommand {
         @OptionGroup var target: Target
         func run() throws {
             try Health.checkAlive(target)
-            print("alive: \(target.host):\(target.amqp) answers AMQP")
+            print("alive: \(target.host):\(try target.amqp) answers AMQP")
         }
     }
 
@@ -79,7 +83,7 @@ struct Health: ParsableCommand {
                 throw Health.fail("not ready: this node knows no metadata leader (cut off from the cluster's majority, or still joining)")
             }
             let running = (c["running_nodes"] as? [String]) ?? []
-            print("ready: \(target.host):\(target.amqp) serves; metadata leader \(leader); \(running.count) node(s) running")
+            print("ready: \(target.host):\(try target.amqp) serves; metadata leader \(leader); \(running.count) node(s) running")
         }
     }
 
@@ -107,15 +111,16 @@ struct Health: ParsableCommand {
     /// AMQP 0-9-1's protocol header in, a method frame of connection.start (class 10, method
     /// 10) out.
     static func checkAlive(_ t: Target) throws {
+        let port = try t.amqp
         let reply: Data
         do {
-            reply = try HTTPExchange.exchange(host: t.host, port: t.amqp, send: Data("AMQP".utf8) + Data([0, 0, 9, 1]), timeout: t.timeout, until: { $0.count >= 11 })
+            reply = try HTTPExchange.exchange(host: t.host, port: port, send: Data("AMQP".utf8) + Data([0, 0, 9, 1]), timeout: t.timeout, until: { $0.count >= 11 })
         } catch {
             throw fail("not alive: \(error)")
         }
         let b = [UInt8](reply)
         guard b.count >= 11, b[0] == 1, b[7] == 0, b[8] == 10, b[9] == 0, b[10] == 10 else {
-            throw fail("not alive: \(t.host):\(t.amqp) answered, but not with connection.start (\(b.prefix(12).map { String($0) }.joined(separator: " ")))")
+            throw fail("not alive: \(t.host):\(port) answered, but not with connection.start (\(b.prefix(12).map { String($0) }.joined(separator: " ")))")
         }
     }
 }
