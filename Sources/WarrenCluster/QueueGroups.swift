@@ -37,9 +37,9 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     /// Groups whose membership may have to move towards `wanted` (wanted changed, leadership
     /// gained, a learner not yet promoted): the others are not looked at each round.
     private var unreconciled: Set<GroupID> = []
-    /// What the broker side was last told of each group (commit index, membership): its status
-    /// is sent again when either changed (every 2 s at most), not on every commit.
-    private var told: [GroupID: (commit: LogIndex, membership: Membership)] = [:]
+    /// What the broker side was last told of each group (commit index, membership, quiet): its
+    /// status is sent again when any changed (every 2 s at most), not on every commit.
+    private var told: [GroupID: (commit: LogIndex, membership: Membership, quiet: Bool)] = [:]
 
     public init(cluster: ClusterNode, queues: ReplicatedQueues, brokerLoop: any EventLoop) {
         self.cluster = cluster
@@ -105,6 +105,15 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
             guard wanted[group] != nil else { return }
             wanted[group] = ids
             unreconciled.insert(group)
+            // The metadata took our leader out of the group (shrink, delete_member): its node
+            // closes its member as soon as it applies that, without removing itself from the
+            // Raft configuration first. A quiet group's followers would wait for it forever
+            // (their timers are stopped and its links stay up), so they stop following it and
+            // stand now; the remaining members are a majority of the old configuration, and
+            // the one elected removes the departed member from the Raft configuration.
+            _ = host.withGroup(group) { n in
+                if n.role != .leader && n.leader != 0 && !ids.contains(n.leader) { n.peerUnreachable(n.leader) }
+            }
         }
     }
 
@@ -164,8 +173,8 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     private func tellStatus() {
         for group in wanted.keys {
             guard let n = host.node(group) else { continue }
-            if let t = told[group], t.commit == n.commitIndex, t.membership == n.membership { continue }
-            told[group] = (n.commitIndex, n.membership)
+            if let t = told[group], t.commit == n.commitIndex, t.membership == n.membership, t.quiet == n.quiesced { continue }
+            told[group] = (n.commitIndex, n.membership, n.quiesced)
             if let s = status(of: group) { push(.status(group, s)) }
         }
     }
@@ -190,6 +199,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         s.snapshotIndex = n.latestSnapshot?.index ?? 0
         s.voters = n.membership.voters.map(name).sorted()
         s.learners = n.membership.learners.map(name).sorted()
+        s.quiet = n.quiesced
         return s
     }
 

@@ -318,6 +318,7 @@ extension ManagementAPI {
             "node": .string(nodeName), "raft_state": .string(s.role), "log_index": .int(Int64(s.logIndex)),
             "commit_index": .int(Int64(s.commitIndex)), "snapshot_index": .int(Int64(s.snapshotIndex)), "term": .int(Int64(s.term)),
             "machine_version": .int(1), "voters": .array(s.voters.map(JSONValue.string)), "learners": .array(s.learners.map(JSONValue.string)),
+            "quiet": .bool(s.quiet),
         ])
     }
 }

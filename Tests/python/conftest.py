@@ -124,3 +124,31 @@ def progs(warren):
 def against_warren():
     """False when the suite runs against an external broker."""
     return not os.environ.get("WARREN_TEST_BROKER")
+
+
+def _log_tails(value, lines=30):
+    """(title, path) of the node logs a fixture value holds: a `Node`, or a `Cluster`'s nodes."""
+    if isinstance(value, Node):
+        return [(os.path.splitext(os.path.basename(value.log_path))[0], value.log_path)]
+    nodes = getattr(value, "nodes", None)
+    if isinstance(nodes, list) and all(isinstance(n, dict) and "log" in n for n in nodes):
+        return [(n.get("name", "node"), n["log"]) for n in nodes]
+    return []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines of its nodes' logs: CI prints only the
+    report, and the logs themselves stay in test-artifacts/ on the CI machine."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        for title, path in _log_tails(value):
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.readlines()[-30:]
+            except OSError:
+                continue
+            report.sections.append((f"last lines of the log of {title}", "".join(l[:400] for l in tail)))

@@ -87,6 +87,9 @@ public struct ReplicaStatus: Sendable {
     /// Voters and learners of the group as this member knows them.
     public var voters: [String] = []
     public var learners: [String] = []
+    /// The group is idle and has stopped heartbeating (Raft quiescence): it costs nothing
+    /// until something is proposed or a member goes silent.
+    public var quiet = false
     public init() {}
 }
 
