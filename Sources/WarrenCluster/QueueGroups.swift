@@ -55,6 +55,9 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     public func open(group: UInt64, members: [String], campaign: Bool, join: Bool, initial: [UInt8]?) {
         let voters = Set(members.map { ClusterNodeID.of($0) })
         clusterLoop.execute { [self] in
+            // Back before it finished leaving (grow right after shrink): that member goes, and
+            // this one joins afresh like any member added later.
+            if leaving[group] != nil { drop(group) }
             wanted[group] = voters
             unreconciled.insert(group)
             startReconciling()
@@ -91,11 +94,49 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     public func close(group: UInt64) {
+        clusterLoop.execute { [self] in drop(group) }
+    }
+
+    public func leave(group: UInt64, members: [String]) {
+        let ids = Set(members.map { ClusterNodeID.of($0) })
         clusterLoop.execute { [self] in
-            wanted[group] = nil
-            told[group] = nil
-            unreconciled.remove(group)
-            host.removeGroup(group)
+            // A follower goes at once: the leader removes it from the configuration, and the
+            // rest keep a majority of both. The leader stays until it has committed its own
+            // removal (it then steps down, `RaftNode.committedAdvanced`), so the members left
+            // are a configuration of their own; 10 s at most, then it goes anyway (it cannot
+            // reach them, or lost the leadership: whoever leads next removes it).
+            guard wanted[group] != nil, let n = host.node(group), n.role == .leader, !ids.isEmpty, !ids.contains(me) else {
+                drop(group)
+                return
+            }
+            wanted[group] = ids
+            leaving[group] = .now() + .seconds(10)
+            unreconciled.insert(group)
+            startReconciling()
+            reconcile()
+        }
+    }
+
+    /// Groups this node leaves while leading them, until when they may stay (see `leave`).
+    /// Their commits and role changes are not passed on: the broker no longer has the queue
+    /// as a member.
+    private var leaving: [GroupID: NIODeadline] = [:]
+
+    private func drop(_ group: GroupID) {
+        wanted[group] = nil
+        told[group] = nil
+        leaving[group] = nil
+        transfers[group] = nil
+        unreconciled.remove(group)
+        host.removeGroup(group)
+    }
+
+    /// Leaving groups whose leader has stepped down (its removal committed) or whose time is up.
+    private func finishLeaving() {
+        let now = NIODeadline.now()
+        for (group, deadline) in leaving {
+            if let n = host.node(group), n.role == .leader, deadline > now { continue }
+            drop(group)
         }
     }
 
@@ -154,6 +195,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
         reconcileRounds += 1
         if reconcileRounds % 4 == 0 { tellStatus() }
         if !transfers.isEmpty { pursueTransfers() }
+        if !leaving.isEmpty { finishLeaving() }
         for group in unreconciled {
             // Not leading: whoever leads does it (and leadership gained here adds it again).
             guard let want = wanted[group], let node = host.node(group), node.role == .leader else {
@@ -230,6 +272,7 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     // MARK: RaftGroupDelegate (cluster loop)
 
     public func committed(_ entries: [Entry], snapshot: Snapshot?, group: GroupID) {
+        guard leaving[group] == nil else { return }
         var out: [ReplicaEntry] = []
         out.reserveCapacity(entries.count)
         for e in entries {
@@ -243,6 +286,12 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     public func leaderChanged(_ leader: NodeID, role: RaftNode.Role, term: Term, group: GroupID) {
+        if leaving[group] != nil {
+            // Stepped down after committing its own removal: it goes on the next turn (not
+            // from inside the host's round), not at the next reconcile round.
+            if role != .leader { clusterLoop.execute { [self] in if leaving[group] != nil { drop(group) } } }
+            return
+        }
         if role == .leader { unreconciled.insert(group) }
         push(.role(group, leads: role == .leader, term: term))
         if let s = status(of: group) { push(.status(group, s)) }

@@ -90,6 +90,11 @@ enum Health {
             let notVoting = expected.map(\.name).filter { !voters.contains($0) }
             if !notVoting.isEmpty { problems.append("\(n.name): \(notVoting.joined(separator: ", ")) not (yet) voting") }
             if let leader = status["metadata_leader"] as? String { leaders.insert(leader) } else { problems.append("\(n.name): knows no metadata leader") }
+            // The queue sessions too: a node that just restarted takes clients a moment before
+            // its publishes to other nodes' queues go through (they would be nacked).
+            let links = Set(status["queue_links"] as? [String] ?? [])
+            let noLink = expected.map(\.name).filter { $0 != n.name && !links.contains($0) }
+            if !noLink.isEmpty { problems.append("\(n.name): queue session with \(noLink.joined(separator: ", ")) not (yet) up") }
         }
         if leaders.count > 1 { problems.append("nodes disagree on the metadata leader: \(leaders.sorted().joined(separator: ", "))") }
         return problems

@@ -59,7 +59,10 @@ struct Status: ParsableCommand {
             var client = ManagementClient(host: "127.0.0.1", port: n.management, user: "guest", password: "guest")
             client.timeout = 2
             if let s = (try? client.call("GET", "/api/warren/cluster")) as? [String: Any] {
-                list[i]["sees"] = ["running_nodes": s["running_nodes"] ?? [], "metadata_leader": s["metadata_leader"] ?? NSNull(), "voters": s["voters"] ?? []]
+                list[i]["sees"] = [
+                    "running_nodes": s["running_nodes"] ?? [], "metadata_leader": s["metadata_leader"] ?? NSNull(), "voters": s["voters"] ?? [],
+                    "queue_links": s["queue_links"] ?? [],
+                ]
             }
         }
         out["nodes"] = list
@@ -229,7 +232,7 @@ struct Heal: ParsableCommand {
 struct WaitHealthy: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wait-healthy",
-        abstract: "Wait until every running node sees every other, all agree on one metadata leader and all vote.")
+        abstract: "Wait until every running node sees every other, all agree on one metadata leader and all vote, and every node's queue sessions with the others are up.")
     @OptionGroup var where_: DirOption
     @Option(help: "Seconds.") var timeout: Double = 60
     func run() throws {

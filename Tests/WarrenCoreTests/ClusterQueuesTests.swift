@@ -83,6 +83,53 @@ struct ClusterQueuesTests {
         #expect(n.queueOnA.unackedCount == 0 && n.queueOnA.messageCount == 0)
     }
 
+    @Test("a restarted: b's session is not up again until the new process is heard, so nothing goes out echoing the old one")
+    func restartedPeerIsHeardBeforeTheSessionIsUp() {
+        let n = TwoNodes()
+        #expect(n.b.clusterQueues!.peersUp == ["a@test"])
+        // a is killed and started again: a new process, its links reconnect within a second.
+        var ca = BrokerConfiguration()
+        ca.nodeName = "a@test"
+        let a2 = Broker(configuration: ca, clock: n.clock)
+        a2.setClusterNodes(["a@test": "a:1", "b@test": "b:1"])
+        a2.metadataLog.propose(.declareQueue(QueueDeclaration(vhost: "/", name: "q", durable: true, node: "a@test"))) { _ in }
+        let cq2 = a2.enableClusterQueues()
+        var toA2: [ByteBuffer] = []
+        var toB: [ByteBuffer] = []
+        cq2.transmit = { _, batch in toB.append(batch) }
+        n.b.clusterQueues!.transmit = { _, batch in toA2.append(batch) }
+        n.b.clusterQueues!.linkChanged("a@test", up: false)
+        n.b.clusterQueues!.linkChanged("a@test", up: true)
+        // Regression: b counted the session up again at once, with the old process's
+        // generation; what it sent then was dropped by a2, and nacked when a2 was heard.
+        #expect(!n.b.clusterQueues!.isUp("a@test"), "up before the new process was heard")
+        #expect(n.b.clusterQueues!.peersUp.isEmpty)
+        // a2 has replayed its definitions and serves: its heartbeat brings the session up.
+        cq2.serving = true
+        cq2.linkChanged("b@test", up: true)
+        while !toA2.isEmpty || !toB.isEmpty {
+            let (x, y) = (toA2, toB)
+            toA2.removeAll()
+            toB.removeAll()
+            for batch in x { cq2.received(batch, from: "b@test") }
+            for batch in y { n.b.clusterQueues!.received(batch, from: "a@test") }
+        }
+        #expect(n.b.clusterQueues!.isUp("a@test"))
+        let client = TestClient.ready(n.b)
+        client.send(channel: 1, .confirmSelect(ConfirmSelect()))
+        client.publish(routingKey: "q", body: "after the restart")
+        while !toA2.isEmpty || !toB.isEmpty {
+            let (x, y) = (toA2, toB)
+            toA2.removeAll()
+            toB.removeAll()
+            for batch in x { cq2.received(batch, from: "b@test") }
+            for batch in y { n.b.clusterQueues!.received(batch, from: "a@test") }
+        }
+        client.collect()
+        #expect(a2.vhosts["/"]!.queues["q"]!.messageCount == 1)
+        #expect(client.methods(channel: 1).last == .basicAck(BasicAck(deliveryTag: 1, multiple: false)))
+    }
+
     @Test("when a goes silent: b's consumer is cancelled, its waiting confirm nacked, and a requeues what b had")
     func silenceEndsTheSession() throws {
         let n = TwoNodes()

@@ -11,6 +11,7 @@ final class FakeReplicaLog: ReplicaLog {
     var compacted = 0
     func open(group: UInt64, members: [String], campaign: Bool, join: Bool, initial: [UInt8]?) {}
     func close(group: UInt64) {}
+    func leave(group: UInt64, members: [String]) {}
     func propose(_ batches: [(group: UInt64, data: [UInt8])]) { proposed += batches.map(\.data) }
     func compact(group: UInt64, upTo index: UInt64, data: [UInt8]) { compacted += 1 }
     func setMembers(group: UInt64, members: [String]) {}

@@ -384,6 +384,28 @@ def test_an_idle_queue_whose_leader_is_removed_from_its_group_elects_another(clu
     eventually(lambda: len(quorum_status(cluster, others[0], "rq.leaderout")) == 2, timeout=20, what="the departed member out of the group")
 
 
+def test_the_leader_of_a_queue_of_two_removed_from_it_leaves_a_queue_of_one_that_works(cluster):
+    """Regression: delete_member of the leader of a two-member group. The one left is not a
+    majority of the configuration it knows ({it, the leader}), so it could never elect itself
+    once the leader had closed its member: the queue stayed without a leader for ever. A
+    leaving leader removes itself through Raft first, then closes."""
+    names = {i: cluster.node_name(i) for i in (1, 2, 3)}
+    declare_everywhere(cluster, 1, "rq.pairout", {"x-quorum-initial-group-size": 2})
+    ch = cluster.connect(1).channel()
+    ch.confirm_delivery()
+    for k in range(20):
+        ch.basic_publish("", "rq.pairout", str(k).encode(), properties=pika.BasicProperties(delivery_mode=2))
+    leader = eventually(lambda: leader_of(cluster, "rq.pairout", (1, 2, 3)), timeout=20, what="a leader recorded")
+    other = next(i for i in (1, 2, 3) if names[i] in members_of(cluster, 1, "rq.pairout") and i != leader)
+    cluster.ctl(other, "delete_member", "rq.pairout", names[leader])
+    eventually(lambda: leader_of(cluster, "rq.pairout", (other,)) == other, timeout=20, what="the member left leading")
+    eventually(lambda: len(quorum_status(cluster, other, "rq.pairout")) == 1, timeout=20, what="a group of one")
+    got = drain(cluster.connect(leader).channel(), "rq.pairout", 20)
+    assert got == [str(k).encode() for k in range(20)]
+    ch.basic_publish("", "rq.pairout", b"after", properties=pika.BasicProperties(delivery_mode=2))
+    assert eventually(lambda: ch.basic_get("rq.pairout", auto_ack=True)[2], timeout=10) == b"after"
+
+
 def test_shrink_and_grow_a_node_across_every_queue(cluster):
     names = {i: cluster.node_name(i) for i in (1, 2, 3)}
     for k in range(3):

@@ -7,7 +7,8 @@ import Logging
 /// delivers again what the old one had handed out), so the automatic round is careful: it runs
 /// only when every node has been up for `settledFor` (a node that comes back after a failover
 /// gets its share, not one that flaps), moves at most `movesPerRound` leaders a round, and
-/// only where a node leads at least two more queues than the member it would go to.
+/// only where a node leads at least two more queues than the member it would go to; a round
+/// waits until the previous round's moves are recorded (12 s at most).
 extension ReplicatedQueues {
     /// The global parameter of automatic spreading: "off", or the seconds every node must have
     /// been up before leaders move (default `settledFor`).
@@ -71,6 +72,9 @@ extension ReplicatedQueues {
         let since = wholeSince ?? t
         wholeSince = since
         guard t - since >= settled, t - lastSpreading >= min(settled, Self.spreadingInterval), nodes.min() == broker.nodeName else { return }
+        // The last round's handovers first: planned from records that do not show them yet,
+        // a round would move more than it should and the next would move some back.
+        if t < spreadingUnderway.until && spreadingUnderway.moves.contains(where: { !isDone($0) }) { return }
         lastSpreading = t
         let queues = broker.vhosts.values.flatMap { $0.queues.values }
         // Only queues that are led (a recorded leader that is up): a queue in an election waits.
@@ -81,5 +85,18 @@ extension ReplicatedQueues {
             "replicated queues: spreading leaders over the nodes (global parameter \(Self.spreadingParameter) = off turns this off)",
             metadata: ["moves": "\(moves.count)", "first": "\(moves[0].vhost)/\(moves[0].name) \(moves[0].from) -> \(moves[0].to)"])
         for m in moves { broker.metadataLog.propose(m.command) { _ in } }
+        spreadingUnderway = (moves, t + Self.handoverTimeout)
+    }
+
+    /// How long a round waits for the previous one's handovers (a group gives up a transfer
+    /// after 10 s: `QueueGroups.transferLeadership`).
+    static let handoverTimeout: Int64 = 12_000
+
+    /// Whether a move is recorded, or can no longer be (the queue or the member gone).
+    private func isDone(_ m: LeaderMove) -> Bool {
+        guard let q = broker.vhosts[m.vhost]?.queues[m.name], q.incarnation == m.incarnation, let r = q.replicated,
+            r.members.contains(m.to)
+        else { return true }
+        return q.homeNode == m.to
     }
 }

@@ -150,7 +150,7 @@ public final class ReplicatedQueue: QueueContents {
             failAll()
             leads = false
             manager.unregister(self)
-            manager.log?.close(group: group)
+            manager.log?.leave(group: group, members: new)
             manager.nonMembers[ObjectIdentifier(self)] = self
             appliedIndex = 0
             queue.restoreReplica(nextSeq: 0, entries: [])

@@ -17,6 +17,11 @@ public protocol ReplicaLog: AnyObject {
     func transferLeadership(group: UInt64, to node: String)
     /// The queue was deleted: the group goes, with its log.
     func close(group: UInt64)
+    /// This node is no longer one of the group's `members` (shrink, delete_member): its member
+    /// goes, with its log. A member that leads the group first removes itself through Raft, so
+    /// that the others are left with a configuration they can elect in (two members of which
+    /// the leader leaves would otherwise keep one that needs both).
+    func leave(group: UInt64, members: [String])
     /// Appends one batch per group to the groups this node leads; a group not led here fails
     /// its batch (`ReplicatedQueues.proposalsFailed`).
     func propose(_ batches: [(group: UInt64, data: [UInt8])])
@@ -204,6 +209,8 @@ public final class ReplicatedQueues {
     /// round of it.
     var wholeSince: Int64?
     var lastSpreading: Int64 = 0
+    /// The moves of the last round and until when the next waits for them to be recorded.
+    var spreadingUnderway: (moves: [LeaderMove], until: Int64) = ([], 0)
 
     /// The session with `node` is up: consumers of queues it leads that lost their link to it
     /// attach again.

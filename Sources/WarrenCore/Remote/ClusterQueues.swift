@@ -81,6 +81,10 @@ public final class ClusterQueues {
     /// Whether the queue session with `node` is up now.
     public func isUp(_ node: String) -> Bool { peers[node]?.up == true }
 
+    /// The nodes whose queue session is up now (they and this node carry each other's
+    /// publishes, deliveries and acks).
+    public var peersUp: [String] { peers.values.filter(\.up).map(\.name).sorted() }
+
     /// The link this node sends to `node` on came up or went down.
     public func linkChanged(_ node: String, up: Bool) {
         guard let p = peer(node) else { return }
@@ -125,7 +129,7 @@ public final class ClusterQueues {
 
     /// Whether the session with `p` can carry messages now; sends what waited when it can.
     func refresh(_ p: QueuePeer) {
-        let up = p.linkUp && p.theirGeneration != 0 && now - p.lastHeard <= silenceLimit
+        let up = p.linkUp && p.heardInSession && p.theirGeneration != 0 && now - p.lastHeard <= silenceLimit
         guard up != p.up else { return }
         p.up = up
         if up {
@@ -143,6 +147,7 @@ public final class ClusterQueues {
         if p.up || !p.isIdle { broker.logger.warning("queue link to \(p.name) ended (\(why)): its consumers are cancelled, unconfirmed publishes nacked") }
         if bump { p.generation &+= 1 }
         p.up = false
+        p.heardInSession = false
         p.failed = true
         p.resetOutput()
         endAsClient(p)
@@ -202,6 +207,7 @@ public final class ClusterQueues {
             p.theirGeneration = generation
         }
         p.lastHeard = now
+        p.heardInSession = true
         refresh(p)
         guard echo == p.generation, count > 0 else { return }
         defer { announceConfirms() }
@@ -256,6 +262,11 @@ final class QueuePeer {
     var theirGeneration: UInt64 = 0
     var linkUp = false
     var lastHeard: Int64 = 0
+    /// A batch came from the peer since the last session ended. Until then `theirGeneration`
+    /// may be that of a process that is gone (a restart reconnects the link within a second):
+    /// what would be sent echoing it is dropped there, and nacked here once its new
+    /// generation arrives.
+    var heardInSession = false
     /// The session carries messages now.
     var up = false
     /// The last session ended and no new one is up: requests fail at once instead of waiting.
