@@ -46,11 +46,11 @@ extension RaftNode {
         }
         switch m.kind {
         case .preVote(let li, let lt):
-            let grant = m.term > term && log.isUpToDate(lastIndex: li, lastTerm: lt) && !inLease
+            let grant = m.term > term && hasConfiguration && log.isUpToDate(lastIndex: li, lastTerm: lt) && !inLease
             outbox.append(Message(from: id, to: m.from, term: grant ? m.term : term, kind: .preVoteResponse(granted: grant)))
         case .vote(let li, let lt, _):
             let canVote = vote == m.from || (vote == 0 && leader == 0)
-            let grant = canVote && log.isUpToDate(lastIndex: li, lastTerm: lt)
+            let grant = canVote && hasConfiguration && log.isUpToDate(lastIndex: li, lastTerm: lt)
             if grant {
                 vote = m.from
                 electionElapsed = 0
@@ -100,6 +100,12 @@ extension RaftNode {
             campaign(preVote: false, transfer: true)
         }
     }
+
+    /// A member with no configuration at all grants no vote: it was added later and has not
+    /// had the leader's snapshot yet, or its state was wiped and it came back under the same
+    /// id while the others still count it as a voter. Either way it cannot know whether it
+    /// voted in this term before (a wiped member that had could elect a second leader).
+    var hasConfiguration: Bool { !membership.members.isEmpty }
 
     /// Within an election timeout of hearing from a leader (only with check-quorum).
     var inLease: Bool {

@@ -62,6 +62,21 @@ struct RaftNodeTests {
         #expect(again.term == 2 && again.lastIndex == 2 && again.term(at: 2) == 2)
     }
 
+    @Test("a member with no configuration (added later, or wiped and back under its id) grants no vote or pre-vote")
+    func noConfigurationNoVote() {
+        let (fresh, _) = node(3, voters: [], storage: MemoryStorage())
+        fresh.step(Message(from: 1, to: 3, term: 5, kind: .preVote(lastIndex: 9, lastTerm: 4)))
+        fresh.step(Message(from: 1, to: 3, term: 5, kind: .vote(lastIndex: 9, lastTerm: 4, transfer: false)))
+        let answers = fresh.ready().messages.map(\.kind)
+        #expect(answers.contains(.preVoteResponse(granted: false)))
+        #expect(answers.contains(.voteResponse(granted: false)))
+        #expect(fresh.vote == 0, "it must not remember a vote it did not give")
+        // Once the leader's snapshot gave it a configuration, it votes like any member.
+        let (member, _) = node(3, voters: [1, 2, 3])
+        member.step(Message(from: 1, to: 3, term: 5, kind: .vote(lastIndex: 9, lastTerm: 4, transfer: false)))
+        #expect(member.ready().messages.map(\.kind).contains(.voteResponse(granted: true)))
+    }
+
     @Test("a follower refuses proposals and reads, naming the leader it knows")
     func notLeader() {
         let sim = Simulation(seed: 3, voters: 3, faults: .none)
