@@ -360,10 +360,11 @@ def test_quorum_status_add_delete_member_and_transfer_leadership(cluster):
 
 def test_an_idle_queue_whose_leader_is_removed_from_its_group_elects_another(cluster):
     """Regression (found by the automatic-spreading test in CI): delete_member (or shrink) of a
-    quiet group's leader. Its node closes its member when it applies the new member list, before
+    quiet group's leader. Its node closed its member when it applied the new member list, before
     any Raft change; the followers had stopped their timers and its links stay up, so they
-    waited for it for ever and the queue kept a recorded leader that was not a member. They
-    stop following it now and elect one of themselves."""
+    waited for it for ever and the queue kept a recorded leader that was not a member. Now the
+    leaving leader removes itself through Raft first (which wakes the group), and the followers
+    stop following it as they apply the list (in case it cannot)."""
     names = {i: cluster.node_name(i) for i in (1, 2, 3)}
     declare_everywhere(cluster, 1, "rq.leaderout")
     leader = eventually(lambda: leader_of(cluster, "rq.leaderout", (1, 2, 3)), timeout=20, what="a leader recorded")
