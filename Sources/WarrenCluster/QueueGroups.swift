@@ -286,12 +286,9 @@ public final class QueueGroups: ReplicaLog, RaftGroupDelegate, @unchecked Sendab
     }
 
     public func leaderChanged(_ leader: NodeID, role: RaftNode.Role, term: Term, group: GroupID) {
-        if leaving[group] != nil {
-            // Stepped down after committing its own removal: it goes on the next turn (not
-            // from inside the host's round), not at the next reconcile round.
-            if role != .leader { clusterLoop.execute { [self] in if leaving[group] != nil { drop(group) } } }
-            return
-        }
+        // Leaving: the broker no longer has it; once it has stepped down, the next reconcile
+        // round drops it (`finishLeaving`).
+        if leaving[group] != nil { return }
         if role == .leader { unreconciled.insert(group) }
         push(.role(group, leads: role == .leader, term: term))
         if let s = status(of: group) { push(.status(group, s)) }

@@ -104,27 +104,25 @@ struct ClusterQueuesTests {
         // generation; what it sent then was dropped by a2, and nacked when a2 was heard.
         #expect(!n.b.clusterQueues!.isUp("a@test"), "up before the new process was heard")
         #expect(n.b.clusterQueues!.peersUp.isEmpty)
+        // Hands over what is on its way between a2 and b, until nothing is.
+        func deliver() {
+            while !toA2.isEmpty || !toB.isEmpty {
+                let (x, y) = (toA2, toB)
+                toA2.removeAll()
+                toB.removeAll()
+                for batch in x { cq2.received(batch, from: "b@test") }
+                for batch in y { n.b.clusterQueues!.received(batch, from: "a@test") }
+            }
+        }
         // a2 has replayed its definitions and serves: its heartbeat brings the session up.
         cq2.serving = true
         cq2.linkChanged("b@test", up: true)
-        while !toA2.isEmpty || !toB.isEmpty {
-            let (x, y) = (toA2, toB)
-            toA2.removeAll()
-            toB.removeAll()
-            for batch in x { cq2.received(batch, from: "b@test") }
-            for batch in y { n.b.clusterQueues!.received(batch, from: "a@test") }
-        }
+        deliver()
         #expect(n.b.clusterQueues!.isUp("a@test"))
         let client = TestClient.ready(n.b)
         client.send(channel: 1, .confirmSelect(ConfirmSelect()))
         client.publish(routingKey: "q", body: "after the restart")
-        while !toA2.isEmpty || !toB.isEmpty {
-            let (x, y) = (toA2, toB)
-            toA2.removeAll()
-            toB.removeAll()
-            for batch in x { cq2.received(batch, from: "b@test") }
-            for batch in y { n.b.clusterQueues!.received(batch, from: "a@test") }
-        }
+        deliver()
         client.collect()
         #expect(a2.vhosts["/"]!.queues["q"]!.messageCount == 1)
         #expect(client.methods(channel: 1).last == .basicAck(BasicAck(deliveryTag: 1, multiple: false)))

@@ -126,7 +126,7 @@ def against_warren():
     return not os.environ.get("WARREN_TEST_BROKER")
 
 
-def _log_tails(value, lines=30):
+def _log_tails(value):
     """(title, path) of the node logs a fixture value holds: a `Node`, or a `Cluster`'s nodes."""
     if isinstance(value, Node):
         return [(os.path.splitext(os.path.basename(value.log_path))[0], value.log_path)]
